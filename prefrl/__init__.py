@@ -1,0 +1,28 @@
+"""prefrl: the preference-learning core.
+
+Data flows one way: rollout -> segments -> queries -> labels -> reward fit ->
+learned reward -> agent. Importing ``prefrl`` pulls in no environment family
+(no ALE, no MuJoCo, no language model).
+"""
+
+from prefrl.diagnostics import pearson, segment_return_correlation, spearman
+from prefrl.loop import LoopConfig, PreferenceLoop, RolloutRecorder
+from prefrl.losses import bt_log_probs, bt_loss, bt_probability, disagreement, kwise_ranking_loss, mean_entropy
+from prefrl.oracle import Labeler, SyntheticOracle
+from prefrl.queries import QUERY_METHODS, pair_probabilities, select_queries
+from prefrl.reward_model import MLPEnsemble, ModuleEnsemble, RewardEnsemble
+from prefrl.schedule import LabelSchedule
+from prefrl.segments import Segments, sample_segments, valid_starts
+from prefrl.store import PreferenceStore
+from prefrl.trainer import RewardTrainer, TrainerConfig
+from prefrl.wrappers import LearnedRewardVecEnv, LearnedRewardVectorEnv, PreferenceCallback
+
+__all__ = [
+    "Labeler", "LabelSchedule", "LearnedRewardVecEnv", "LearnedRewardVectorEnv", "LoopConfig", "MLPEnsemble",
+    "ModuleEnsemble", "PreferenceCallback", "PreferenceLoop", "PreferenceStore", "QUERY_METHODS",
+    "RewardEnsemble", "RewardTrainer", "RolloutRecorder", "Segments", "SyntheticOracle", "TrainerConfig",
+    "bt_log_probs", "bt_loss", "bt_probability", "disagreement", "kwise_ranking_loss", "mean_entropy",
+    "pair_probabilities", "pearson", "sample_segments", "segment_return_correlation", "select_queries",
+    "spearman", "valid_starts",
+]
+__version__ = "0.1.0"

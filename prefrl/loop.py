@@ -1,0 +1,268 @@
+"""The preference loop: record -> segments -> queries -> labels -> fit -> learned reward.
+
+``PreferenceLoop`` owns every piece of the core and exposes three calls:
+
+* ``record(obs, act, true_reward, done)`` after each vector-env step (the
+  wrappers do this);
+* ``reward(obs, act)``, the normalised learned reward of a batch of steps;
+* ``update(env_step)`` between agent updates: asks for the labels the
+  schedule says are due, stores them, refits the ensemble and recalibrates the
+  reward normalisation. ``pretrain()`` does the same once, before training,
+  with the initial share of the budget and more epochs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from prefrl.diagnostics import segment_return_correlation
+from prefrl.oracle import Labeler
+from prefrl.queries import QUERY_METHODS, select_queries
+from prefrl.reward_model import MLPEnsemble, RewardEnsemble
+from prefrl.schedule import LabelSchedule
+from prefrl.segments import Segments, sample_segments
+from prefrl.store import PreferenceStore
+from prefrl.trainer import RewardTrainer, TrainerConfig
+
+__all__ = ["LoopConfig", "RolloutRecorder", "PreferenceLoop"]
+
+
+@dataclass
+class LoopConfig:
+    """Settings of the query/label/fit loop."""
+
+    total_labels: int = 700
+    """Label budget of the whole run (the paper's MuJoCo runs: 700 or 1400)."""
+    total_steps: int = 1_000_000
+    """Environment steps of the run; the label schedule is scaled to it."""
+    segment_length: int = 25
+    """L, steps per segment (paper: 25 for Atari, 15-60 for MuJoCo)."""
+    candidate_factor: int = 10
+    """Candidate pairs drawn per label wanted (paper: ~10x)."""
+    query: str = "disagreement"
+    """Query selection: "disagreement", "entropy" or "random"."""
+    initial_fraction: float = 0.25
+    """Share of the budget labeled from the initial (random) policy before training."""
+    t0_fraction: float = 0.1
+    """Decay constant T0 of the label rate T0/(T+T0), as a share of total_steps."""
+    pretrain_epochs: int = 200
+    """Epochs over the initial labels before the agent starts (paper, Atari: 200)."""
+    fit_epochs: int = 5
+    """Epochs of refitting after each batch of new labels."""
+    min_new_labels: int = 1
+    """Fewest due labels worth a query round (bigger = fewer, larger rounds)."""
+    buffer_steps: int = 10_000
+    """Recent steps per env kept for sampling segments."""
+    target_std: float = 1.0
+    """Std of the normalised learned reward (the mean is 0)."""
+    calibration_samples: int = 4096
+    """Recent steps used to re-estimate the reward's mean/std after each fit."""
+    correlation_segments: int = 256
+    """Fresh segments scored for the learned-vs-true correlation metric."""
+    seed: int = 0
+    """Seeds segment sampling and query selection."""
+
+    def __post_init__(self) -> None:
+        if self.query not in QUERY_METHODS:
+            raise ValueError(f"unknown query method {self.query!r}; choose one of {QUERY_METHODS}")
+        for name in ("segment_length", "candidate_factor", "buffer_steps", "calibration_samples", "min_new_labels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.total_labels < 0:
+            raise ValueError(f"the label budget must be >= 0, got {self.total_labels}")
+        if self.total_labels > self.total_steps:
+            raise ValueError(
+                f"{self.total_labels} labels for {self.total_steps} steps: ask for fewer labels than steps"
+            )
+
+
+class RolloutRecorder:
+    """Ring buffer of the last ``capacity`` vector-env steps, kept as numpy arrays.
+
+    Args:
+        capacity: steps (per env) to keep.
+        n_envs: environments in the vector env.
+    """
+
+    def __init__(self, capacity: int, n_envs: int):
+        self.capacity, self.n_envs = capacity, n_envs
+        self._buf: dict[str, np.ndarray] = {}
+        self._next = 0
+        self.size = 0
+        self.total = 0
+
+    def add(self, obs: np.ndarray, act: np.ndarray, true_reward: np.ndarray, done: np.ndarray, valid=None) -> None:
+        """Appends one vector step: obs [n, ...], act [n, ...], true_reward [n], done [n], valid [n]."""
+        step = {
+            "obs": np.asarray(obs),
+            "act": np.asarray(act),
+            "true_reward": np.asarray(true_reward, dtype=np.float32),
+            "done": np.asarray(done, dtype=bool),
+            "valid": np.ones(self.n_envs, bool) if valid is None else np.asarray(valid, dtype=bool),
+        }
+        for k, v in step.items():
+            if len(v) != self.n_envs:
+                raise ValueError(f"{k} has {len(v)} rows, expected one per env ({self.n_envs})")
+        if not self._buf:
+            self._buf = {k: np.zeros((self.capacity, *v.shape), v.dtype) for k, v in step.items()}
+        for k, v in step.items():
+            self._buf[k][self._next] = v
+        self._next = (self._next + 1) % self.capacity
+        self.size = min(self.capacity, self.size + 1)
+        self.total += 1
+
+    def mark_episode_break(self) -> None:
+        """Ends every env's episode at the last recorded step (e.g. after a manual reset)."""
+        if self.size:
+            self._buf["done"][(self._next - 1) % self.capacity] = True
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The recorded steps in time order, each [T, n_envs, ...]."""
+        if self.size == 0:
+            raise ValueError("no steps recorded yet: step the wrapped environment first")
+        if self.size < self.capacity:
+            return {k: v[: self.size] for k, v in self._buf.items()}
+        order = np.roll(np.arange(self.capacity), -self._next)
+        return {k: v[order] for k, v in self._buf.items()}
+
+    def sample(self, n: int, length: int, generator: torch.Generator) -> Segments:
+        """N segments of ``length`` steps from the recorded steps."""
+        a = self.arrays()
+        return sample_segments(a["obs"], a["act"], a["true_reward"], a["done"], length, n, generator, a["valid"])
+
+    def random_steps(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Up to n recorded (obs, act) steps drawn at random: obs [n, ...], act [n, ...]."""
+        a = self.arrays()
+        flat = a["valid"].reshape(-1).nonzero()[0]
+        pick = rng.choice(flat, size=min(n, len(flat)), replace=False)
+        t, e = np.divmod(pick, self.n_envs)
+        return a["obs"][t, e], a["act"][t, e]
+
+
+@dataclass
+class PreferenceLoop:
+    """Learns a reward from preferences while an agent trains.
+
+    Args:
+        ensemble: the reward model.
+        labeler: answers queries (``SyntheticOracle`` or a person).
+        n_envs: environments per vector step.
+        config: loop settings (``LoopConfig``).
+        trainer_config: reward-fitting settings (``TrainerConfig``).
+        store: where labels go; default an in-memory ``PreferenceStore``.
+    """
+
+    ensemble: RewardEnsemble
+    labeler: Labeler
+    n_envs: int
+    config: LoopConfig = field(default_factory=LoopConfig)
+    trainer_config: TrainerConfig = field(default_factory=TrainerConfig)
+    store: PreferenceStore | None = None
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.store = self.store if self.store is not None else PreferenceStore(seed=cfg.seed)
+        self.trainer = RewardTrainer(self.ensemble, self.trainer_config)
+        self.schedule = LabelSchedule(cfg.total_labels, cfg.total_steps, cfg.initial_fraction, cfg.t0_fraction)
+        self.recorder = RolloutRecorder(cfg.buffer_steps, self.n_envs)
+        self.device = torch.device(self.trainer_config.device)
+        self._gen = torch.Generator().manual_seed(cfg.seed)
+        self._np_rng = np.random.default_rng(cfg.seed)
+        self.labels_used = 0
+        self.reward_mean, self.reward_std = 0.0, 1.0
+        self.metrics: dict[str, float] = {}
+        self.fit_seconds = 0.0
+
+    # -- per step --------------------------------------------------------
+    def record(self, obs, act, true_reward, done, valid=None) -> None:
+        """Records one vector step (see ``RolloutRecorder.add``)."""
+        self.recorder.add(obs, act, true_reward, done, valid)
+
+    @torch.inference_mode()
+    def raw_reward(self, obs, act) -> np.ndarray:
+        """Ensemble-mean reward, unnormalised: obs [B, ...], act [B, ...] -> [B]."""
+        o = torch.as_tensor(obs, device=self.device)
+        a = torch.as_tensor(act, device=self.device)
+        self.ensemble.eval()
+        return self.ensemble(o, a).mean(0).float().cpu().numpy()
+
+    def reward(self, obs, act) -> np.ndarray:
+        """Normalised learned reward of a batch of steps: obs [B, ...], act [B, ...] -> [B] float32."""
+        raw = self.raw_reward(obs, act)
+        return ((raw - self.reward_mean) / self.reward_std * self.config.target_std).astype(np.float32)
+
+    # -- between agent updates ---------------------------------------------
+    def _calibrate(self) -> None:
+        obs, act = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
+        raw = np.concatenate([self.raw_reward(o, a) for o, a in _chunks(obs, act, 1024)])
+        self.reward_mean = float(raw.mean())
+        self.reward_std = float(raw.std()) if len(raw) > 1 and raw.std() > 1e-8 else 1.0
+
+    def _query(self, n: int) -> int:
+        """Samples candidates, selects n queries, labels them; returns labels stored."""
+        m = n * self.config.candidate_factor
+        L = self.config.segment_length
+        seg1 = self.recorder.sample(m, L, self._gen)
+        seg2 = self.recorder.sample(m, L, self._gen)
+        method = self.config.query if self.labels_used > 0 else "random"  # an unfit model cannot disagree
+        pick = select_queries(self.ensemble, seg1, seg2, n, method, self._gen)
+        seg1, seg2 = seg1[pick], seg2[pick]
+        mu, answered = self.labeler.label(seg1, seg2)
+        self.store.add(seg1[answered], seg2[answered], mu[answered])
+        self.labels_used += n  # skipped queries still cost the labeler's time
+        return int(answered.sum())
+
+    def _fit(self, epochs: int) -> dict[str, float]:
+        t = time.perf_counter()
+        metrics = self.trainer.fit(self.store, epochs)
+        self._calibrate()
+        fresh = self.recorder.sample(self.config.correlation_segments, self.config.segment_length, self._gen)
+        metrics.update(segment_return_correlation(self.ensemble, fresh))
+        self.fit_seconds += time.perf_counter() - t
+        return metrics
+
+    def pretrain(self) -> dict[str, float]:
+        """Labels the initial share of the budget from what was recorded so far and fits on it.
+
+        Call after stepping the wrapped env with the initial (random) policy.
+        """
+        n0 = self.schedule.initial_labels
+        if n0 == 0:
+            return {}
+        if isinstance(self.ensemble, MLPEnsemble):  # standardise inputs on the initial policy's data
+            obs, act = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
+            self.ensemble.set_input_stats(torch.as_tensor(obs, device=self.device), torch.as_tensor(act, device=self.device))
+        self._query(n0)
+        if len(self.store) == 0:
+            raise ValueError("the labeler skipped every initial query; lower its skip threshold")
+        self.metrics = self._fit(self.config.pretrain_epochs) | {"labels": float(self.labels_used)}
+        return self.metrics
+
+    def update(self, env_step: int) -> dict[str, float] | None:
+        """Runs a query/label/fit round if the schedule says labels are due.
+
+        Args:
+            env_step: environment steps the agent has taken so far.
+
+        Returns:
+            The round's metrics, or ``None`` if nothing was due.
+        """
+        need = self.schedule.due(env_step) - self.labels_used
+        if need < self.config.min_new_labels or self.recorder.size < self.config.segment_length:
+            return None
+        if self.labels_used == 0:
+            return self.pretrain()
+        self._query(need)
+        if len(self.store) == 0:
+            return None
+        self.metrics = self._fit(self.config.fit_epochs) | {"labels": float(self.labels_used)}
+        return self.metrics
+
+
+def _chunks(obs: np.ndarray, act: np.ndarray, size: int):
+    for s in range(0, len(obs), size):
+        yield obs[s : s + size], act[s : s + size]

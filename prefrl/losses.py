@@ -1,0 +1,178 @@
+"""The math of preference learning, as small pure functions.
+
+Every function takes and returns tensors, asserts the shapes it relies on, and
+carries its equation in the docstring. Nothing here holds state.
+
+Conventions:
+    ``R1, R2`` are predicted segment returns (sums of per-step rewards).
+    ``mu`` is the label: the probability mass the labeler put on segment 1,
+    one of {0, 0.5, 1} (0.5 = "equally good").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "bt_log_probs",
+    "bt_probability",
+    "bt_loss",
+    "kwise_ranking_loss",
+    "disagreement",
+    "mean_entropy",
+]
+
+
+def _check_noise(eps: float) -> None:
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"noise eps must be in [0, 1), got {eps}")
+
+
+def bt_log_probs(R1: torch.Tensor, R2: torch.Tensor, eps: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log of the noise-aware Bradley-Terry probabilities, computed stably.
+
+    P[s1 > s2]  = sigmoid(R1 - R2)
+    P'[s1 > s2] = (1 - eps) * P + eps / 2
+
+    (Christiano et al. 2017: a labeler answers uniformly at random with
+    probability eps.)  Computed in log space with ``logaddexp`` so that large
+    return gaps do not underflow.
+
+    Args:
+        R1: [...] predicted returns of segment 1.
+        R2: [...] predicted returns of segment 2, same shape as ``R1``.
+        eps: probability of a random answer, in [0, 1).
+
+    Returns:
+        (log P'[s1 > s2], log P'[s2 > s1]), each shaped like ``R1``.
+    """
+    assert R1.shape == R2.shape, f"R1 {tuple(R1.shape)} and R2 {tuple(R2.shape)} differ"
+    _check_noise(eps)
+    d = R1 - R2
+    if eps == 0.0:
+        return F.logsigmoid(d), F.logsigmoid(-d)
+    log_keep = math.log1p(-eps)
+    log_rand = torch.full_like(d, math.log(eps / 2))
+    lp1 = torch.logaddexp(log_keep + F.logsigmoid(d), log_rand)
+    lp2 = torch.logaddexp(log_keep + F.logsigmoid(-d), log_rand)
+    return lp1, lp2
+
+
+def bt_probability(R1: torch.Tensor, R2: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """P'[s1 > s2] = (1 - eps) * sigmoid(R1 - R2) + eps / 2.
+
+    Args:
+        R1: [...] predicted returns of segment 1.
+        R2: [...] same shape as ``R1``.
+        eps: random-answer probability; 0 gives the plain Bradley-Terry P.
+
+    Returns:
+        [...] probability that segment 1 is preferred.
+    """
+    assert R1.shape == R2.shape, f"R1 {tuple(R1.shape)} and R2 {tuple(R2.shape)} differ"
+    _check_noise(eps)
+    return (1.0 - eps) * torch.sigmoid(R1 - R2) + eps / 2
+
+
+def bt_loss(
+    R1: torch.Tensor,
+    R2: torch.Tensor,
+    mu: torch.Tensor,
+    eps: float = 0.1,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Cross-entropy between the label and the noise-aware Bradley-Terry model.
+
+    loss = -[ mu * log P'[s1 > s2] + (1 - mu) * log P'[s2 > s1] ]
+
+    with P' = (1 - eps) * sigmoid(R1 - R2) + eps / 2. For R1 == R2 the loss
+    is log 2 whatever mu is.
+
+    Args:
+        R1: [..., N] predicted returns of segment 1 (leading dims, e.g. the
+            ensemble's E, broadcast against ``mu``).
+        R2: [..., N] same shape as ``R1``.
+        mu: [N] or [..., N] labels in {0, 0.5, 1} (any value in [0, 1] is
+            accepted by the math).
+        eps: random-answer probability of the likelihood, in [0, 1).
+        reduction: "mean" over the last dim, or "none".
+
+    Returns:
+        [...] mean loss over N (or [..., N] with reduction="none").
+    """
+    lp1, lp2 = bt_log_probs(R1, R2, eps)
+    mu = mu.to(lp1.dtype)
+    assert mu.shape[-1] == R1.shape[-1], f"mu {tuple(mu.shape)} vs returns {tuple(R1.shape)}"
+    loss = -(mu * lp1 + (1.0 - mu) * lp2)
+    if reduction == "none":
+        return loss
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return loss.mean(dim=-1)
+
+
+def kwise_ranking_loss(rewards: torch.Tensor, ranks: torch.Tensor | None = None) -> torch.Tensor:
+    """InstructGPT's K-wise ranking loss over K ranked completions of a prompt.
+
+    loss = -1 / C(K, 2) * sum_{(w, l): w ranked above l} log sigmoid(r_w - r_l)
+
+    Ties (equal ranks) contribute no pair. For K = 2 this equals ``bt_loss``
+    with eps = 0 and mu = 1 for the better completion.
+
+    Args:
+        rewards: [B, K] scalar rewards r(x, y_k) of K completions per prompt.
+        ranks: [B, K] rank of each completion, 0 = best. ``None`` means the
+            completions are already ordered best first.
+
+    Returns:
+        [] the loss averaged over the B prompts.
+    """
+    assert rewards.dim() == 2, f"rewards must be [B, K], got {tuple(rewards.shape)}"
+    B, K = rewards.shape
+    if K < 2:
+        raise ValueError(f"K-wise ranking needs K >= 2 completions per prompt, got K={K}")
+    if ranks is None:
+        ranks = torch.arange(K, device=rewards.device).expand(B, K)
+    assert ranks.shape == rewards.shape, f"ranks {tuple(ranks.shape)} vs rewards {tuple(rewards.shape)}"
+    # better[b, i, j] = completion i ranked strictly above completion j.
+    better = ranks.unsqueeze(2) < ranks.unsqueeze(1)
+    diff = rewards.unsqueeze(2) - rewards.unsqueeze(1)  # [B, K, K]: r_i - r_j
+    pair_losses = -F.logsigmoid(diff) * better
+    n_pairs = K * (K - 1) / 2
+    return (pair_losses.sum(dim=(1, 2)) / n_pairs).mean()
+
+
+def disagreement(p: torch.Tensor) -> torch.Tensor:
+    """Ensemble disagreement: variance over members of P[s1 > s2].
+
+    d = (1/E) * sum_e (P_e - mean_e P_e)^2
+
+    Args:
+        p: [E, N] each member's preference probability for N pairs.
+
+    Returns:
+        [N] population variance across the E members.
+    """
+    assert p.dim() == 2, f"p must be [E, N], got {tuple(p.shape)}"
+    return p.var(dim=0, unbiased=False)
+
+
+def mean_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Binary entropy of the ensemble-mean preference probability.
+
+    H = -(p log p + (1 - p) log(1 - p)),   p = mean_e P_e
+
+    Args:
+        p: [E, N] member probabilities (or [N] already averaged).
+
+    Returns:
+        [N] entropy in nats, in [0, log 2].
+    """
+    if p.dim() == 2:
+        p = p.mean(dim=0)
+    assert p.dim() == 1, f"p must be [E, N] or [N], got {tuple(p.shape)}"
+    p = p.clamp(1e-7, 1 - 1e-7)
+    return -(p * p.log() + (1 - p) * (1 - p).log())

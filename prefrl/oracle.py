@@ -1,0 +1,114 @@
+"""Labelers: who answers "which of these two segments is better?".
+
+A labeler takes two batches of segments and returns, for each pair, the label
+mu (the mass on segment 1: 1 = segment 1 better, 0 = segment 2 better,
+0.5 = equally good) and whether the pair was answered at all (a labeler may
+skip a query).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from prefrl.segments import Segments
+
+__all__ = ["Labeler", "SyntheticOracle"]
+
+
+class Labeler(Protocol):
+    """Anything that labels pairs of segments (synthetic oracle, a person)."""
+
+    def label(self, seg1: Segments, seg2: Segments) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels N pairs.
+
+        Args:
+            seg1: N segments.
+            seg2: N segments, paired index by index with ``seg1``.
+
+        Returns:
+            (mu [N] float in {0, 0.5, 1}, answered [N] bool).
+        """
+        ...
+
+
+@dataclass
+class SyntheticOracle:
+    """Prefers the segment with the larger true return, with B-Pref's teacher options.
+
+    With the defaults this is Christiano et al.'s synthetic labeler with their
+    noise assumption: it answers correctly, except that with probability
+    ``noise`` it answers uniformly at random; equal returns get mu = 0.5.
+
+    Attributes:
+        noise: probability of a uniformly random answer (0 or 1), default 0.1,
+            the paper's assumption about human labelers.
+        beta: Boltzmann rationality (B-Pref). ``inf`` (default) = always pick
+            the better segment; finite beta samples mu = 1 with probability
+            sigmoid(beta * (R1 - R2)).
+        gamma: myopic discount (B-Pref), default 1 (none). Step t of an
+            L-step segment is weighted gamma^(L-1-t): later steps count more.
+        skip_threshold: skip the pair when both (discounted) returns are below
+            this value (B-Pref's "skip" teacher). Default -inf: never skip.
+        equal_threshold: answer 0.5 when |R1 - R2| <= this value. Default 0:
+            only exactly equal returns are "equally good".
+        mistake: probability of flipping the answer (B-Pref's "mistake"
+            teacher), default 0.
+        seed: seeds the oracle's own RNG; the same seed gives the same labels.
+    """
+
+    noise: float = 0.1
+    beta: float = math.inf
+    gamma: float = 1.0
+    skip_threshold: float = -math.inf
+    equal_threshold: float = 0.0
+    mistake: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("noise", "mistake"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {v}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0 (inf = perfectly rational), got {self.beta}")
+        if self.equal_threshold < 0:
+            raise ValueError(f"equal_threshold must be >= 0, got {self.equal_threshold}")
+        self._rng = torch.Generator().manual_seed(self.seed)
+
+    def returns(self, reward: torch.Tensor) -> torch.Tensor:
+        """[N, L] true rewards -> [N] (myopically discounted) returns."""
+        L = reward.shape[1]
+        w = self.gamma ** torch.arange(L - 1, -1, -1, dtype=torch.float64)
+        return (reward.double() * w).sum(dim=1)
+
+    def label(self, seg1: Segments, seg2: Segments) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels N pairs by their true returns (see class docstring).
+
+        Returns:
+            (mu [N] float32 in {0, 0.5, 1}, answered [N] bool).
+        """
+        if len(seg1) != len(seg2):
+            raise ValueError(f"cannot pair {len(seg1)} segments with {len(seg2)}")
+        R1, R2 = self.returns(seg1.true_reward), self.returns(seg2.true_reward)
+        if torch.isnan(R1).any() or torch.isnan(R2).any():
+            raise ValueError("segment true rewards contain NaN; cannot label")
+        n = len(R1)
+        if math.isinf(self.beta):
+            mu = (R1 > R2).float()
+        else:
+            p1 = torch.sigmoid(self.beta * (R1 - R2))
+            mu = (torch.rand(n, generator=self._rng, dtype=torch.float64) < p1).float()
+        mu[(R1 - R2).abs() <= self.equal_threshold] = 0.5
+        flip = torch.rand(n, generator=self._rng) < self.mistake
+        mu[flip] = 1.0 - mu[flip]
+        rand = torch.rand(n, generator=self._rng) < self.noise
+        coin = torch.randint(0, 2, (n,), generator=self._rng).float()
+        mu[rand] = coin[rand]
+        answered = torch.maximum(R1, R2) >= self.skip_threshold
+        return mu, answered

@@ -1,0 +1,77 @@
+"""Choosing which pairs to ask about.
+
+From a pool of candidate pairs (default 10x the labels wanted), pick the
+ones the ensemble is least sure about (``disagreement``: variance of the
+members' P[s1 > s2]; ``entropy``: entropy of the mean P), or pick at random
+(the baseline).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from prefrl.losses import disagreement, mean_entropy
+from prefrl.reward_model import RewardEnsemble
+from prefrl.segments import Segments
+
+__all__ = ["QUERY_METHODS", "pair_probabilities", "select_queries"]
+
+QUERY_METHODS = ("disagreement", "entropy", "random")
+
+
+@torch.no_grad()
+def pair_probabilities(
+    ensemble: RewardEnsemble, seg1: Segments, seg2: Segments, batch_size: int = 256
+) -> torch.Tensor:
+    """Each member's P[s1 > s2] for N pairs, in chunks, in eval mode.
+
+    Returns:
+        [E, N] probabilities (on the CPU).
+    """
+    dev = next(ensemble.parameters()).device
+    was_training = ensemble.training
+    ensemble.eval()
+    out = []
+    for s in range(0, len(seg1), batch_size):
+        sl = slice(s, s + batch_size)
+        obs = torch.stack([seg1.obs[sl], seg2.obs[sl]], dim=1).to(dev)  # [b, 2, L, ...]
+        act = torch.stack([seg1.act[sl], seg2.act[sl]], dim=1).to(dev)
+        R = ensemble.segment_returns(obs, act)  # [E, b, 2]
+        out.append(torch.sigmoid(R[..., 0] - R[..., 1]).cpu())
+    ensemble.train(was_training)
+    return torch.cat(out, dim=1)
+
+
+def select_queries(
+    ensemble: RewardEnsemble,
+    seg1: Segments,
+    seg2: Segments,
+    n: int,
+    method: str = "disagreement",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Indices of the ``n`` candidate pairs to send to the labeler.
+
+    Args:
+        ensemble: the current reward model.
+        seg1: M candidate first segments.
+        seg2: M candidate second segments.
+        n: how many to pick (<= M).
+        method: "disagreement", "entropy" or "random".
+        generator: RNG for "random" (and tie order).
+
+    Returns:
+        [n] long indices into the candidates, most informative first.
+    """
+    if method not in QUERY_METHODS:
+        raise ValueError(f"unknown query method {method!r}; choose one of {QUERY_METHODS}")
+    M = len(seg1)
+    if len(seg2) != M:
+        raise ValueError(f"candidate pools differ in size: {M} vs {len(seg2)}")
+    if not 0 < n <= M:
+        raise ValueError(f"cannot pick {n} queries from {M} candidates")
+    if method == "random":
+        return torch.randperm(M, generator=generator)[:n]
+    p = pair_probabilities(ensemble, seg1, seg2)
+    score = disagreement(p) if method == "disagreement" else mean_entropy(p)
+    return torch.topk(score, n).indices

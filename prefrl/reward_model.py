@@ -1,0 +1,231 @@
+"""Reward ensembles: E reward predictors r_e(o, a) in one ``nn.Module``.
+
+Every ensemble returns ``[E, *batch]`` from one call. Inputs come in two
+forms:
+
+* shared: ``obs [*batch, *obs_shape]`` -> every member scores the same steps
+  (inference, query selection);
+* per member: ``obs [E, *batch, *obs_shape]`` with ``per_member=True`` ->
+  member e scores its own batch (bootstrap training).
+
+``MLPEnsemble`` stores its weights as ``[E, in, out]`` tensors and runs all
+members in one batched matmul per layer. ``ModuleEnsemble`` wraps any
+``nn.Module`` member (a CNN for Atari frames, a text encoder) and stacks
+their outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["RewardEnsemble", "MLPEnsemble", "ModuleEnsemble"]
+
+
+class RewardEnsemble(nn.Module):
+    """Base class. Subclasses implement ``member_forward`` and ``l2_penalty``.
+
+    Attributes:
+        n_members: E.
+        obs_shape: shape of one observation.
+        act_shape: shape of one action as stored (``()`` for discrete actions).
+    """
+
+    def __init__(self, n_members: int, obs_shape: tuple[int, ...], act_shape: tuple[int, ...]):
+        super().__init__()
+        if n_members < 1:
+            raise ValueError(f"an ensemble needs >= 1 member, got {n_members}")
+        self.n_members = n_members
+        self.obs_shape = tuple(obs_shape)
+        self.act_shape = tuple(act_shape)
+
+    def member_forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Per-member rewards.
+
+        Args:
+            obs: [E, B, *obs_shape].
+            act: [E, B, *act_shape].
+
+        Returns:
+            [E, B] reward of each step under each member.
+        """
+        raise NotImplementedError
+
+    def l2_penalty(self) -> torch.Tensor:
+        """[E] sum of squared weights of each member (biases excluded)."""
+        raise NotImplementedError
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, per_member: bool = False) -> torch.Tensor:
+        """Rewards of every step under every member.
+
+        Args:
+            obs: [*batch, *obs_shape], or [E, *batch, *obs_shape] if per_member.
+            act: [*batch, *act_shape], or [E, *batch, *act_shape] if per_member.
+            per_member: whether the leading dim of the inputs is the member.
+
+        Returns:
+            [E, *batch] rewards.
+        """
+        n_obs = len(self.obs_shape)
+        if tuple(obs.shape[obs.dim() - n_obs :]) != self.obs_shape:
+            raise ValueError(f"observations end in {tuple(obs.shape)}, expected trailing {self.obs_shape}")
+        batch = obs.shape[: obs.dim() - n_obs]
+        act_batch = act.shape[: act.dim() - len(self.act_shape)]
+        if act_batch != batch:
+            raise ValueError(f"actions {tuple(act.shape)} do not match observations {tuple(obs.shape)}")
+        if per_member:
+            if not batch or batch[0] != self.n_members:
+                raise ValueError(f"per-member inputs must lead with E={self.n_members}, got {tuple(batch)}")
+            E, inner = batch[0], batch[1:]
+            o = obs.reshape(E, -1, *self.obs_shape)
+            a = act.reshape(E, -1, *self.act_shape)
+        else:
+            E, inner = self.n_members, batch
+            o = obs.reshape(1, -1, *self.obs_shape).expand(E, -1, *self.obs_shape)
+            a = act.reshape(1, -1, *self.act_shape).expand(E, -1, *self.act_shape)
+        return self.member_forward(o, a).reshape(E, *inner)
+
+    def segment_returns(self, obs: torch.Tensor, act: torch.Tensor, per_member: bool = False) -> torch.Tensor:
+        """Predicted return (sum of rewards) of each segment.
+
+        Args:
+            obs: [*batch, L, *obs_shape] (with a leading E if per_member).
+            act: [*batch, L, *act_shape] (likewise).
+
+        Returns:
+            [E, *batch] sum over the L steps.
+        """
+        return self.forward(obs, act, per_member=per_member).sum(dim=-1)
+
+
+class MLPEnsemble(RewardEnsemble):
+    """E MLPs over (flattened observation, action), batched in one matmul per layer.
+
+    The paper's member for vector observations: 2 hidden layers of 64 units
+    with leaky ReLU. Inputs are standardised with statistics set by
+    ``set_input_stats`` (default: identity).
+
+    Args:
+        obs_shape: shape of one observation.
+        act_shape: shape of one continuous action; ``()`` for discrete.
+        n_actions: number of discrete actions (one-hot encoded); ``None`` for
+            continuous actions.
+        n_members: E, default 3.
+        hidden: hidden layer widths, default (64, 64) as in the paper.
+        dropout: dropout probability after each hidden layer, default 0.0.
+        use_action: feed the action to the model (default True). False gives
+            r(o) only.
+    """
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        act_shape: tuple[int, ...] = (),
+        n_actions: int | None = None,
+        n_members: int = 3,
+        hidden: tuple[int, ...] = (64, 64),
+        dropout: float = 0.0,
+        use_action: bool = True,
+    ):
+        super().__init__(n_members, obs_shape, act_shape)
+        if n_actions is None and act_shape == () and use_action:
+            raise ValueError("give n_actions for discrete actions, or act_shape for continuous ones")
+        self.n_actions = n_actions
+        self.use_action = use_action
+        self.dropout = dropout
+        act_dim = (n_actions if n_actions is not None else math.prod(act_shape)) if use_action else 0
+        in_dim = math.prod(obs_shape) + act_dim
+        self.in_dim = in_dim
+        sizes = [in_dim, *hidden, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            w = torch.empty(n_members, fan_in, fan_out)
+            for e in range(n_members):  # same init as nn.Linear, independently per member
+                nn.init.kaiming_uniform_(w[e].T, a=math.sqrt(5))
+            bound = 1 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.empty(n_members, 1, fan_out).uniform_(-bound, bound)))
+        self.register_buffer("in_mean", torch.zeros(in_dim))
+        self.register_buffer("in_std", torch.ones(in_dim))
+
+    def features(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """[E, B, *obs_shape], [E, B, *act_shape] -> [E, B, in_dim] raw features."""
+        E, B = obs.shape[:2]
+        parts = [obs.reshape(E, B, -1).float()]
+        if self.use_action:
+            if self.n_actions is not None:
+                parts.append(F.one_hot(act.long().reshape(E, B), self.n_actions).float())
+            else:
+                parts.append(act.reshape(E, B, -1).float())
+        return torch.cat(parts, dim=-1)
+
+    @torch.no_grad()
+    def set_input_stats(self, obs: torch.Tensor, act: torch.Tensor) -> None:
+        """Standardise inputs with the mean/std of these samples.
+
+        Args:
+            obs: [B, *obs_shape] representative observations.
+            act: [B, *act_shape] matching actions.
+        """
+        x = self.features(obs.unsqueeze(0), act.unsqueeze(0))[0]
+        self.in_mean.copy_(x.mean(0))
+        self.in_std.copy_(x.std(0).clamp_min(1e-3) if len(x) > 1 else torch.ones_like(self.in_std))
+        if self.use_action and self.n_actions is not None:  # leave one-hot columns as they are
+            self.in_mean[-self.n_actions :] = 0.0
+            self.in_std[-self.n_actions :] = 1.0
+
+    def member_forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        x = (self.features(obs, act) - self.in_mean) / self.in_std
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(b, x, w)  # [E, B, out]
+            if i < last:
+                x = F.leaky_relu(x, 0.01)
+                if self.dropout > 0:
+                    x = F.dropout(x, self.dropout, self.training)
+        return x.squeeze(-1)
+
+    def l2_penalty(self) -> torch.Tensor:
+        return sum(w.pow(2).sum(dim=(1, 2)) for w in self.weights)
+
+
+class ModuleEnsemble(RewardEnsemble):
+    """E independent ``nn.Module`` members, stacked into ``[E, B]``.
+
+    Use for members that do not batch as matrices: CNNs with batch norm over
+    frames, text encoders. Each member maps (obs [B, *obs_shape],
+    act [B, *act_shape]) -> [B].
+
+    Args:
+        make_member: builds one fresh member (called E times).
+        n_members: E, default 3.
+        obs_shape: shape of one observation.
+        act_shape: shape of one action as stored.
+    """
+
+    def __init__(
+        self,
+        make_member: Callable[[], nn.Module],
+        obs_shape: tuple[int, ...],
+        act_shape: tuple[int, ...] = (),
+        n_members: int = 3,
+    ):
+        super().__init__(n_members, obs_shape, act_shape)
+        self.members = nn.ModuleList([make_member() for _ in range(n_members)])
+
+    def member_forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        out = [m(obs[e], act[e]) for e, m in enumerate(self.members)]
+        for e, r in enumerate(out):
+            if r.shape != obs.shape[1:2]:
+                raise ValueError(f"member {e} returned {tuple(r.shape)}, expected [B] = {tuple(obs.shape[1:2])}")
+        return torch.stack(out)
+
+    def l2_penalty(self) -> torch.Tensor:
+        return torch.stack(
+            [sum(p.pow(2).sum() for n, p in m.named_parameters() if p.dim() > 1) for m in self.members]
+        )

@@ -1,0 +1,190 @@
+"""The preference store: labels with their segments, on disk and in memory.
+
+Every label is written to an SQLite file as it arrives (one transaction per
+batch, so a crash loses at most the batch being written) and kept in a
+bounded in-memory ring buffer of the most recent ``capacity`` labels (the
+paper trained on the last 3000). Reopening the file reloads the most recent
+labels, so a run can be resumed and labels are never lost.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prefrl.segments import Segments
+
+__all__ = ["PreferenceStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    mu REAL NOT NULL,
+    is_val INTEGER NOT NULL,
+    obs BLOB NOT NULL,
+    act BLOB NOT NULL,
+    true_reward BLOB NOT NULL
+)
+"""
+
+_VALID_MU = (0.0, 0.5, 1.0)
+
+
+def _to_blob(x: torch.Tensor) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, x.numpy(), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _from_blob(b: bytes) -> torch.Tensor:
+    return torch.from_numpy(np.load(io.BytesIO(b), allow_pickle=False))
+
+
+class PreferenceStore:
+    """Labeled pairs (segment 1, segment 2, mu), persisted and bounded in memory.
+
+    Each label is assigned to the validation split with probability
+    ``val_fraction`` (default 1/e, as in the paper) when it arrives, so the
+    split is stable across fits.
+
+    Args:
+        path: SQLite file to append to (created if missing; if it exists,
+            its labels are loaded). ``None`` keeps labels in memory only.
+        capacity: labels kept in memory for training, default 3000.
+        val_fraction: probability that a new label goes to validation.
+        seed: seeds the train/validation assignment.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        capacity: int = 3000,
+        val_fraction: float = 1 / math.e,
+        seed: int = 0,
+    ):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.capacity = capacity
+        self.val_fraction = val_fraction
+        self._rng = torch.Generator().manual_seed(seed)
+        self._buf: dict[str, torch.Tensor] = {}
+        self._next = 0  # ring position
+        self._size = 0  # labels in memory
+        self.total_added = 0  # labels ever stored (disk included)
+        self.path = Path(path) if path is not None else None
+        self._db: sqlite3.Connection | None = None
+        if self.path is not None:
+            self._open_db()
+
+    # -- disk ---------------------------------------------------------------
+    def _open_db(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path)
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+            rows = self._db.execute(
+                "SELECT mu, is_val, obs, act, true_reward FROM labels ORDER BY id DESC LIMIT ?", (self.capacity,)
+            ).fetchall()
+            self.total_added = self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            raise ValueError(
+                f"{self.path} is not a prefrl preference store ({err}); pass another path, nothing was changed"
+            ) from err
+        for mu, is_val, obs, act, rew in reversed(rows):
+            o, a, r = _from_blob(obs), _from_blob(act), _from_blob(rew)
+            self._append(o[None], a[None], r[None], torch.tensor([mu]), torch.tensor([bool(is_val)]))
+
+    def close(self) -> None:
+        """Closes the SQLite file (labels already written stay there)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- memory -------------------------------------------------------------
+    def _append(self, obs, act, rew, mu, is_val) -> None:
+        """obs [n, 2, L, ...], act [n, 2, L, ...], rew [n, 2, L], mu [n], is_val [n]."""
+        new = {"obs": obs, "act": act, "true_reward": rew, "mu": mu.float(), "is_val": is_val}
+        if not self._buf:
+            self._buf = {k: torch.empty(self.capacity, *v.shape[1:], dtype=v.dtype) for k, v in new.items()}
+        for k, v in new.items():
+            want = tuple(self._buf[k].shape[1:])
+            if tuple(v.shape[1:]) != want:
+                raise ValueError(
+                    f"new labels have {k} of shape {tuple(v.shape[1:])} per pair, the store holds {want}; "
+                    "use a separate store for segments of another length or environment"
+                )
+        n = len(mu)
+        idx = (self._next + torch.arange(n)) % self.capacity
+        if n > self.capacity:  # only the newest `capacity` survive
+            idx, new = idx[-self.capacity :], {k: v[-self.capacity :] for k, v in new.items()}
+        for k, v in new.items():
+            self._buf[k][idx] = v.to(self._buf[k].dtype)
+        self._next = int((self._next + n) % self.capacity)
+        self._size = min(self.capacity, self._size + n)
+
+    def add(self, seg1: Segments, seg2: Segments, mu: torch.Tensor) -> None:
+        """Stores N labeled pairs: on disk first (if a path is set), then in memory.
+
+        Args:
+            seg1: N segments.
+            seg2: N segments paired with ``seg1``.
+            mu: [N] labels in {0, 0.5, 1} (mass on segment 1).
+
+        Raises:
+            ValueError: on mismatched batch sizes or shapes, or labels outside
+                {0, 0.5, 1}.
+        """
+        mu = torch.as_tensor(mu, dtype=torch.float32).reshape(-1)
+        if not (len(seg1) == len(seg2) == len(mu)):
+            raise ValueError(f"got {len(seg1)} and {len(seg2)} segments for {len(mu)} labels")
+        if seg1.obs.shape != seg2.obs.shape or seg1.act.shape != seg2.act.shape:
+            raise ValueError(f"paired segments differ in shape: {tuple(seg1.obs.shape)} vs {tuple(seg2.obs.shape)}")
+        bad = ~(torch.isclose(mu[:, None], torch.tensor(_VALID_MU)).any(dim=1))
+        if bad.any():
+            raise ValueError(f"labels must be 0, 0.5 or 1 (mass on segment 1); got {mu[bad][:5].tolist()}")
+        if len(mu) == 0:
+            return
+        obs = torch.stack([seg1.obs, seg2.obs], dim=1).cpu()
+        act = torch.stack([seg1.act, seg2.act], dim=1).cpu()
+        rew = torch.stack([seg1.true_reward, seg2.true_reward], dim=1).cpu().float()
+        is_val = torch.rand(len(mu), generator=self._rng) < self.val_fraction
+        if self._db is not None:
+            now = time.time()
+            rows = [
+                (now, float(mu[i]), int(is_val[i]), _to_blob(obs[i]), _to_blob(act[i]), _to_blob(rew[i]))
+                for i in range(len(mu))
+            ]
+            with self._db:  # one transaction: all of the batch or none
+                self._db.executemany(
+                    "INSERT INTO labels (created, mu, is_val, obs, act, true_reward) VALUES (?,?,?,?,?,?)", rows
+                )
+        self._append(obs, act, rew, mu, is_val)
+        self.total_added += len(mu)
+
+    def __len__(self) -> int:
+        """Labels held in memory (at most ``capacity``)."""
+        return self._size
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The labels in memory (views, no copy), in ring order.
+
+        Returns:
+            dict with ``obs`` [M, 2, L, *obs_shape], ``act`` [M, 2, L, *act_shape],
+            ``true_reward`` [M, 2, L], ``mu`` [M], ``is_val`` [M] bool.
+
+        Raises:
+            ValueError: if the store is empty.
+        """
+        if self._size == 0:
+            raise ValueError("the preference store is empty: add labels before fitting the reward model")
+        return {k: v[: self._size] for k, v in self._buf.items()}

@@ -1,0 +1,154 @@
+"""One wrapper per job: put the learned reward in place of the environment's.
+
+``LearnedRewardVecEnv`` wraps a stable-baselines3 ``VecEnv``;
+``LearnedRewardVectorEnv`` wraps a gymnasium ``VectorEnv``. Both, on every
+vector step, record (o_t, a_t, true r_t, done_t) in the loop's recorder,
+compute the learned reward of all envs in ONE batched call, return it as the
+reward, and keep the true reward in the info (``info["true_reward"]``) for
+evaluation only. ``PreferenceCallback`` runs the query/label/fit round
+between the updates of any stable-baselines3 algorithm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+import gymnasium as gym
+
+from prefrl.loop import PreferenceLoop
+
+__all__ = ["LearnedRewardVecEnv", "LearnedRewardVectorEnv", "PreferenceCallback"]
+
+
+def _random_actions(space: gym.Space, n: int) -> np.ndarray:
+    return np.stack([space.sample() for _ in range(n)])
+
+
+class LearnedRewardVecEnv(VecEnvWrapper):
+    """stable-baselines3 VecEnv whose reward is the loop's learned reward.
+
+    Args:
+        venv: the environments (SB3 VecEnv, same-step autoreset).
+        loop: the preference loop that records steps and owns the reward model.
+        episode_end_key: info key that marks the true end of an episode for
+            segment cutting (e.g. "game_over" for Atari with life-loss
+            episodes). ``None``: the VecEnv's ``done`` flag.
+    """
+
+    def __init__(self, venv: VecEnv, loop: PreferenceLoop, episode_end_key: str | None = None):
+        super().__init__(venv)
+        if loop.n_envs != venv.num_envs:
+            raise ValueError(f"the loop expects {loop.n_envs} envs, the VecEnv has {venv.num_envs}")
+        self.loop = loop
+        self.episode_end_key = episode_end_key
+        self._obs: np.ndarray | None = None
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        obs = self.venv.reset()
+        self.loop.recorder.mark_episode_break()
+        self._obs = np.array(obs, copy=True)  # some VecEnvs (frame stacks) reuse their buffer
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+        self.venv.step_async(actions)
+
+    def step_wait(self):
+        if self._obs is None:
+            raise RuntimeError("call reset() before step()")
+        obs, true_reward, dones, infos = self.venv.step_wait()
+        ends = dones
+        if self.episode_end_key is not None:
+            ends = np.array([bool(info.get(self.episode_end_key, d)) for info, d in zip(infos, dones)])
+        self.loop.record(self._obs, self._actions, true_reward, ends)
+        reward = self.loop.reward(self._obs, self._actions)
+        for info, r in zip(infos, true_reward):
+            info["true_reward"] = float(r)
+        self._obs = np.array(obs, copy=True)
+        return obs, reward, dones, infos
+
+    def collect_random(self, n_steps: int) -> None:
+        """Steps every env ``n_steps`` times with uniformly random actions (the initial policy)."""
+        self.reset()
+        for _ in range(n_steps):
+            self.step(_random_actions(self.action_space, self.num_envs))
+
+
+class LearnedRewardVectorEnv(gym.vector.VectorWrapper):
+    """gymnasium VectorEnv whose reward is the loop's learned reward.
+
+    Handles both autoreset modes: with NEXT_STEP (gymnasium's default) the step
+    after an episode end is a reset step whose action is ignored; it is
+    recorded as invalid so no segment contains it.
+
+    Args:
+        env: the gymnasium vector env.
+        loop: the preference loop.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, loop: PreferenceLoop):
+        super().__init__(env)
+        if loop.n_envs != env.num_envs:
+            raise ValueError(f"the loop expects {loop.n_envs} envs, the vector env has {env.num_envs}")
+        self.loop = loop
+        mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+        self._next_step_reset = mode == gym.vector.AutoresetMode.NEXT_STEP
+        self._obs: np.ndarray | None = None
+        self._prev_done = np.zeros(env.num_envs, bool)
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.loop.recorder.mark_episode_break()
+        self._obs = np.array(obs, copy=True)
+        self._prev_done[:] = False
+        return obs, info
+
+    def step(self, actions):
+        if self._obs is None:
+            raise RuntimeError("call reset() before step()")
+        obs, true_reward, terminated, truncated, info = self.env.step(actions)
+        done = np.logical_or(terminated, truncated)
+        valid = ~self._prev_done if self._next_step_reset else None
+        actions = np.asarray(actions)
+        self.loop.record(self._obs, actions, true_reward, done, valid)
+        reward = self.loop.reward(self._obs, actions)
+        info = dict(info)
+        info["true_reward"] = np.asarray(true_reward)
+        self._obs = np.array(obs, copy=True)
+        self._prev_done = done
+        return obs, reward, terminated, truncated, info
+
+    def collect_random(self, n_steps: int, seed: int | None = None) -> None:
+        """Steps every env ``n_steps`` times with random actions (the initial policy)."""
+        self.reset(seed=seed)
+        for _ in range(n_steps):
+            self.step(self.env.action_space.sample())
+
+
+class PreferenceCallback(BaseCallback):
+    """Runs ``loop.update`` at the end of every rollout of an SB3 algorithm.
+
+    The metrics of each round are kept in ``history`` as (env step, metrics)
+    and recorded under ``pref/`` in the algorithm's logger.
+
+    Args:
+        loop: the preference loop whose wrapper the algorithm is training on.
+    """
+
+    def __init__(self, loop: PreferenceLoop, verbose: int = 0):
+        super().__init__(verbose)
+        self.loop = loop
+        self.history: list[tuple[int, dict[str, float]]] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        metrics = self.loop.update(self.num_timesteps)
+        if metrics:
+            self.history.append((self.num_timesteps, metrics))
+            for k, v in metrics.items():
+                self.logger.record(f"pref/{k}", v)
