@@ -53,6 +53,8 @@ class LoopConfig:
     """Epochs over the initial labels before the agent starts (paper, Atari: 200)."""
     fit_epochs: int = 5
     """Epochs of refitting after each batch of new labels."""
+    fit_min_steps: int = 100
+    """At least this many gradient steps per refit (and per pretraining)."""
     min_new_labels: int = 1
     """Fewest due labels worth a query round (bigger = fewer, larger rounds)."""
     buffer_steps: int = 10_000
@@ -218,7 +220,7 @@ class PreferenceLoop:
 
     def _fit(self, epochs: int) -> dict[str, float]:
         t = time.perf_counter()
-        metrics = self.trainer.fit(self.store, epochs)
+        metrics = self.trainer.fit(self.store, epochs, self.config.fit_min_steps)
         self._calibrate()
         fresh = self.recorder.sample(self.config.correlation_segments, self.config.segment_length, self._gen)
         metrics.update(segment_return_correlation(self.ensemble, fresh))

@@ -9,6 +9,7 @@ each member's validation loss between 1.1x and 1.5x its training loss.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -101,12 +102,14 @@ class RewardTrainer:
         acc = correct.float().mean() if decided.any() else torch.tensor(float("nan"))
         return {"loss": loss, "accuracy": acc, "pred_diff": mean_diff}
 
-    def fit(self, store: PreferenceStore, epochs: int = 1) -> dict[str, float]:
+    def fit(self, store: PreferenceStore, epochs: int = 1, min_steps: int = 0) -> dict[str, float]:
         """Trains every member for ``epochs`` passes over its bootstrap resample.
 
         Args:
             store: the labels (must not be empty).
             epochs: passes over the training labels.
+            min_steps: at least this many gradient steps (more epochs when the
+                store is small, so that a handful of labels still gets fit).
 
         Returns:
             Metrics: ``rm/train_loss``, ``rm/val_loss``, ``rm/val_accuracy``,
@@ -126,6 +129,7 @@ class RewardTrainer:
         mu_all = data["mu"]
         l2 = self.l2.to(cfg.device)
         self.ensemble.train()
+        epochs = max(epochs, math.ceil(min_steps / math.ceil(n / cfg.batch_size)))
         steps = 0
         for _ in range(epochs):
             perm = torch.argsort(torch.rand(E, n, generator=self._rng), dim=1)

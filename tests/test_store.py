@@ -1,0 +1,69 @@
+import sqlite3
+
+import pytest
+import torch
+
+from prefrl.segments import Segments
+from prefrl.store import PreferenceStore
+
+
+def segs(n, L=3, start=0):
+    obs = torch.arange(start, start + n).float()[:, None, None].repeat(1, L, 2)
+    return Segments(obs, torch.zeros(n, L, 1), torch.ones(n, L))
+
+
+def test_labels_persist_and_reload(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    store = PreferenceStore(path, capacity=10)
+    store.add(segs(4), segs(4, start=100), torch.tensor([1.0, 0.0, 0.5, 1.0]))
+    store.add(segs(2, start=4), segs(2, start=104), torch.tensor([0.0, 0.0]))
+    split = store.tensors()["is_val"].clone()
+    store.close()
+    again = PreferenceStore(path, capacity=10)
+    assert len(again) == 6 and again.total_added == 6
+    data = again.tensors()
+    assert data["mu"].tolist() == [1.0, 0.0, 0.5, 1.0, 0.0, 0.0]
+    assert data["obs"][:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert data["obs"][:, 1, 0, 0].tolist() == [100, 101, 102, 103, 104, 105]
+    assert torch.equal(data["is_val"], split), "the validation split must survive a reload"
+    # reopening appends, never truncates
+    again.add(segs(1, start=6), segs(1), torch.tensor([1.0]))
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 7
+
+
+def test_memory_is_bounded_to_the_newest_labels(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    store = PreferenceStore(path, capacity=5)
+    for i in range(4):
+        store.add(segs(3, start=3 * i), segs(3), torch.ones(3))
+    assert len(store) == 5 and store.total_added == 12
+    assert sorted(store.tensors()["obs"][:, 0, 0, 0].tolist()) == [7, 8, 9, 10, 11]
+    store.close()
+    reloaded = PreferenceStore(path, capacity=5)
+    assert sorted(reloaded.tensors()["obs"][:, 0, 0, 0].tolist()) == [7, 8, 9, 10, 11]
+
+
+def test_validation_fraction_is_about_one_over_e():
+    store = PreferenceStore(capacity=5000)
+    store.add(segs(3000), segs(3000), torch.ones(3000))
+    assert store.tensors()["is_val"].float().mean().item() == pytest.approx(0.368, abs=0.03)
+
+
+def test_bad_input_is_rejected_and_nothing_is_lost(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    store = PreferenceStore(path)
+    store.add(segs(2), segs(2), torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="0, 0.5 or 1"):
+        store.add(segs(2), segs(2), torch.tensor([0.3, 1.0]))
+    with pytest.raises(ValueError, match="segments for"):
+        store.add(segs(2), segs(3), torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="separate store"):
+        store.add(segs(1, L=5), segs(1, L=5), torch.tensor([1.0]))
+    assert len(store) == 2 and store.total_added == 2
+    with pytest.raises(ValueError, match="empty"):
+        PreferenceStore().tensors()
+    junk = tmp_path / "not_a_store.sqlite"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ValueError, match="not a prefrl preference store"):
+        PreferenceStore(junk)
+    assert junk.read_bytes() == b"this is not sqlite" * 100
