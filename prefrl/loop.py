@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -156,6 +157,11 @@ class PreferenceLoop:
         config: loop settings (``LoopConfig``).
         trainer_config: reward-fitting settings (``TrainerConfig``).
         store: where labels go; default an in-memory ``PreferenceStore``.
+        obs_transform: what the reward model sees of an observation, applied
+            to batches ([n, *obs_shape] -> [n, *rm_obs_shape]) when a step is
+            recorded and when its reward is computed: e.g. Atari frames pooled
+            to 42x42 with the score area blacked out. ``None``: the
+            observation as it is.
     """
 
     ensemble: RewardEnsemble
@@ -164,6 +170,7 @@ class PreferenceLoop:
     config: LoopConfig = field(default_factory=LoopConfig)
     trainer_config: TrainerConfig = field(default_factory=TrainerConfig)
     store: PreferenceStore | None = None
+    obs_transform: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -182,25 +189,53 @@ class PreferenceLoop:
     # -- per step --------------------------------------------------------
     def record(self, obs, act, true_reward, done, valid=None) -> None:
         """Records one vector step (see ``RolloutRecorder.add``)."""
-        self.recorder.add(obs, act, true_reward, done, valid)
+        self.recorder.add(self._view(obs), act, true_reward, done, valid)
+
+    def observe(self, obs, act, true_reward, done, valid=None) -> np.ndarray:
+        """Records one vector step and returns its normalised learned reward.
+
+        What the wrappers call on every step: the observation is transformed
+        once, stored, and scored for all envs in one batched call.
+
+        Args:
+            obs: [n_envs, *obs_shape] observations o_t the actions were taken at.
+            act: [n_envs, *act_shape] actions a_t.
+            true_reward: [n_envs] environment rewards (kept for the oracle only).
+            done: [n_envs] whether step t ended the episode.
+            valid: [n_envs] False for autoreset steps (``None``: all valid).
+
+        Returns:
+            [n_envs] float32 learned rewards.
+        """
+        view = self._view(obs)
+        self.recorder.add(view, act, true_reward, done, valid)
+        return self._normalise(self.raw_reward(view, act, transformed=True))
+
+    def _normalise(self, raw: np.ndarray) -> np.ndarray:
+        return ((raw - self.reward_mean) / self.reward_std * self.config.target_std).astype(np.float32)
+
+    def _view(self, obs) -> np.ndarray:
+        return np.asarray(obs) if self.obs_transform is None else self.obs_transform(np.asarray(obs))
 
     @torch.inference_mode()
-    def raw_reward(self, obs, act) -> np.ndarray:
-        """Ensemble-mean reward, unnormalised: obs [B, ...], act [B, ...] -> [B]."""
-        o = torch.as_tensor(obs, device=self.device)
+    def raw_reward(self, obs, act, transformed: bool = False) -> np.ndarray:
+        """Ensemble-mean reward, unnormalised: obs [B, ...], act [B, ...] -> [B].
+
+        ``transformed``: obs is already what the reward model sees (recorded steps).
+        """
+        o = torch.as_tensor(obs if transformed else self._view(obs), device=self.device)
         a = torch.as_tensor(act, device=self.device)
         self.ensemble.eval()
         return self.ensemble(o, a).mean(0).float().cpu().numpy()
 
     def reward(self, obs, act) -> np.ndarray:
         """Normalised learned reward of a batch of steps: obs [B, ...], act [B, ...] -> [B] float32."""
-        raw = self.raw_reward(obs, act)
-        return ((raw - self.reward_mean) / self.reward_std * self.config.target_std).astype(np.float32)
+        return self._normalise(self.raw_reward(obs, act))
 
     # -- between agent updates ---------------------------------------------
     def _calibrate(self) -> None:
         obs, act = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
-        raw = np.concatenate([self.raw_reward(o, a) for o, a in _chunks(obs, act, 1024)])
+        raw = np.concatenate([self.raw_reward(o, a, transformed=True) for o, a in _chunks(obs, act, 1024)])
         self.reward_mean = float(raw.mean())
         self.reward_std = float(raw.std()) if len(raw) > 1 and raw.std() > 1e-8 else 1.0
 

@@ -63,8 +63,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         ends = dones
         if self.episode_end_key is not None:
             ends = np.array([bool(info.get(self.episode_end_key, d)) for info, d in zip(infos, dones)])
-        self.loop.record(self._obs, self._actions, true_reward, ends)
-        reward = self.loop.reward(self._obs, self._actions)
+        reward = self.loop.observe(self._obs, self._actions, true_reward, ends)
         for info, r in zip(infos, true_reward):
             info["true_reward"] = float(r)
         self._obs = np.array(obs, copy=True)
@@ -113,8 +112,7 @@ class LearnedRewardVectorEnv(gym.vector.VectorWrapper):
         done = np.logical_or(terminated, truncated)
         valid = ~self._prev_done if self._next_step_reset else None
         actions = np.asarray(actions)
-        self.loop.record(self._obs, actions, true_reward, done, valid)
-        reward = self.loop.reward(self._obs, actions)
+        reward = self.loop.observe(self._obs, actions, true_reward, done, valid)
         info = dict(info)
         info["true_reward"] = np.asarray(true_reward)
         self._obs = np.array(obs, copy=True)

@@ -1,0 +1,410 @@
+"""Runs one benchmark: the agent on the learned reward vs the same agent on the true reward.
+
+A family module (``benchmarks.mujoco``, ``benchmarks.atari``) describes how to
+build its environments and reward model in a ``Family``; this module parses
+the common flags, runs the two arms (same seed, same step budget) for every
+seed, and writes ``curves.csv``, ``curves.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+OUTPUTS = ("curves.csv", "curves.png", "summary.json")
+ARMS = ("learned", "true")
+
+
+@dataclass
+class Family:
+    """How a family of environments plugs into the benchmark.
+
+    Attributes:
+        name: "mujoco" or "atari" (also picks the agent defaults).
+        check_env_id: raises ValueError for an id the family does not support;
+            returns the canonical id.
+        make_venv: (args, n_envs, seed) -> SB3 VecEnv for ``args.env`` whose
+            envs are wrapped in SB3's Monitor (true episode returns in info).
+        make_ensemble: (venv, args) -> RewardEnsemble for its observations.
+        wrap_agent_env: (venv, arm) -> the VecEnv the agent trains on (e.g.
+            observation normalisation); the same for both arms.
+        episode_end_key: info key marking the true episode end for segments.
+        segment_length: default L.
+        random_steps: steps per env of the initial random policy, whose
+            segments make the first ~25% of the labels.
+        trainer_overrides: TrainerConfig fields to change for this family.
+        loop_overrides: LoopConfig fields to change for this family.
+    """
+
+    name: str
+    check_env_id: Callable[[str], str]
+    make_venv: Callable
+    make_ensemble: Callable
+    wrap_agent_env: Callable = lambda venv, arm: venv
+    episode_end_key: str | None = None
+    segment_length: int = 25
+    random_steps: int = 1000
+    trainer_overrides: dict = field(default_factory=dict)
+    loop_overrides: dict = field(default_factory=dict)
+
+
+def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -> argparse.ArgumentParser:
+    """The flags every benchmark shares; ``defaults`` gives the family's values."""
+    p = argparse.ArgumentParser(
+        prog=f"python -m benchmarks.{family}",
+        description=(
+            f"Train a {family} agent on a reward learned from preferences and, with the same seed and step "
+            "budget, the same agent on the true reward; write curves.csv, curves.png and summary.json."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--synthetic-oracle", action="store_true",
+                   help="label queries with the synthetic oracle (prefers the larger true return)")
+    p.add_argument(env_flag, dest="env", default=default_env, help="environment to train on")
+    p.add_argument("--steps", type=int, default=defaults["steps"], help="environment steps per run")
+    p.add_argument("--labels", type=int, default=defaults["labels"], help="total label budget")
+    p.add_argument("--noise", type=float, default=0.1, help="probability that the oracle answers at random")
+    p.add_argument("--query", choices=("disagreement", "entropy", "random"), default="disagreement",
+                   help="how queries are picked from the candidate pool")
+    p.add_argument("--agent", choices=("ppo", "a2c"), default=defaults["agent"], help="RL algorithm")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds; each runs both arms")
+    p.add_argument("--n-envs", type=int, default=defaults["n_envs"], help="parallel environments per run")
+    p.add_argument("--segment-length", type=int, default=None, help="steps per segment (family default if unset)")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--workers", type=int, default=None,
+                   help="runs in parallel processes (default: one per 1.5 CPU cores, at most 2 per seed)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default runs/<family>-<env>-<time>)")
+    p.add_argument("--quick", action="store_true", help="a ~1-minute smoke run: tiny budget, few labels")
+    return p
+
+
+def validate(args: argparse.Namespace, family: Family, parser: argparse.ArgumentParser) -> None:
+    """Checks the flags; calls ``parser.error`` (exit 2, one line) on bad input."""
+    if not args.synthetic_oracle:
+        parser.error(
+            "choose a labeler: --synthetic-oracle (labels by the true return, with --noise random answers) "
+            "is the only one available; a browser labeling UI is planned"
+        )
+    try:
+        args.env = family.check_env_id(args.env)
+    except ValueError as err:
+        parser.error(str(err))
+    for name in ("steps", "n_envs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.labels < 1:
+        parser.error(f"--labels must be >= 1, got {args.labels}")
+    if args.labels > args.steps:
+        parser.error(f"--labels {args.labels} is more than --steps {args.steps}: ask for fewer labels than steps")
+    if not 0.0 <= args.noise <= 1.0:
+        parser.error(f"--noise must be a probability in [0, 1], got {args.noise}")
+    if args.segment_length is not None and args.segment_length < 1:
+        parser.error(f"--segment-length must be >= 1, got {args.segment_length}")
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    from agents import resolve_device
+
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        args.out = Path("runs") / f"{family.name}-{args.env.replace('/', '_')}-{stamp}"
+    clash = [f for f in (*OUTPUTS, "labels-seed0.sqlite") if (args.out / f).exists()]
+    clash += [p.name for p in args.out.glob("labels-seed*.sqlite")] if args.out.exists() else []
+    if clash:
+        parser.error(f"--out {args.out} already holds another run's files ({', '.join(sorted(set(clash)))}); "
+                     "choose a new directory, nothing was overwritten")
+
+
+# -- one arm -------------------------------------------------------------------
+
+
+def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, threads: int, queue) -> dict:
+    """Trains one agent (learned or true reward) and returns its curve and figures."""
+    import importlib
+
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from agents import make_agent
+    from prefrl import LearnedRewardVecEnv, LoopConfig, PreferenceLoop, PreferenceStore, SyntheticOracle
+    from prefrl import TrainerConfig
+
+    torch.set_num_threads(threads)
+    family: Family = importlib.import_module(family_module).FAMILY
+    venv = family.make_venv(args, args.n_envs, seed)
+    loop, pre = None, {}
+    if arm == "learned":
+        torch.manual_seed(seed)
+        L = args.segment_length or family.segment_length
+        cfg = LoopConfig(total_labels=args.labels, total_steps=args.steps, segment_length=L, query=args.query,
+                         seed=seed, **family.loop_overrides)
+        tcfg = TrainerConfig(device=args.device, seed=seed, label_noise=args.noise if args.noise < 1 else 0.99,
+                             **family.trainer_overrides)
+        store = PreferenceStore(args.out / f"labels-seed{seed}.sqlite", seed=seed)
+        loop = PreferenceLoop(family.make_ensemble(venv, args), SyntheticOracle(noise=args.noise, seed=seed),
+                              args.n_envs, cfg, tcfg, store)
+        venv = LearnedRewardVecEnv(venv, loop, family.episode_end_key)
+        t = time.perf_counter()
+        venv.collect_random(min(family.random_steps, max(2 * L, args.steps // args.n_envs)))
+        pre = loop.pretrain()
+        pre["seconds"] = time.perf_counter() - t
+        queue.put((arm, seed, 0, "pretrained"))
+    env = family.wrap_agent_env(venv, arm)
+    agent = make_agent(args.agent, env, family.name, seed=seed, device=args.device)
+
+    rows: list[dict] = []
+    episodes: list[tuple[int, float]] = []
+    log_every = max(args.steps // 50, 1)
+
+    class Curve(BaseCallback):
+        last_log = 0
+        last_sent = 0
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    episodes.append((self.num_timesteps, float(info["episode"]["r"])))
+            return True
+
+        def _on_rollout_end(self) -> None:
+            if loop is not None:
+                loop.update(self.num_timesteps)
+            if self.num_timesteps - self.last_log >= log_every:
+                self.last_log = self.num_timesteps
+                recent = [r for _, r in episodes[-10:]]
+                m = loop.metrics if loop is not None else {}
+                rows.append({
+                    "env_step": self.num_timesteps, "run": arm, "seed": seed,
+                    "true_return": float(np.mean(recent)) if recent else float("nan"),
+                    "episodes": len(episodes),
+                    "labels": m.get("labels", float("nan")),
+                    "rm_accuracy": m.get("rm/val_accuracy", float("nan")),
+                    "reward_correlation": m.get("corr/pearson", float("nan")),
+                    "wall_seconds": time.perf_counter() - t0,
+                })
+            queue.put((arm, seed, self.num_timesteps - self.last_sent, None))
+            self.last_sent = self.num_timesteps
+
+    t0 = time.perf_counter()
+    agent.learn(args.steps, callback=Curve())
+    wall = time.perf_counter() - t0
+    final = [r for _, r in episodes[-10:]]
+    result = {
+        "arm": arm, "seed": seed, "rows": rows, "wall_seconds": wall,
+        "steps_per_second": args.steps / wall,
+        "final_true_return": float(np.mean(final)) if final else float("nan"),
+        "episodes": len(episodes),
+    }
+    if loop is not None:
+        result.update({
+            "labels_used": loop.labels_used,
+            "rm_accuracy": loop.metrics.get("rm/val_accuracy", float("nan")),
+            "reward_correlation": loop.metrics.get("corr/pearson", float("nan")),
+            "reward_correlation_spearman": loop.metrics.get("corr/spearman", float("nan")),
+            "fit_seconds": loop.fit_seconds,
+            "pretrain_seconds": pre.get("seconds", 0.0),
+            "pretrain_accuracy": pre.get("rm/val_accuracy", float("nan")),
+        })
+        loop.store.close()
+    venv.close()
+    return result
+
+
+def random_policy_return(family: Family, args, seed: int, max_steps: int = 20_000, n_envs: int = 4) -> float:
+    """Mean true return of (up to 10) completed episodes of a uniformly random policy."""
+    venv = family.make_venv(args, n_envs, seed + 10_000)
+    venv.reset()
+    returns = []
+    for _ in range(max_steps // n_envs):
+        _, _, _, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(n_envs)]))
+        returns += [float(i["episode"]["r"]) for i in infos if "episode" in i]
+        if len(returns) >= 10:
+            break
+    venv.close()
+    return float(np.mean(returns)) if returns else float("nan")
+
+
+# -- the whole benchmark ----------------------------------------------------------
+
+
+def run(family_module: str, family: Family, args: argparse.Namespace) -> dict:
+    """Runs every (seed, arm), writes the outputs, prints a summary table; returns the summary."""
+    from tqdm import tqdm
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    jobs = [(seed, arm) for seed in args.seeds for arm in ARMS]
+    cores = os.cpu_count() or 1
+    workers = args.workers or max(1, min(len(jobs), round(cores / 1.5)))
+    threads = max(1, cores // workers)
+    print(f"prefrl {family.name}: {args.env}, {args.agent}, {args.steps} steps x {len(jobs)} runs, "
+          f"{args.labels} labels, noise {args.noise}, query {args.query}, device {args.device}, "
+          f"{workers} worker(s) x {threads} thread(s) -> {args.out}", flush=True)
+    t_start = time.perf_counter()
+    results = []
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        queue = manager.Queue()
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_run_arm, family_module, args, seed, arm, threads, queue) for seed, arm in jobs]
+            bar = tqdm(total=args.steps * len(jobs), unit="step", unit_scale=True, dynamic_ncols=True,
+                       file=sys.stdout, desc="training")
+            while not all(f.done() for f in futures):
+                while not queue.empty():
+                    arm, seed, n, event = queue.get()
+                    bar.update(n)
+                    if event:
+                        bar.write(f"  seed {seed} {arm}: {event}")
+                time.sleep(0.2)
+            while not queue.empty():
+                bar.update(queue.get()[2])
+            bar.close()
+            results = [f.result() for f in futures]  # re-raises a worker's error
+    random_ret = random_policy_return(family, args, args.seeds[0])
+    summary = summarize(args, results, random_ret, time.perf_counter() - t_start)
+    write_outputs(args.out, results, summary)
+    print_table(summary)
+    return summary
+
+
+def _mean(xs) -> float:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def summarize(args, results: list[dict], random_return: float, wall: float) -> dict:
+    learned = [r for r in results if r["arm"] == "learned"]
+    true = [r for r in results if r["arm"] == "true"]
+    tl, tt = _mean(r["final_true_return"] for r in learned), _mean(r["final_true_return"] for r in true)
+    sl, st = _mean(r["steps_per_second"] for r in learned), _mean(r["steps_per_second"] for r in true)
+    gain_true = tt - random_return
+    return {
+        "env": args.env, "agent": args.agent, "steps": args.steps, "seeds": args.seeds, "noise": args.noise,
+        "query": args.query, "device": args.device, "n_envs": args.n_envs,
+        "true_return_learned": tl,
+        "true_return_true": tt,
+        "true_return_random": random_return,
+        "ratio": tl / tt if tt and not math.isnan(tt) else float("nan"),
+        "normalized_ratio": (tl - random_return) / gain_true if gain_true > 0 else float("nan"),
+        "labels_used": _mean(r["labels_used"] for r in learned),
+        "rm_accuracy": _mean(r["rm_accuracy"] for r in learned),
+        "reward_correlation": _mean(r["reward_correlation"] for r in learned),
+        "steps_per_second_learned": sl,
+        "steps_per_second_true": st,
+        "overhead_ratio": sl / st if st else float("nan"),
+        "pretrain_seconds": _mean(r["pretrain_seconds"] for r in learned),
+        "fit_seconds": _mean(r["fit_seconds"] for r in learned),
+        "wall_seconds": wall,
+        "per_seed": [{k: v for k, v in r.items() if k != "rows"} for r in results],
+        "final_return_is": "mean true return of the last 10 training episodes",
+    }
+
+
+def write_outputs(out: Path, results: list[dict], summary: dict) -> None:
+    rows = [row for r in results for row in r["rows"]]
+    cols = ["env_step", "run", "seed", "true_return", "episodes", "labels", "rm_accuracy", "reward_correlation",
+            "wall_seconds"]
+    with open(out / "curves.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    plot_curves(out / "curves.png", rows, summary)
+
+
+def plot_curves(path: Path, rows: list[dict], summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for arm, color in (("learned", "tab:blue"), ("true", "tab:orange")):
+        for seed in sorted({r["seed"] for r in rows}):
+            pts = [(r["env_step"], r["true_return"]) for r in rows if r["run"] == arm and r["seed"] == seed]
+            if pts:
+                x, y = zip(*pts)
+                label = f"{arm} reward" + (f" (seed {seed})" if len(summary["seeds"]) > 1 else "")
+                ax1.plot(x, y, color=color, label=label, alpha=0.9)
+    if not math.isnan(summary["true_return_random"]):
+        ax1.axhline(summary["true_return_random"], color="gray", ls="--", label="random policy")
+    ax1.set_xlabel("environment steps")
+    ax1.set_ylabel("true episode return (last 10)")
+    ax1.set_title(f"{summary['env']}: {summary['agent']}, {summary['labels_used']:.0f} labels")
+    ax1.legend()
+    learned = [r for r in rows if r["run"] == "learned"]
+    if learned:
+        x = [r["env_step"] for r in learned]
+        ax2.plot(x, [r["rm_accuracy"] for r in learned], ".", label="RM held-out accuracy")
+        ax2.plot(x, [r["reward_correlation"] for r in learned], ".", label="learned/true return correlation")
+        ax2b = ax2.twinx()
+        ax2b.plot(x, [r["labels"] for r in learned], color="gray", alpha=0.5, label="labels used")
+        ax2b.set_ylabel("labels used")
+    ax2.set_ylim(-0.1, 1.05)
+    ax2.set_xlabel("environment steps")
+    ax2.set_title("reward model")
+    ax2.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def print_table(s: dict) -> None:
+    lines = [
+        ("true return, learned-reward agent", f"{s['true_return_learned']:.1f}"),
+        ("true return, true-reward agent", f"{s['true_return_true']:.1f}"),
+        ("true return, random policy", f"{s['true_return_random']:.1f}"),
+        ("ratio learned / true", f"{s['ratio']:.2f}"),
+        ("ratio above random", f"{s['normalized_ratio']:.2f}"),
+        ("labels used", f"{s['labels_used']:.0f}"),
+        ("RM held-out accuracy", f"{s['rm_accuracy']:.3f}"),
+        ("learned/true reward correlation", f"{s['reward_correlation']:.3f}"),
+        ("steps/s learned | true", f"{s['steps_per_second_learned']:.0f} | {s['steps_per_second_true']:.0f}"),
+        ("loop overhead (learned / true steps/s)", f"{s['overhead_ratio']:.2f}"),
+        ("wall time", f"{s['wall_seconds'] / 60:.1f} min"),
+    ]
+    width = max(len(k) for k, _ in lines)
+    print(f"\n{s['env']} ({s['agent']}, {s['steps']} steps, seeds {s['seeds']})")
+    for k, v in lines:
+        print(f"  {k:<{width}}  {v}")
+
+
+def main(family_module: str, family: Family, default_env: str, env_flag: str, defaults: dict,
+         quick: dict, argv: list[str] | None = None, extra_flags: Callable | None = None) -> dict:
+    """Entry point shared by the benchmark modules.
+
+    Args:
+        family_module: importable name of the module defining ``FAMILY``
+            (worker processes re-import it).
+        family: that module's ``Family``.
+        default_env: default for the env flag.
+        env_flag: "--env" or "--game".
+        defaults: family defaults for steps, labels, agent, n_envs.
+        quick: flag values that ``--quick`` sets.
+        argv: arguments (default: sys.argv).
+        extra_flags: adds family-specific flags to the parser.
+    """
+    parser = build_parser(family.name, default_env, env_flag, defaults)
+    if extra_flags is not None:
+        extra_flags(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        for k, v in quick.items():
+            if parser.get_default(k) == getattr(args, k):  # explicit flags win over --quick
+                setattr(args, k, v)
+    validate(args, family, parser)
+    return run(family_module, family, args)
