@@ -40,6 +40,8 @@ class Family:
         make_ensemble: (venv, args) -> RewardEnsemble for its observations.
         wrap_agent_env: (venv, arm) -> the VecEnv the agent trains on (e.g.
             observation normalisation); the same for both arms.
+        obs_transform: args -> the loop's obs_transform (what the reward
+            model sees), or ``None`` for the observation as it is.
         episode_end_key: info key marking the true episode end for segments.
         segment_length: default L.
         random_steps: steps per env of the initial random policy, whose
@@ -53,6 +55,7 @@ class Family:
     make_venv: Callable
     make_ensemble: Callable
     wrap_agent_env: Callable = lambda venv, arm: venv
+    obs_transform: Callable | None = None
     episode_end_key: str | None = None
     segment_length: int = 25
     random_steps: int = 1000
@@ -157,7 +160,8 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
                              **family.trainer_overrides)
         store = PreferenceStore(args.out / f"labels-seed{seed}.sqlite", seed=seed)
         loop = PreferenceLoop(family.make_ensemble(venv, args), SyntheticOracle(noise=args.noise, seed=seed),
-                              args.n_envs, cfg, tcfg, store)
+                              args.n_envs, cfg, tcfg, store,
+                              family.obs_transform(args) if family.obs_transform else None)
         venv = LearnedRewardVecEnv(venv, loop, family.episode_end_key)
         t = time.perf_counter()
         venv.collect_random(min(family.random_steps, max(2 * L, args.steps // args.n_envs)))
@@ -298,7 +302,7 @@ def summarize(args, results: list[dict], random_return: float, wall: float) -> d
         "true_return_learned": tl,
         "true_return_true": tt,
         "true_return_random": random_return,
-        "ratio": tl / tt if tt and not math.isnan(tt) else float("nan"),
+        "ratio": tl / tt if tt > 0 else float("nan"),  # a ratio of negative returns means nothing
         "normalized_ratio": (tl - random_return) / gain_true if gain_true > 0 else float("nan"),
         "labels_used": _mean(r["labels_used"] for r in learned),
         "rm_accuracy": _mean(r["rm_accuracy"] for r in learned),

@@ -80,3 +80,20 @@ def test_loop_config_bad_input():
         LoopConfig(query="best")
     with pytest.raises(ValueError, match="label budget"):
         LoopConfig(total_labels=-5)
+
+
+def test_obs_transform_is_what_the_reward_model_sees():
+    n_envs = 2
+    venv = DummyVecEnv([lambda: gym.make("HalfCheetah-v5") for _ in range(n_envs)])
+    first_half = lambda obs: obs[:, :8]  # the reward model sees 8 of 17 numbers
+    ens = MLPEnsemble((8,), venv.action_space.shape)
+    loop = PreferenceLoop(ens, SyntheticOracle(), n_envs, LoopConfig(total_labels=8, total_steps=100),
+                          obs_transform=first_half)
+    env = LearnedRewardVecEnv(venv, loop)
+    env.collect_random(60)
+    assert loop.recorder.arrays()["obs"].shape == (60, n_envs, 8)
+    loop.pretrain()
+    obs = env.reset()
+    acts = np.stack([env.action_space.sample() for _ in range(n_envs)])
+    _, r, _, _ = env.step(acts)
+    assert np.allclose(r, loop.reward(obs, acts), atol=1e-5)

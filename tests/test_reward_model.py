@@ -111,3 +111,16 @@ def test_correlations_known_values():
     assert pearson(x, -x) == pytest.approx(-1.0)
     assert spearman(x, x**3) == pytest.approx(1.0)
     assert spearman(torch.tensor([1.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 2.0])) == pytest.approx(1.0)
+
+
+def test_frame_cnn_member_paper_and_pooled_shapes():
+    from prefrl.members import FrameCNN
+
+    for shape in ((84, 84, 4), (42, 42, 4)):
+        ens = ModuleEnsemble(lambda: FrameCNN(shape), shape, (), n_members=2)
+        frames = torch.randint(0, 256, (3, 5, *shape), dtype=torch.uint8)
+        assert ens(frames, torch.zeros(3, 5, dtype=torch.long)).shape == (2, 3, 5)
+    paper = FrameCNN((84, 84, 4))
+    convs = [m for m in paper.convs if isinstance(m, nn.Conv2d)]
+    assert [(c.kernel_size[0], c.stride[0], c.out_channels) for c in convs] == [(7, 3, 16), (5, 2, 16), (3, 1, 16), (3, 1, 16)]
+    assert paper.head[0].out_features == 64

@@ -1,0 +1,93 @@
+"""``python -m benchmarks.atari --synthetic-oracle`` (the main job)
+
+A2C (or PPO) on a reward learned from synthetic preferences over 25-step
+clips of Atari frames vs the same agent on the game's own reward.
+
+What the reward model sees (the loop's ``obs_transform``): the 84x84x4
+frame stack average-pooled to 42x42x4 (a CPU budget; ``--rm-full-res`` keeps
+84x84 and the paper's exact CNN), with the score area blacked out unless
+``--show-score`` (the paper's protocol), and segments are cut only at game
+over, never at a life loss, so neither episode ends nor life losses leak into
+the learned reward. The agent itself trains with the standard preprocessing
+(life loss = episode end for the value function, clipped rewards for the
+true-reward arm); the curves report the unclipped game score of whole games.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from benchmarks.harness import Family, main
+
+DEFAULTS = dict(steps=400_000, labels=500, agent="a2c", n_envs=8)
+QUICK = dict(steps=3_000, labels=16)
+
+
+def _check_env_id(game: str) -> str:
+    from envs.atari import canonical_game_id
+
+    return canonical_game_id(game)
+
+
+def _make_venv(args, n_envs: int, seed: int):
+    from envs.atari import make_atari_vec_env
+
+    return make_atari_vec_env(args.env, n_envs, seed)
+
+
+def reward_model_view(game: str, mask_score: bool, full_res: bool):
+    """The obs_transform: [n, 84, 84, 4] uint8 -> [n, 42, 42, 4] (or 84x84) uint8, score area blacked out."""
+    from envs.atari import score_mask
+
+    keep = None if not mask_score else ~score_mask(game)  # [84, 84] bool, True outside the score area
+
+    def view(obs: np.ndarray) -> np.ndarray:
+        if keep is not None:
+            obs = obs * keep[None, :, :, None]
+        if full_res:
+            return obs.astype(np.uint8, copy=False)
+        n, h, w, c = obs.shape
+        pooled = obs.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4), dtype=np.float32)
+        return pooled.round().astype(np.uint8)
+
+    return view
+
+
+def _make_ensemble(venv, args):
+    from prefrl import ModuleEnsemble
+    from prefrl.members import FrameCNN
+
+    shape = (84, 84, 4) if args.rm_full_res else (42, 42, 4)
+    return ModuleEnsemble(lambda: FrameCNN(shape), shape, (), n_members=3)
+
+
+def _obs_transform(args):
+    return reward_model_view(args.env, mask_score=not args.show_score, full_res=args.rm_full_res)
+
+
+def _extra_flags(parser) -> None:
+    parser.add_argument("--show-score", action="store_true",
+                        help="let the reward model see the score area (the paper blacked it out)")
+    parser.add_argument("--rm-full-res", action="store_true",
+                        help="reward model on full 84x84 frames with the paper's exact CNN (slow on a CPU)")
+
+
+FAMILY = Family(
+    name="atari",
+    check_env_id=_check_env_id,
+    make_venv=_make_venv,
+    make_ensemble=_make_ensemble,
+    obs_transform=_obs_transform,
+    episode_end_key="game_over",
+    segment_length=25,
+    random_steps=500,
+    trainer_overrides=dict(batch_size=16, lr=3e-4),
+    loop_overrides=dict(pretrain_epochs=50, fit_epochs=1, fit_min_steps=20, calibration_samples=1024,
+                        correlation_segments=128, buffer_steps=2000),
+)
+
+
+if __name__ == "__main__":
+    main("benchmarks.atari", FAMILY, "Breakout", "--game", DEFAULTS, QUICK, sys.argv[1:], _extra_flags)
