@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -56,8 +57,9 @@ class LoopConfig:
     """Epochs of refitting after each batch of new labels."""
     fit_min_steps: int = 100
     """At least this many gradient steps per refit (and per pretraining)."""
-    min_new_labels: int = 1
-    """Fewest due labels worth a query round (bigger = fewer, larger rounds)."""
+    query_rounds: int = 50
+    """Most query/fit rounds after pretraining: labels are asked in batches of at least
+    (budget - initial) / query_rounds, which bounds the time spent refitting."""
     buffer_steps: int = 10_000
     """Recent steps per env kept for sampling segments."""
     target_std: float = 1.0
@@ -72,7 +74,7 @@ class LoopConfig:
     def __post_init__(self) -> None:
         if self.query not in QUERY_METHODS:
             raise ValueError(f"unknown query method {self.query!r}; choose one of {QUERY_METHODS}")
-        for name in ("segment_length", "candidate_factor", "buffer_steps", "calibration_samples", "min_new_labels"):
+        for name in ("segment_length", "candidate_factor", "buffer_steps", "calibration_samples", "query_rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.total_labels < 0:
@@ -289,7 +291,10 @@ class PreferenceLoop:
             The round's metrics, or ``None`` if nothing was due.
         """
         need = self.schedule.due(env_step) - self.labels_used
-        if need < self.config.min_new_labels or self.recorder.size < self.config.segment_length:
+        later = self.config.total_labels - self.schedule.initial_labels
+        batch = max(1, math.ceil(later / self.config.query_rounds))
+        final = self.schedule.due(env_step) == self.config.total_labels
+        if need < 1 or (need < batch and not final) or self.recorder.size < self.config.segment_length:
             return None
         if self.labels_used == 0:
             return self.pretrain()

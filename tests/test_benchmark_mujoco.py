@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import mujoco as bench
 
-TINY = ["--synthetic-oracle", "--steps", "1024", "--labels", "12", "--n-envs", "2", "--workers", "1"]
+TINY = ["--synthetic-oracle", "--env", "Reacher-v5", "--steps", "1024", "--labels", "12", "--n-envs", "2", "--workers", "1"]
 
 
 def _run(argv):

@@ -111,13 +111,17 @@ def test_seeded_determinism() -> None:
 
 def test_life_loss_and_game_over_signals() -> None:
     venv = make_atari_vec_env("Breakout", 2, 0, episodic_life=True)
-    _, steps = _rollout(venv, 700)
+    obs, steps = _rollout(venv, 700)
     venv.close()
     life_losses = game_overs = 0
-    for dones, infos in steps:
-        for done, info in zip(dones, infos):
+    for t, (dones, infos) in enumerate(steps):
+        for i, (done, info) in enumerate(zip(dones, infos)):
             if done:
-                assert info["terminal_observation"].shape == (84, 84, 4)
+                last = info["terminal_observation"]
+                assert last.shape == (84, 84, 4)
+                # The stack continues the previous observation (oldest frame
+                # dropped), i.e. it is the true last state, not the reset one.
+                np.testing.assert_array_equal(last[..., :3], obs[t, i][..., 1:])
             if info["game_over"]:
                 game_overs += 1
                 assert done and info["lives"] == 0
@@ -131,7 +135,9 @@ def test_life_loss_and_game_over_signals() -> None:
     _, steps = _rollout(venv, 300)
     venv.close()
     assert all(
-        bool(done) == info["game_over"] for dones, infos in steps for done, info in zip(dones, infos)
+        bool(done) == info["game_over"]
+        for dones, infos in steps
+        for done, info in zip(dones, infos)
     )
 
 
