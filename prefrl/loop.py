@@ -55,9 +55,9 @@ class LoopConfig:
     """Epochs over the initial labels before the agent starts (paper, Atari: 200)."""
     fit_epochs: int = 5
     """Epochs of refitting after each batch of new labels."""
-    fit_min_steps: int = 100
+    fit_min_steps: int = 60
     """At least this many gradient steps per refit (and per pretraining)."""
-    query_rounds: int = 50
+    query_rounds: int = 30
     """Most query/fit rounds after pretraining: labels are asked in batches of at least
     (budget - initial) / query_rounds, which bounds the time spent refitting."""
     buffer_steps: int = 10_000

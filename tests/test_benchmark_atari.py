@@ -1,0 +1,69 @@
+"""`python -m benchmarks.atari`: a tiny real run on ALE writes sane outputs; bad input fails cleanly."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import atari as bench
+
+
+def test_reward_model_view_pools_and_masks_the_score():
+    from envs.atari import score_mask
+
+    obs = np.full((2, 84, 84, 4), 200, np.uint8)
+    view = bench.reward_model_view("Breakout", mask_score=True, full_res=False)(obs)
+    assert view.shape == (2, 42, 42, 4) and view.dtype == np.uint8
+    rows = np.nonzero(score_mask("Breakout").any(axis=1))[0]
+    assert (view[:, : rows.max() // 2] == 0).all(), "score rows must be black"
+    assert (view[:, rows.max() // 2 + 1 :] == 200).all(), "the rest of the frame is untouched"
+    full = bench.reward_model_view("Breakout", mask_score=False, full_res=True)(obs)
+    assert full.shape == (2, 84, 84, 4) and (full == 200).all()
+
+
+def test_quick_sized_run_writes_all_outputs(tmp_path):
+    out = tmp_path / "run"
+    summary = bench.main("benchmarks.atari", bench.FAMILY, "Breakout", "--game", bench.DEFAULTS, bench.QUICK,
+                         ["--synthetic-oracle", "--steps", "800", "--labels", "6", "--n-envs", "4",
+                          "--workers", "1", "--out", str(out)], bench._extra_flags)
+    for name in ("curves.csv", "curves.png", "summary.json", "labels-seed0.sqlite"):
+        assert (out / name).stat().st_size > 0, name
+    s = json.loads((out / "summary.json").read_text())
+    assert s["env"] == "ALE/Breakout-v5" and s["agent"] == "a2c" and s["labels_used"] == 6
+    assert s["steps_per_second_learned"] > 0 and s["steps_per_second_true"] > 0
+    assert math.isfinite(s["true_return_random"]) and s["true_return_random"] >= 0
+    rows = list(csv.DictReader(open(out / "curves.csv")))
+    assert {r["run"] for r in rows} == {"learned", "true"}
+    assert summary["labels_used"] == 6
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "benchmarks.atari", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--game", "Zork"], "Zork"),
+        (["--game", "HalfCheetah-v5"], "HalfCheetah-v5"),
+        (["--labels", "0"], "--labels must be >= 1"),
+        (["--steps", "-10"], "--steps must be >= 1"),
+        (["--labels", "900", "--steps", "100"], "more than --steps"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message):
+    r = _cli("--synthetic-oracle", *args)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_and_no_labeler():
+    r = _cli("--help")
+    assert r.returncode == 0 and "--game" in r.stdout and "--quick" in r.stdout
+    r = _cli()
+    assert r.returncode == 2 and "--synthetic-oracle" in r.stderr
