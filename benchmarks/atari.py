@@ -21,7 +21,7 @@ import numpy as np
 
 from benchmarks.harness import Family, main
 
-DEFAULTS = dict(steps=400_000, labels=500, agent="a2c", n_envs=8)
+DEFAULTS = dict(steps=300_000, labels=500, agent="a2c", n_envs=8)
 QUICK = dict(steps=3_000, labels=16)
 
 
@@ -34,23 +34,33 @@ def _check_env_id(game: str) -> str:
 def _make_venv(args, n_envs: int, seed: int):
     from envs.atari import make_atari_vec_env
 
-    return make_atari_vec_env(args.env, n_envs, seed)
+    return make_atari_vec_env(args.env, n_envs, seed, num_threads=getattr(args, "threads", None))
 
 
 def reward_model_view(game: str, mask_score: bool, full_res: bool):
-    """The obs_transform: [n, 84, 84, 4] uint8 -> [n, 42, 42, 4] (or 84x84) uint8, score area blacked out."""
+    """The obs_transform: [n, 84, 84, 4] uint8 -> [n, 42, 42, 4] (or 84x84) uint8, score area blacked out.
+
+    Pooling is cv2's area resize (the 2x2 mean, rounded: 0.2 ms per 8 frames,
+    ~14x faster than numpy here); the score rows are blacked out after pooling,
+    every pooled row that touches a score row included.
+    """
+    import cv2
+
     from envs.atari import score_mask
 
-    keep = None if not mask_score else ~score_mask(game)  # [84, 84] bool, True outside the score area
+    rows = score_mask(game).any(axis=1) if mask_score else np.zeros(84, bool)  # [84] True on score rows
+    if not full_res:
+        rows = rows.reshape(42, 2).any(axis=1)
 
     def view(obs: np.ndarray) -> np.ndarray:
-        if keep is not None:
-            obs = obs * keep[None, :, :, None]
         if full_res:
-            return obs.astype(np.uint8, copy=False)
-        n, h, w, c = obs.shape
-        pooled = obs.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4), dtype=np.float32)
-        return pooled.round().astype(np.uint8)
+            out = np.array(obs, dtype=np.uint8, copy=True)
+        else:
+            n, h, w, c = obs.shape
+            out = np.stack([cv2.resize(f, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for f in obs])
+            out = out.reshape(n, h // 2, w // 2, c)
+        out[:, rows] = 0
+        return out
 
     return view
 
@@ -95,8 +105,9 @@ FAMILY = Family(
     segment_length=25,
     random_steps=500,
     trainer_overrides=dict(batch_size=16, lr=3e-4),
-    loop_overrides=dict(pretrain_epochs=50, fit_epochs=1, fit_min_steps=20, calibration_samples=1024,
-                        correlation_segments=128, buffer_steps=2000),
+    # A 16-pair step of the 3 CNNs costs ~0.29 s on one core: 15 rounds of 20 steps, 30 pretraining epochs.
+    loop_overrides=dict(pretrain_epochs=30, fit_epochs=1, fit_min_steps=20, query_rounds=15,
+                        calibration_samples=1024, correlation_segments=128, buffer_steps=2000),
 )
 
 

@@ -14,6 +14,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -87,7 +88,7 @@ def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -
     p.add_argument("--segment-length", type=int, default=None, help="steps per segment (family default if unset)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--workers", type=int, default=None,
-                   help="runs in parallel processes (default: one per 1.5 CPU cores, at most 2 per seed)")
+                   help="runs in parallel processes (default: one per CPU core, at most one per run)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default runs/<family>-<env>-<time>)")
     p.add_argument("--quick", action="store_true", help="a ~1-minute smoke run: tiny budget, few labels")
     return p
@@ -250,41 +251,61 @@ def random_policy_return(family: Family, args, seed: int, max_steps: int = 20_00
 
 def run(family_module: str, family: Family, args: argparse.Namespace) -> dict:
     """Runs every (seed, arm), writes the outputs, prints a summary table; returns the summary."""
-    from tqdm import tqdm
-
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(seed, arm) for seed in args.seeds for arm in ARMS]
     cores = os.cpu_count() or 1
-    workers = args.workers or max(1, min(len(jobs), round(cores / 1.5)))
+    workers = args.workers or max(1, min(len(jobs), cores))
     threads = max(1, cores // workers)
+    args.threads = threads  # per run: torch threads, and the env's own threads where it has any
     print(f"prefrl {family.name}: {args.env}, {args.agent}, {args.steps} steps x {len(jobs)} runs, "
           f"{args.labels} labels, noise {args.noise}, query {args.query}, device {args.device}, "
           f"{workers} worker(s) x {threads} thread(s) -> {args.out}", flush=True)
     t_start = time.perf_counter()
     results = []
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_run_arm, family_module, args, seed, arm, threads, queue) for seed, arm in jobs]
-            bar = tqdm(total=args.steps * len(jobs), unit="step", unit_scale=True, dynamic_ncols=True,
-                       file=sys.stdout, desc="training")
-            while not all(f.done() for f in futures):
-                while not queue.empty():
-                    arm, seed, n, event = queue.get()
-                    bar.update(n)
-                    if event:
-                        bar.write(f"  seed {seed} {arm}: {event}")
-                time.sleep(0.2)
-            while not queue.empty():
-                bar.update(queue.get()[2])
-            bar.close()
-            results = [f.result() for f in futures]  # re-raises a worker's error
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` ends the workers too
+    try:
+        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            queue = manager.Queue()
+            try:
+                futures = [pool.submit(_run_arm, family_module, args, seed, arm, threads, queue) for seed, arm in jobs]
+                _follow(futures, queue, args.steps * len(jobs))
+                results = [f.result() for f in futures]  # re-raises a worker's error
+            except BaseException:
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     random_ret = random_policy_return(family, args, args.seeds[0])
     summary = summarize(args, results, random_ret, time.perf_counter() - t_start)
     write_outputs(args.out, results, summary)
     print_table(summary)
     return summary
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _follow(futures, queue, total: int) -> None:
+    """Shows one progress bar (with ETA) over all runs until they finish."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stdout, desc="training")
+    try:
+        while not all(f.done() for f in futures):
+            while not queue.empty():
+                arm, seed, n, event = queue.get()
+                bar.update(n)
+                if event:
+                    bar.write(f"  seed {seed} {arm}: {event}")
+            time.sleep(0.2)
+        while not queue.empty():
+            bar.update(queue.get()[2])
+    finally:
+        bar.close()
 
 
 def _mean(xs) -> float:
@@ -416,4 +437,9 @@ def main(family_module: str, family: Family, default_env: str, env_flag: str, de
             if parser.get_default(k) == getattr(args, k):  # explicit flags win over --quick
                 setattr(args, k, v)
     validate(args, family, parser)
-    return run(family_module, family, args)
+    try:
+        return run(family_module, family, args)
+    except KeyboardInterrupt:
+        print(f"\nprefrl: interrupted; the labels gathered so far are kept in {args.out}/labels-seed*.sqlite",
+              file=sys.stderr)
+        raise SystemExit(130) from None

@@ -38,13 +38,10 @@ Every environment built here puts the full simulator state in each ``info``
 with :func:`render_states` (e.g. for a human labelling UI). qpos/qvel is the
 full physical state for all eight tasks here (none has actuator activations).
 
-Headless rendering: before MuJoCo is first imported, :func:`gl_backend` picks
-``MUJOCO_GL`` (unless the user already set it): ``egl`` if ``libEGL`` is found,
-else ``osmesa`` if ``libOSMesa`` is found, else nothing (rendering then raises
-:class:`RenderingUnavailableError`). On Debian/Ubuntu EGL software rendering
-(Mesa llvmpipe, no GPU needed) comes from ``libegl1 libegl-mesa0
-libgl1-mesa-dri``; OSMesa from ``libosmesa6``. A wrong ``MUJOCO_GL`` breaks
-``import mujoco`` itself, which is why the backend is probed, not assumed.
+Headless rendering (:func:`gl_backend`, which picks ``MUJOCO_GL`` before MuJoCo
+is first imported, :func:`render_states`, :func:`close_renderers` and
+:class:`RenderingUnavailableError`) lives in :mod:`envs.mujoco_render` and is
+re-exported here.
 
 This module imports only numpy and gymnasium at import time; mujoco and
 stable-baselines3 are imported lazily inside the factories. Note: because this
@@ -55,13 +52,19 @@ file is called ``mujoco.py``, never run it as a script from inside ``envs/``
 
 from __future__ import annotations
 
-import ctypes.util
-import os
-import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 import gymnasium as gym
 import numpy as np
+
+# Rendering helpers, re-exported as part of this module's API. Cheap (numpy and
+# gymnasium only); envs.mujoco_render imports this module back only lazily.
+from envs.mujoco_render import (
+    RenderingUnavailableError,
+    close_renderers,
+    gl_backend,
+    render_states,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from stable_baselines3.common.vec_env import VecEnv
@@ -154,41 +157,6 @@ PAPER_VARIANT_CHANGES: dict[str, str] = {
     ),
 }
 """Human-readable description of what the paper variant changes, per task."""
-
-
-class RenderingUnavailableError(RuntimeError):
-    """Raised by :func:`render_states` when no headless OpenGL backend exists."""
-
-
-# --------------------------------------------------------------------------
-# Headless GL selection (must run before the first ``import mujoco``).
-# --------------------------------------------------------------------------
-
-_GL_LOCK = threading.Lock()
-_GL_CHOSEN = False
-
-
-def gl_backend() -> str | None:
-    """Chooses (once) and returns the MuJoCo OpenGL backend for this process.
-
-    If ``MUJOCO_GL`` is already set it is respected. Otherwise ``egl`` is used
-    when ``libEGL`` is installed, else ``osmesa`` when ``libOSMesa`` is, else
-    the variable is left unset (no headless rendering; physics still works).
-    Must be called before ``mujoco`` is imported to have any effect; all
-    factories in this module call it first.
-
-    Returns:
-        The value of ``MUJOCO_GL`` after the choice, or ``None`` if unset.
-    """
-    global _GL_CHOSEN
-    with _GL_LOCK:
-        if not _GL_CHOSEN and "MUJOCO_GL" not in os.environ:
-            if ctypes.util.find_library("EGL"):
-                os.environ["MUJOCO_GL"] = "egl"
-            elif ctypes.util.find_library("OSMesa"):
-                os.environ["MUJOCO_GL"] = "osmesa"
-        _GL_CHOSEN = True
-    return os.environ.get("MUJOCO_GL")
 
 
 # --------------------------------------------------------------------------
@@ -372,88 +340,3 @@ def sim_state_dims(env_id: str) -> tuple[int, int]:
 
 
 _DIMS_CACHE: dict[str, tuple[int, int]] = {}
-
-# Renderer envs are expensive to create (~0.5 s for a GL context and model),
-# so one per (env_id, width, height) is kept. Not thread-safe: render from one
-# thread, or call close_renderers() in between.
-_RENDERERS: dict[tuple[str, int, int], gym.Env] = {}
-_SHADOW_SIZE = 1024
-
-
-def close_renderers() -> None:
-    """Closes the cached rendering environments used by :func:`render_states`."""
-    while _RENDERERS:
-        _, env = _RENDERERS.popitem()
-        env.close()
-
-
-def _renderer(env_id: str, width: int, height: int) -> gym.Env:
-    key = (env_id, width, height)
-    if key not in _RENDERERS:
-        backend = gl_backend()
-        if backend is None:
-            raise RenderingUnavailableError(
-                "No headless OpenGL backend: neither libEGL nor libOSMesa was "
-                "found and MUJOCO_GL is unset (install e.g. Debian's libegl1 "
-                "libegl-mesa0 libgl1-mesa-dri, or libosmesa6)."
-            )
-        env = gym.make(env_id, render_mode="rgb_array", width=width, height=height)
-        # MuJoCo's default 4096^2 shadow map dominates software (llvmpipe)
-        # rendering time; 1024^2 looks the same at these sizes and is ~3x
-        # faster (0.17 -> 0.06 s per 240x240 frame on 2 CPU cores). It must be
-        # set before the first render() creates the GL context.
-        quality = env.unwrapped.model.vis.quality
-        quality.shadowsize = min(int(quality.shadowsize), _SHADOW_SIZE)
-        env.reset(seed=0)
-        try:
-            env.render()
-        except Exception as err:  # GL libraries present but unusable
-            env.close()
-            raise RenderingUnavailableError(
-                f"MuJoCo rendering with MUJOCO_GL={backend!r} failed: {err!r}"
-            ) from err
-        _RENDERERS[key] = env
-    return _RENDERERS[key]
-
-
-def render_states(
-    env_id: str, states: np.ndarray, width: int = 240, height: int = 240
-) -> np.ndarray:
-    """Renders simulator states (e.g. a segment's ``info["sim_state"]``) to RGB.
-
-    Uses the task's default ``rgb_array`` camera (the tracking cameras follow
-    the body, as in the live env). Each state is set with ``set_state`` (which
-    runs ``mj_forward``) and drawn independently.
-
-    Args:
-        env_id: One of :data:`MUJOCO_TASKS`.
-        states: ``[L, nq + nv]`` (or a single ``[nq + nv]``) qpos/qvel rows.
-        width: Image width in pixels.
-        height: Image height in pixels.
-
-    Returns:
-        uint8 ``[L, height, width, 3]`` frames (``[height, width, 3]`` for a
-        single 1-D state).
-
-    Raises:
-        ValueError: On an unsupported id or states of the wrong width.
-        RenderingUnavailableError: If no headless GL backend works here.
-    """
-    _check_task(env_id)
-    states = np.asarray(states, dtype=np.float64)
-    single = states.ndim == 1
-    if single:
-        states = states[None]
-    nq, nv = sim_state_dims(env_id)
-    if states.ndim != 2 or states.shape[1] != nq + nv:
-        raise ValueError(
-            f"{env_id} states must have shape [L, {nq + nv}] (nq={nq}, nv={nv}), "
-            f"got {states.shape}"
-        )
-    env = _renderer(env_id, int(width), int(height))
-    sim = env.unwrapped
-    frames = np.empty((states.shape[0], height, width, 3), dtype=np.uint8)
-    for i, state in enumerate(states):
-        sim.set_state(state[:nq], state[nq:])
-        frames[i] = env.render()
-    return frames[0] if single else frames
