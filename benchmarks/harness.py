@@ -116,6 +116,8 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         parser.error(f"--noise must be a probability in [0, 1], got {args.noise}")
     if args.segment_length is not None and args.segment_length < 1:
         parser.error(f"--segment-length must be >= 1, got {args.segment_length}")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; each seed's runs write their own labels file")
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     from agents import resolve_device
@@ -208,21 +210,24 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     t0, c0 = time.perf_counter(), time.process_time()
     agent.learn(args.steps, callback=Curve())
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    steps = agent.num_timesteps  # SB3 finishes its last rollout, so this can exceed args.steps
     final = [r for _, r in episodes[-10:]]
     result = {
         "arm": arm, "seed": seed, "rows": rows, "wall_seconds": wall,
-        "steps_per_second": args.steps / wall,
+        "env_steps": steps,
+        "steps_per_second": steps / wall,
         "cpu_seconds": cpu,
-        "steps_per_cpu_second": args.steps / cpu,
+        "steps_per_cpu_second": steps / cpu,
         "final_true_return": float(np.mean(final)) if final else float("nan"),
         "episodes": len(episodes),
     }
     if loop is not None:
+        corr = loop.fresh_correlation()  # the final model on the last steps, never query candidates
         result.update({
             "labels_used": loop.labels_used,
             "rm_accuracy": loop.metrics.get("rm/val_accuracy", float("nan")),
-            "reward_correlation": loop.metrics.get("corr/pearson", float("nan")),
-            "reward_correlation_spearman": loop.metrics.get("corr/spearman", float("nan")),
+            "reward_correlation": corr.get("corr/pearson", float("nan")),
+            "reward_correlation_spearman": corr.get("corr/spearman", float("nan")),
             "fit_seconds": loop.fit_seconds,
             "pretrain_seconds": pre.get("seconds", 0.0),
             "pretrain_accuracy": pre.get("rm/val_accuracy", float("nan")),
@@ -352,8 +357,21 @@ def write_outputs(out: Path, results: list[dict], summary: dict) -> None:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
     plot_curves(out / "curves.png", rows, summary)
+
+
+def _json_safe(x):
+    """NaN/inf -> None (strict JSON has no NaN); numpy scalars -> Python numbers."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 def plot_curves(path: Path, rows: list[dict], summary: dict) -> None:

@@ -5,8 +5,8 @@
 * ``record(obs, act, true_reward, done)`` after each vector-env step (the
   wrappers do this);
 * ``reward(obs, act)``, the normalised learned reward of a batch of steps;
-* ``update(env_step)`` between agent updates: asks for the labels the
-  schedule says are due, stores them, refits the ensemble and recalibrates the
+* ``update(env_step)`` between agent updates: measures the current model on
+  steps recorded since its last fit, asks for the labels the schedule says are due, stores them, refits the ensemble and recalibrates the
   reward normalisation. ``pretrain()`` does the same once, before training,
   with the initial share of the budget and more epochs.
 """
@@ -26,6 +26,7 @@ from prefrl.oracle import Labeler
 from prefrl.queries import QUERY_METHODS, select_queries
 from prefrl.reward_model import MLPEnsemble, RewardEnsemble
 from prefrl.schedule import LabelSchedule
+from prefrl.seeding import derive_seed
 from prefrl.segments import Segments, sample_segments
 from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer, TrainerConfig
@@ -125,18 +126,17 @@ class RolloutRecorder:
         if self.size:
             self._buf["done"][(self._next - 1) % self.capacity] = True
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The recorded steps in time order, each [T, n_envs, ...]."""
+    def arrays(self, last: int | None = None) -> dict[str, np.ndarray]:
+        """The recorded steps in time order, each [T, n_envs, ...] (only the newest ``last`` if given)."""
         if self.size == 0:
             raise ValueError("no steps recorded yet: step the wrapped environment first")
-        if self.size < self.capacity:
-            return {k: v[: self.size] for k, v in self._buf.items()}
-        order = np.roll(np.arange(self.capacity), -self._next)
-        return {k: v[order] for k, v in self._buf.items()}
+        k = self.size if last is None else min(last, self.size)
+        order = (self._next - k + np.arange(k)) % self.capacity
+        return {name: v[order] for name, v in self._buf.items()}
 
-    def sample(self, n: int, length: int, generator: torch.Generator) -> Segments:
-        """N segments of ``length`` steps from the recorded steps."""
-        a = self.arrays()
+    def sample(self, n: int, length: int, generator: torch.Generator, last: int | None = None) -> Segments:
+        """N segments of ``length`` steps from the recorded steps (the newest ``last`` steps if given)."""
+        a = self.arrays(last)
         return sample_segments(a["obs"], a["act"], a["true_reward"], a["done"], length, n, generator, a["valid"])
 
     def random_steps(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -181,12 +181,13 @@ class PreferenceLoop:
         self.schedule = LabelSchedule(cfg.total_labels, cfg.total_steps, cfg.initial_fraction, cfg.t0_fraction)
         self.recorder = RolloutRecorder(cfg.buffer_steps, self.n_envs)
         self.device = torch.device(self.trainer_config.device)
-        self._gen = torch.Generator().manual_seed(cfg.seed)
-        self._np_rng = np.random.default_rng(cfg.seed)
+        self._gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "loop-segments"))
+        self._np_rng = np.random.default_rng(derive_seed(cfg.seed, "loop-calibration"))
         self.labels_used = 0
         self.reward_mean, self.reward_std = 0.0, 1.0
         self.metrics: dict[str, float] = {}
         self.fit_seconds = 0.0
+        self._steps_at_fit = -1  # recorder.total at the last fit; -1 before any
 
     # -- per step --------------------------------------------------------
     def record(self, obs, act, true_reward, done, valid=None) -> None:
@@ -259,10 +260,25 @@ class PreferenceLoop:
         t = time.perf_counter()
         metrics = self.trainer.fit(self.store, epochs, self.config.fit_min_steps)
         self._calibrate()
-        fresh = self.recorder.sample(self.config.correlation_segments, self.config.segment_length, self._gen)
-        metrics.update(segment_return_correlation(self.ensemble, fresh))
+        self._steps_at_fit = self.recorder.total
         self.fit_seconds += time.perf_counter() - t
         return metrics
+
+    def fresh_correlation(self) -> dict[str, float]:
+        """Learned vs true return correlation on segments recorded since the last fit.
+
+        Those steps were never query candidates, so no labeled segment overlaps
+        them. Empty dict if fewer than ``segment_length`` steps are that new.
+        """
+        new = self.recorder.total - self._steps_at_fit
+        if self._steps_at_fit < 0 or new < self.config.segment_length:
+            return {}
+        try:
+            fresh = self.recorder.sample(self.config.correlation_segments, self.config.segment_length, self._gen,
+                                         last=new)
+        except ValueError:  # no window of L steps inside one episode among the new steps
+            return {}
+        return segment_return_correlation(self.ensemble, fresh)
 
     def pretrain(self) -> dict[str, float]:
         """Labels the initial share of the budget from what was recorded so far and fits on it.
@@ -298,10 +314,11 @@ class PreferenceLoop:
             return None
         if self.labels_used == 0:
             return self.pretrain()
+        corr = self.fresh_correlation()  # the current model, on steps it has never been asked about
         self._query(need)
         if len(self.store) == 0:
             return None
-        self.metrics = self._fit(self.config.fit_epochs) | {"labels": float(self.labels_used)}
+        self.metrics = self._fit(self.config.fit_epochs) | corr | {"labels": float(self.labels_used)}
         return self.metrics
 
 

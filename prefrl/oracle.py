@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch
 
+from prefrl.seeding import derive_seed
 from prefrl.segments import Segments
 
 __all__ = ["Labeler", "SyntheticOracle"]
@@ -79,7 +80,7 @@ class SyntheticOracle:
             raise ValueError(f"beta must be > 0 (inf = perfectly rational), got {self.beta}")
         if self.equal_threshold < 0:
             raise ValueError(f"equal_threshold must be >= 0, got {self.equal_threshold}")
-        self._rng = torch.Generator().manual_seed(self.seed)
+        self._rng = torch.Generator().manual_seed(derive_seed(self.seed, "oracle"))
 
     def returns(self, reward: torch.Tensor) -> torch.Tensor:
         """[N, L] true rewards -> [N] (myopically discounted) returns."""

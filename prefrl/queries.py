@@ -58,7 +58,7 @@ def select_queries(
         seg2: M candidate second segments.
         n: how many to pick (<= M).
         method: "disagreement", "entropy" or "random".
-        generator: RNG for "random" (and tie order).
+        generator: RNG for "random".
 
     Returns:
         [n] long indices into the candidates, most informative first.

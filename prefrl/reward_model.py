@@ -174,7 +174,8 @@ class MLPEnsemble(RewardEnsemble):
         """
         x = self.features(obs.unsqueeze(0), act.unsqueeze(0))[0]
         self.in_mean.copy_(x.mean(0))
-        self.in_std.copy_(x.std(0).clamp_min(1e-3) if len(x) > 1 else torch.ones_like(self.in_std))
+        std = x.std(0) if len(x) > 1 else torch.ones_like(self.in_std)
+        self.in_std.copy_(torch.where(std < 1e-3, torch.ones_like(std), std))  # constant inputs stay unscaled
         if self.use_action and self.n_actions is not None:  # leave one-hot columns as they are
             self.in_mean[-self.n_actions :] = 0.0
             self.in_std[-self.n_actions :] = 1.0

@@ -32,9 +32,9 @@ class Segments:
     true_reward: torch.Tensor
 
     def __post_init__(self) -> None:
-        n, length = self.true_reward.shape[:2]
         if self.true_reward.dim() != 2:
             raise ValueError(f"true_reward must be [N, L], got {tuple(self.true_reward.shape)}")
+        n, length = self.true_reward.shape
         for name in ("obs", "act"):
             shape = tuple(getattr(self, name).shape[:2])
             if shape != (n, length):
@@ -54,6 +54,9 @@ class Segments:
         return self.true_reward.sum(dim=1)
 
     def __getitem__(self, idx) -> "Segments":
+        """Selects segments along N (an int keeps the N dim: ``segs[3]`` is 1 segment)."""
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1 if idx != -1 else None)
         return Segments(self.obs[idx], self.act[idx], self.true_reward[idx])
 
     @staticmethod

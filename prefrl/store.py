@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prefrl.seeding import derive_seed
 from prefrl.segments import Segments
 
 __all__ = ["PreferenceStore"]
@@ -75,7 +76,7 @@ class PreferenceStore:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.capacity = capacity
         self.val_fraction = val_fraction
-        self._rng = torch.Generator().manual_seed(seed)
+        self._rng = torch.Generator().manual_seed(derive_seed(seed, "store-split"))
         self._buf: dict[str, torch.Tensor] = {}
         self._next = 0  # ring position
         self._size = 0  # labels in memory
@@ -100,6 +101,7 @@ class PreferenceStore:
             raise ValueError(
                 f"{self.path} is not a prefrl preference store ({err}); pass another path, nothing was changed"
             ) from err
+        torch.rand(self.total_added, generator=self._rng)  # resume the split stream where the file left it
         for mu, is_val, obs, act, rew in reversed(rows):
             o, a, r = _from_blob(obs), _from_blob(act), _from_blob(rew)
             self._append(o[None], a[None], r[None], torch.tensor([mu]), torch.tensor([bool(is_val)]))
@@ -116,13 +118,7 @@ class PreferenceStore:
         new = {"obs": obs, "act": act, "true_reward": rew, "mu": mu.float(), "is_val": is_val}
         if not self._buf:
             self._buf = {k: torch.empty(self.capacity, *v.shape[1:], dtype=v.dtype) for k, v in new.items()}
-        for k, v in new.items():
-            want = tuple(self._buf[k].shape[1:])
-            if tuple(v.shape[1:]) != want:
-                raise ValueError(
-                    f"new labels have {k} of shape {tuple(v.shape[1:])} per pair, the store holds {want}; "
-                    "use a separate store for segments of another length or environment"
-                )
+        self._check_shapes(new)
         n = len(mu)
         idx = (self._next + torch.arange(n)) % self.capacity
         if n > self.capacity:  # only the newest `capacity` survive
@@ -131,6 +127,15 @@ class PreferenceStore:
             self._buf[k][idx] = v.to(self._buf[k].dtype)
         self._next = int((self._next + n) % self.capacity)
         self._size = min(self.capacity, self._size + n)
+
+    def _check_shapes(self, new: dict[str, torch.Tensor]) -> None:
+        for k, v in new.items():
+            want = tuple(self._buf[k].shape[1:]) if self._buf else tuple(v.shape[1:])
+            if tuple(v.shape[1:]) != want:
+                raise ValueError(
+                    f"new labels have {k} of shape {tuple(v.shape[1:])} per pair, the store holds {want}; "
+                    "use a separate store for segments of another length or environment"
+                )
 
     def add(self, seg1: Segments, seg2: Segments, mu: torch.Tensor) -> None:
         """Stores N labeled pairs: on disk first (if a path is set), then in memory.
@@ -158,6 +163,7 @@ class PreferenceStore:
         act = torch.stack([seg1.act, seg2.act], dim=1).cpu()
         rew = torch.stack([seg1.true_reward, seg2.true_reward], dim=1).cpu().float()
         is_val = torch.rand(len(mu), generator=self._rng) < self.val_fraction
+        self._check_shapes({"obs": obs, "act": act, "true_reward": rew})  # before anything reaches the disk
         if self._db is not None:
             now = time.time()
             rows = [

@@ -16,6 +16,7 @@ import torch
 
 from prefrl.losses import bt_loss
 from prefrl.reward_model import RewardEnsemble
+from prefrl.seeding import derive_seed
 from prefrl.store import PreferenceStore
 
 __all__ = ["TrainerConfig", "RewardTrainer"]
@@ -64,7 +65,7 @@ class RewardTrainer:
         self.ensemble.to(cfg.device)
         self.optimizer = torch.optim.Adam(self.ensemble.parameters(), lr=cfg.lr)
         self.l2 = torch.full((self.ensemble.n_members,), cfg.l2_init)
-        self._rng = torch.Generator().manual_seed(cfg.seed)
+        self._rng = torch.Generator().manual_seed(derive_seed(cfg.seed, "trainer"))
 
     def _returns(self, data: dict, idx: torch.Tensor, per_member: bool) -> torch.Tensor:
         """Predicted returns of pairs: idx [E, B] (per member) or [B] -> [E, B, 2]."""

@@ -93,7 +93,7 @@ class LearnedRewardVectorEnv(gym.vector.VectorWrapper):
         if loop.n_envs != env.num_envs:
             raise ValueError(f"the loop expects {loop.n_envs} envs, the vector env has {env.num_envs}")
         self.loop = loop
-        mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+        mode = gym.vector.AutoresetMode(env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP))
         self._next_step_reset = mode == gym.vector.AutoresetMode.NEXT_STEP
         self._obs: np.ndarray | None = None
         self._prev_done = np.zeros(env.num_envs, bool)
@@ -113,6 +113,8 @@ class LearnedRewardVectorEnv(gym.vector.VectorWrapper):
         valid = ~self._prev_done if self._next_step_reset else None
         actions = np.asarray(actions)
         reward = self.loop.observe(self._obs, actions, true_reward, done, valid)
+        if valid is not None:
+            reward[~valid] = 0.0  # a reset step: its action was ignored, the env itself pays 0
         info = dict(info)
         info["true_reward"] = np.asarray(true_reward)
         self._obs = np.array(obs, copy=True)
@@ -121,6 +123,8 @@ class LearnedRewardVectorEnv(gym.vector.VectorWrapper):
 
     def collect_random(self, n_steps: int, seed: int | None = None) -> None:
         """Steps every env ``n_steps`` times with random actions (the initial policy)."""
+        if seed is not None:
+            self.env.action_space.seed(seed)
         self.reset(seed=seed)
         for _ in range(n_steps):
             self.step(self.env.action_space.sample())

@@ -97,3 +97,31 @@ def test_obs_transform_is_what_the_reward_model_sees():
     acts = np.stack([env.action_space.sample() for _ in range(n_envs)])
     _, r, _, _ = env.step(acts)
     assert np.allclose(r, loop.reward(obs, acts), atol=1e-5)
+
+
+def test_gymnasium_wrapper_is_seeded_and_pays_nothing_on_reset_steps():
+    def run():
+        venv = gym.make_vec("HalfCheetah-v5", num_envs=2, vectorization_mode="sync", max_episode_steps=30)
+        loop = make_loop(venv.single_observation_space, venv.single_action_space, 2, 1000, labels=10)
+        env = LearnedRewardVectorEnv(venv, loop)
+        env.collect_random(70, seed=3)
+        return loop, env
+
+    (a, env), (b, _) = run(), run()
+    ra, rb = a.recorder.arrays(), b.recorder.arrays()
+    assert np.array_equal(ra["act"], rb["act"]) and np.array_equal(ra["obs"], rb["obs"])
+    a.pretrain()
+    env.collect_random(31, seed=4)  # episode ends at step 30; step 31 is the reset step
+    rewards = []
+    for _ in range(31):
+        _, r, _, _, _ = env.step(env.env.action_space.sample())
+        rewards.append(r)
+    assert (rewards[30] == 0).all() and (np.abs(np.stack(rewards[:30])) > 0).any()
+
+
+def test_constant_inputs_are_not_blown_up():
+    ens = MLPEnsemble((3,), (1,))
+    obs = torch.randn(100, 3)
+    obs[:, 1] = 0.0  # e.g. contact forces that are all zero under a random policy
+    ens.set_input_stats(obs, torch.randn(100, 1))
+    assert ens.in_std[1].item() == 1.0 and ens.in_std[0].item() != 1.0

@@ -60,6 +60,9 @@ def test_bad_input_is_rejected_and_nothing_is_lost(tmp_path):
     with pytest.raises(ValueError, match="separate store"):
         store.add(segs(1, L=5), segs(1, L=5), torch.tensor([1.0]))
     assert len(store) == 2 and store.total_added == 2
+    store.close()
+    reopened = PreferenceStore(path)  # the rejected batch never reached the disk
+    assert len(reopened) == 2 and reopened.total_added == 2
     with pytest.raises(ValueError, match="empty"):
         PreferenceStore().tensors()
     junk = tmp_path / "not_a_store.sqlite"
@@ -67,3 +70,19 @@ def test_bad_input_is_rejected_and_nothing_is_lost(tmp_path):
     with pytest.raises(ValueError, match="not a prefrl preference store"):
         PreferenceStore(junk)
     assert junk.read_bytes() == b"this is not sqlite" * 100
+
+
+def test_split_is_independent_of_an_oracle_with_the_same_seed():
+    from prefrl.oracle import SyntheticOracle
+
+    n = 2000
+    r = torch.randn(n, 3)
+    s1 = Segments(torch.zeros(n, 3, 1), torch.zeros(n, 3, 1), r)
+    s2 = Segments(torch.zeros(n, 3, 1), torch.zeros(n, 3, 1), torch.zeros(n, 3))
+    mu, _ = SyntheticOracle(noise=0.0, mistake=0.3, seed=0).label(s1, s2)
+    flipped = mu != (s1.true_return > 0).float()
+    store = PreferenceStore(capacity=n, seed=0)
+    store.add(s1, s2, mu)
+    is_val = store.tensors()["is_val"]
+    # the mistaken labels are split like the others (~1/e each), not all sent to validation
+    assert abs(is_val[flipped].float().mean().item() - is_val[~flipped].float().mean().item()) < 0.08
