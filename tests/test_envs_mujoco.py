@@ -39,7 +39,7 @@ def test_import_envs_is_lazy() -> None:
     code = (
         "import sys, envs; "
         "heavy = [m for m in ('mujoco', 'ale_py', 'stable_baselines3', 'torch', "
-        "'gymnasium') if m in sys.modules]; "
+        "'transformers') if m in sys.modules]; "
         "print(heavy); assert not heavy, heavy; "
         "envs.make_mujoco_env; assert 'mujoco' not in sys.modules"
     )

@@ -74,8 +74,11 @@ def test_make_through_both_ids(tok) -> None:
 def test_check_env_passes(tok) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the checker's warnings would fail the test
-        check_env(_env(tok, render_mode="ansi"))
-        check_env(_env(tok, task="length", prompt_tokens=8))
+        check_env(gym.make("TextGen-v0", tokenizer=tok, max_new_tokens=6).unwrapped)
+        check_env(gym.make("TextGen-v0", tokenizer=tok, render_mode="ansi").unwrapped)
+        check_env(
+            gym.make("envs:TextGen-v0", task="length", tokenizer=tok, prompt_tokens=8).unwrapped
+        )
 
 
 def test_seeded_reset_gives_same_real_imdb_prompt(tok) -> None:
@@ -201,5 +204,13 @@ def test_byte_level_fallback_tokenizer() -> None:
     assert len(btok) == 257 and btok.eos_token_id == 256
     text = "Ünïcode — fine ☺"
     assert btok.decode(btok.encode(text)) == text
-    env = TextGenEnv(tokenizer=btok, task="length", task_kwargs={"prompts": ["Hi"]}, max_new_tokens=3)
-    check_env(env)
+    env = gym.make(
+        "TextGen-v0",
+        tokenizer=btok,
+        task="length",
+        task_kwargs={"prompts": ["Hi"]},
+        max_new_tokens=3,
+    )
+    check_env(env.unwrapped)
+    _, info = env.reset(seed=0)
+    assert info["prompt"] == "Hi" and info["prompt_length"] == 2

