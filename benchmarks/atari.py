@@ -8,9 +8,14 @@ frame stack average-pooled to 42x42x4 (a CPU budget; ``--rm-full-res`` keeps
 84x84 and the paper's exact CNN), with the score area blacked out unless
 ``--show-score`` (the paper's protocol), and segments are cut only at game
 over, never at a life loss, so neither episode ends nor life losses leak into
-the learned reward. The agent itself trains with the standard preprocessing
-(life loss = episode end for the value function, clipped rewards for the
-true-reward arm); the curves report the unclipped game score of whole games.
+the learned reward. The true-reward agent trains with the standard preprocessing (life loss =
+episode end for the value function, clipped rewards); the learned-reward
+agent gets every episode end as a time-out (``agents.wrappers.EpisodeEndsAsTimeouts``:
+its value is bootstrapped through it), because a terminal state is worth 0
+and beats a zero-mean learned reward that is negative half the time: without
+this the agent learned to lose lives (Breakout, 300k steps: 0.7 vs 1.3 for a
+random policy). The oracle ranks clips by the unclipped game score; the
+curves report the unclipped score of whole games.
 """
 
 from __future__ import annotations
@@ -78,9 +83,11 @@ def _make_ensemble(venv, args):
 
 
 def _wrap_agent_env(venv, arm: str):
-    from agents.wrappers import SignRewardVecEnv
+    from agents.wrappers import EpisodeEndsAsTimeouts, SignRewardVecEnv
 
-    return SignRewardVecEnv(venv) if arm == "true" else venv
+    # true reward: the standard clipped reward and life-loss episodes; learned
+    # reward: zero-mean, so episode ends must not look like an escape from it
+    return SignRewardVecEnv(venv) if arm == "true" else EpisodeEndsAsTimeouts(venv)
 
 
 def _obs_transform(args):

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+import torch
+
+from agents import make_agent, resolve_device
+from agents.wrappers import EpisodeEndsAsTimeouts, SignRewardVecEnv
+from envs.atari import make_atari_vec_env
+
+
+def test_device_resolution():
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu7")
+
+
+def test_make_agent_defaults_and_errors():
+    venv = make_atari_vec_env("Pong", 2, 0)
+    a2c = make_agent("a2c", venv, "atari", device="cpu")
+    assert a2c.n_steps == 5 and a2c.policy.__class__.__name__ == "ActorCriticCnnPolicy"
+    ppo = make_agent("ppo", venv, "atari", device="cpu", n_steps=16)
+    assert ppo.n_steps == 16 and ppo.n_epochs == 4
+    with pytest.raises(ValueError, match="unknown agent"):
+        make_agent("dqn", venv, "atari")
+    with pytest.raises(ValueError, match="no defaults for family"):
+        make_agent("ppo", venv, "robotics")
+    venv.close()
+
+
+def test_reward_wrappers_on_real_atari():
+    venv = EpisodeEndsAsTimeouts(SignRewardVecEnv(make_atari_vec_env("Breakout", 4, 0)))
+    venv.reset()
+    rewards, ends = [], 0
+    for _ in range(600):
+        _, r, dones, infos = venv.step(np.random.randint(0, 4, 4))
+        rewards.append(r)
+        for d, info in zip(dones, infos):
+            if d:
+                ends += 1
+                assert info["TimeLimit.truncated"] is True and "terminal_observation" in info
+    assert set(np.unique(np.concatenate(rewards))) <= {0.0, 1.0}
+    assert ends > 0, "600 random steps of Breakout should lose a life"
+    venv.close()
