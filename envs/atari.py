@@ -4,7 +4,9 @@
 observations are uint8 ``[n_envs, 84, 84, frame_stack]`` (channel-last, which
 SB3's ``CnnPolicy`` transposes itself) with the usual DQN preprocessing:
 
-* up to 30 random no-ops at reset, FIRE at reset for games that need it,
+* up to 30 random no-ops at reset, FIRE at reset for games that need it
+  and (``fire_on_life_loss``) on the step after each life loss, so that no
+  policy can pause the game by never pressing FIRE,
 * action repeat 4 with a max-pool over the last two frames,
 * 84x84 grayscale (the full 210x160 screen resized), frame stack 4,
 * no sticky actions (``repeat_action_probability=0``, i.e. the v4
@@ -343,6 +345,7 @@ def make_atari_vec_env(
     mask_score: bool = False,
     frame_stack: int = 4,
     episodic_life: bool = True,
+    fire_on_life_loss: bool = True,
     backend: str = "native",
     repeat_action_probability: float = 0.0,
     noop_max: int = 30,
@@ -361,6 +364,13 @@ def make_atari_vec_env(
         mask_score: Blank the score rows (:data:`SCORE_MASK_ROWS`) in all frames.
         frame_stack: Number of stacked frames K (>= 1).
         episodic_life: Also signal ``done`` on a life loss (game continues).
+        fire_on_life_loss: In games with a FIRE action, press FIRE in place
+            of the agent's action on the step after a life loss (native
+            backend; the ``sb3-*`` backends do it inside ``EpisodicLifeEnv``'s
+            reset, i.e. only with ``episodic_life``). Default True: without it
+            an agent trained on a learned reward learned to stop Breakout by
+            never relaunching the ball. The agent's own action is what SB3
+            records for that one step per life.
         backend: ``"native"`` (fastest, default), ``"sb3-dummy"`` or
             ``"sb3-subproc"``; see :data:`ATARI_BACKENDS`.
         repeat_action_probability: Sticky-action probability (0 = paper setup,
@@ -391,6 +401,7 @@ def make_atari_vec_env(
             frame_stack=frame_stack,
             episodic_life=episodic_life,
             mask_score=mask_score,
+            fire_on_life_loss=fire_on_life_loss,
             repeat_action_probability=repeat_action_probability,
             noop_max=noop_max,
             max_episode_frames=max_episode_frames,

@@ -14,6 +14,11 @@ What the adapter does on top of ``ale_py.vector_env.AtariVectorEnv``:
 * the C++ env resets a finished game in the same step
   (``autoreset_mode="SameStep"``); its last frame stack is returned as
   ``info["terminal_observation"]``, SB3's convention;
+* after a life loss in a game that waits for FIRE to go on (Breakout,
+  Seaquest, ...) the adapter presses FIRE on that env's next step in place of
+  the agent's action (``fire_on_life_loss``), as SB3's ``FireResetEnv`` under
+  ``EpisodicLifeEnv`` does inside its reset; otherwise an agent can stop the
+  game by never pressing FIRE (a learned reward made one do so);
 * the C++ env never ends a game on a life loss; with ``episodic_life`` a
   life-loss ``done`` is derived here from the lives counter (as SB3's
   ``EpisodicLifeEnv`` does), without resetting the game;
@@ -73,6 +78,7 @@ def _make_native_class() -> type:
             frame_stack: int,
             episodic_life: bool,
             mask_score: bool,
+            fire_on_life_loss: bool,
             repeat_action_probability: float,
             noop_max: int,
             max_episode_frames: int,
@@ -104,6 +110,12 @@ def _make_native_class() -> type:
                 max_num_frames_per_episode=max_episode_frames,
             )
             self._action_meanings = [a.name for a in self._venv.ale.get_action_set()]
+            self._fire = (
+                self._action_meanings.index("FIRE")
+                if fire_on_life_loss and "FIRE" in self._action_meanings
+                else None
+            )
+            self._fire_next = np.zeros(n_envs, dtype=bool)
             obs_space = spaces.Box(
                 0, 255, (_FRAME_SIZE, _FRAME_SIZE, frame_stack), dtype=np.uint8
             )
@@ -139,6 +151,7 @@ def _make_native_class() -> type:
             self._reset_options()
             lives = np.asarray(info["lives"], dtype=np.int64)
             self._lives = lives.copy()
+            self._fire_next[:] = False
             self._ep_return[:] = 0.0
             self._ep_len[:] = 0
             self.reset_infos = [{"lives": int(x)} for x in lives]
@@ -147,6 +160,9 @@ def _make_native_class() -> type:
         def step_async(self, actions: np.ndarray) -> None:
             """Stores the actions ``[n_envs]`` for :meth:`step_wait`."""
             self._actions = np.asarray(actions).reshape(self.num_envs).astype(np.int32)
+            if self._fire is not None and self._fire_next.any():
+                self._actions = self._actions.copy()
+                self._actions[self._fire_next] = self._fire
 
         def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
             """Steps all sub-envs; see :mod:`envs.atari` for the info keys."""
@@ -171,6 +187,7 @@ def _make_native_class() -> type:
             # lives for a few frames before its real game over.
             life_lost = ~ended & (lives_now > 0) & (lives_now < self._lives)
             dones = ended | (life_lost if self._episodic_life else False)
+            self._fire_next = life_lost
             self._ep_return += game_reward
             self._ep_len += 1
             new_obs = self._convert(obs)
@@ -251,7 +268,7 @@ def native_vec_env_class() -> type:
 
     Returns:
         A ``VecEnv`` subclass. Its constructor is
-        ``cls(game, n_envs, *, frame_stack, episodic_life, mask_score,
+        ``cls(game, n_envs, *, frame_stack, episodic_life, mask_score, fire_on_life_loss,
         repeat_action_probability, noop_max, max_episode_frames, num_threads)``
         with ``game`` a canonical name from :data:`envs.atari.ATARI_GAMES`.
     """

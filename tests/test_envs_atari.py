@@ -141,6 +141,23 @@ def test_life_loss_and_game_over_signals() -> None:
     )
 
 
+@pytest.mark.parametrize("fire", [True, False])
+def test_fire_on_life_loss_keeps_the_game_going(fire: bool) -> None:
+    """A policy that never presses FIRE cannot pause Breakout after a life loss."""
+    venv = make_atari_vec_env("Breakout", 2, 0, fire_on_life_loss=fire)
+    venv.reset()
+    game_overs, lives = 0, set()
+    for _ in range(1500):
+        _, _, _, infos = venv.step(np.zeros(2, dtype=np.int64))  # NOOP only
+        game_overs += sum(info["game_over"] for info in infos)
+        lives |= {info["lives"] for info in infos}
+    venv.close()
+    if fire:  # FIRE relaunches the ball after every miss: all 5 lives go, the game ends
+        assert game_overs >= 2 and 1 in lives
+    else:  # the ball is never relaunched after the first miss: stuck at 4 lives
+        assert game_overs == 0 and lives == {4, 5}
+
+
 def test_frames_for_labeling_rejects_bad_shape() -> None:
     with pytest.raises(ValueError):
         frames_for_labeling(np.zeros((84, 84, 4), dtype=np.uint8))
