@@ -49,6 +49,10 @@ class Family:
             segments make the first ~25% of the labels.
         trainer_overrides: TrainerConfig fields to change for this family.
         loop_overrides: LoopConfig fields to change for this family.
+        gpu_defaults: flag values that replace the CPU defaults when the
+            device resolves to CUDA and the user did not set the flag.
+        record_agent: (agent, args, seed, path) -> None, writes a short clip
+            of the trained learned-reward agent to ``path`` (a GIF), or None.
     """
 
     name: str
@@ -62,6 +66,8 @@ class Family:
     random_steps: int = 1000
     trainer_overrides: dict = field(default_factory=dict)
     loop_overrides: dict = field(default_factory=dict)
+    gpu_defaults: dict = field(default_factory=dict)
+    record_agent: Callable | None = None
 
 
 def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -> argparse.ArgumentParser:
@@ -130,7 +136,8 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         stamp = time.strftime("%Y%m%d-%H%M%S")
         args.out = Path("runs") / f"{family.name}-{args.env.replace('/', '_')}-{stamp}"
     clash = [f for f in (*OUTPUTS, "labels-seed0.sqlite") if (args.out / f).exists()]
-    clash += [p.name for p in args.out.glob("labels-seed*.sqlite")] if args.out.exists() else []
+    clash += [p.name for p in (*args.out.glob("labels-seed*.sqlite"), *args.out.glob("learned-agent-seed*.gif"))] \
+        if args.out.exists() else []
     if clash:
         parser.error(f"--out {args.out} already holds another run's files ({', '.join(sorted(set(clash)))}); "
                      "choose a new directory, nothing was overwritten")
@@ -221,6 +228,8 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         "final_true_return": float(np.mean(final)) if final else float("nan"),
         "episodes": len(episodes),
     }
+    if loop is not None and family.record_agent is not None:
+        family.record_agent(agent, args, seed, args.out / f"learned-agent-seed{seed}.gif")
     if loop is not None:
         corr = loop.fresh_correlation()  # the final model on the last steps, never query candidates
         result.update({
@@ -449,12 +458,21 @@ def main(family_module: str, family: Family, default_env: str, env_flag: str, de
     parser = build_parser(family.name, default_env, env_flag, defaults)
     if extra_flags is not None:
         extra_flags(parser)
+    if family.gpu_defaults:
+        parser.epilog = "With a CUDA device (and no --quick) unset flags take larger defaults: " + ", ".join(
+            f"{k}={v}" for k, v in family.gpu_defaults.items())
     args = parser.parse_args(argv)
     if args.quick:
         for k, v in quick.items():
             if parser.get_default(k) == getattr(args, k):  # explicit flags win over --quick
                 setattr(args, k, v)
     validate(args, family, parser)
+    if args.device.startswith("cuda") and not args.quick:
+        grown = {k: v for k, v in family.gpu_defaults.items() if parser.get_default(k) == getattr(args, k)}
+        for k, v in grown.items():
+            setattr(args, k, v)
+        if grown:
+            print("prefrl: GPU found, larger defaults: " + ", ".join(f"{k}={v}" for k, v in grown.items()), flush=True)
     try:
         return run(family_module, family, args)
     except KeyboardInterrupt:
