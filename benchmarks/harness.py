@@ -231,7 +231,10 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     if loop is not None and family.record_agent is not None:
         family.record_agent(agent, args, seed, args.out / f"learned-agent-seed{seed}.gif")
     if loop is not None:
-        corr = loop.fresh_correlation()  # the final model on the last steps, never query candidates
+        # The final model on the steps since its last fit (never query candidates). When the
+        # last fit came at the very end there are none: report the last round's measurement,
+        # taken the same way just before that fit.
+        corr = loop.fresh_correlation() or {k: v for k, v in loop.metrics.items() if k.startswith("corr/")}
         result.update({
             "labels_used": loop.labels_used,
             "rm_accuracy": loop.metrics.get("rm/val_accuracy", float("nan")),

@@ -39,6 +39,26 @@ def test_quick_sized_run_writes_all_outputs(tmp_path):
     rows = list(csv.DictReader(open(out / "curves.csv")))
     assert {r["run"] for r in rows} == {"learned", "true"}
     assert summary["labels_used"] == 6
+    from PIL import Image
+
+    gif = Image.open(out / "learned-agent-seed0.gif")
+    assert gif.size == (252, 252) and 1 <= gif.n_frames <= bench.CLIP_STEPS // 2
+
+
+def test_gpu_defaults_apply_only_to_unset_flags(tmp_path, monkeypatch):
+    """With CUDA the unset budget flags grow; explicit flags and --quick are kept (no run: validation only)."""
+    from benchmarks import harness
+
+    seen = {}
+    monkeypatch.setattr(harness, "run", lambda module, family, args: seen.setdefault("args", args))
+    monkeypatch.setattr("agents.resolve_device", lambda device: "cuda")
+    bench.main("benchmarks.atari", bench.FAMILY, "Breakout", "--game", bench.DEFAULTS, bench.QUICK,
+               ["--synthetic-oracle", "--labels", "900", "--out", str(tmp_path / "a")], bench._extra_flags)
+    a = seen.pop("args")
+    assert a.steps == bench.GPU_DEFAULTS["steps"] and a.rm_full_res and a.labels == 900
+    bench.main("benchmarks.atari", bench.FAMILY, "Breakout", "--game", bench.DEFAULTS, bench.QUICK,
+               ["--synthetic-oracle", "--quick", "--out", str(tmp_path / "b")], bench._extra_flags)
+    assert seen["args"].steps == bench.QUICK["steps"] and not seen["args"].rm_full_res
 
 
 def _cli(*args):
