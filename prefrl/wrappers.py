@@ -69,8 +69,16 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self._obs = np.array(obs, copy=True)
         return obs, reward, dones, infos
 
-    def collect_random(self, n_steps: int) -> None:
-        """Steps every env ``n_steps`` times with uniformly random actions (the initial policy)."""
+    def collect_random(self, n_steps: int, seed: int | None = None) -> None:
+        """Steps every env ``n_steps`` times with uniformly random actions (the initial policy).
+
+        Args:
+            n_steps: steps per env.
+            seed: seeds the action space's sampler first (otherwise it draws
+                from whatever state it has), for reproducible initial data.
+        """
+        if seed is not None:
+            self.action_space.seed(seed)
         self.reset()
         for _ in range(n_steps):
             self.step(_random_actions(self.action_space, self.num_envs))
