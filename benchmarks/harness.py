@@ -174,7 +174,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
                               family.obs_transform(args) if family.obs_transform else None)
         venv = LearnedRewardVecEnv(venv, loop, family.episode_end_key)
         t = time.perf_counter()
-        venv.collect_random(min(family.random_steps, max(2 * L, args.steps // args.n_envs)))
+        venv.collect_random(min(family.random_steps, max(2 * L, args.steps // args.n_envs)), seed=seed)
         pre = loop.pretrain()
         pre["seconds"] = time.perf_counter() - t
         queue.put((arm, seed, 0, "pretrained"))
