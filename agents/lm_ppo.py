@@ -1,0 +1,412 @@
+"""Token-level PPO for causal language models on a batch of ``TextGen-v0`` envs.
+
+The loop (InstructGPT's RL stage, Ouyang et al. 2022; Ziegler et al. 2019):
+
+1. :meth:`LMPPO.rollout` resets B ``TextGenEnv`` s, left-pads their prompts
+   into one batch and samples one token per env per forward pass, keeping the
+   KV cache across steps; each sampled token is an env ``step``, so the env
+   decides when an episode ends and scores the completion (its true score).
+2. :meth:`LMPPO.update` takes a score per completion (the true score or a
+   learned reward), recomputes log-probabilities and values in one forward
+   pass over prompt + completion, adds the per-token KL penalty to the frozen
+   reference model, runs GAE over tokens and a few epochs of clipped PPO on
+   the policy and a value head, optionally mixing in the pretraining loss
+   (PPO-ptx), then adapts the KL coefficient.
+
+The math lives in :mod:`agents.lm_losses`. On a CPU, training only the top
+``train_layers`` transformer blocks (plus the final norm and value head)
+makes an update several times cheaper; ``train_layers=None`` trains all.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from agents.lm_losses import (
+    AdaptiveKLController,
+    kl_penalized_rewards,
+    masked_mean,
+    masked_whiten,
+    ppo_clip_loss,
+    token_gae,
+    value_loss,
+)
+
+__all__ = ["LMPPO", "LMPPOConfig", "Rollout", "ptx_batch_from_texts", "resolve_device"]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``.
+
+    Raises:
+        ValueError: ``"cuda"`` asked for but not available.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device: use --device auto or cpu")
+    return dev
+
+
+@dataclass
+class LMPPOConfig:
+    """Hyper-parameters of token-level PPO (defaults sized for a 135M model on a CPU)."""
+
+    lr: float = 2e-5
+    """Adam learning rate of the trainable LM blocks and the value head."""
+    ppo_epochs: int = 2
+    """Passes over each rollout batch."""
+    minibatch_size: int = 8
+    """Sequences per gradient step."""
+    clip: float = 0.2
+    """PPO ratio clip epsilon."""
+    vf_coef: float = 0.1
+    """Weight of the value loss (TRL's default)."""
+    vf_clip: float = 0.2
+    """Clip range of the value loss."""
+    gamma: float = 1.0
+    """Discount over tokens (1: the completion is one finite episode)."""
+    lam: float = 0.95
+    """GAE lambda over tokens."""
+    init_kl_coef: float = 0.05
+    """Starting beta of the per-token KL penalty to the reference model."""
+    target_kl: float | None = 4.0
+    """KL per sequence (nats) the adaptive controller aims for; None keeps beta fixed."""
+    kl_horizon: int = 10_000
+    """Sequences over which the adaptive beta changes by ~e-fold."""
+    ptx_coef: float = 0.0
+    """gamma of PPO-ptx: weight of the pretraining LM loss (0 = plain PPO)."""
+    whiten_advantages: bool = True
+    """Normalise advantages over each batch."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip."""
+    train_layers: int | None = 4
+    """Train only the top N transformer blocks (+ final norm, value head); None = all."""
+    temperature: float = 1.0
+    """Sampling temperature of rollouts (1 samples the policy being optimised)."""
+    seed: int = 0
+    """Seeds sampling."""
+
+
+@dataclass
+class Rollout:
+    """B completions sampled from the policy.
+
+    Attributes:
+        query_ids: [B, P] prompt ids, LEFT-padded.
+        query_mask: [B, P] 1 on real prompt tokens.
+        response_ids: [B, N] sampled ids (pad after the episode ended).
+        response_mask: [B, N] 1 on real completion tokens (through EOS).
+        logprobs: [B, N] log-probabilities at sampling time (KV-cached pass).
+        prompts: B decoded prompts; completions: B decoded completions.
+        true_scores: [B] the env's true score of each completion.
+        gen_seconds: wall time of the sampling loop; gen_tokens: B x steps.
+    """
+
+    query_ids: torch.Tensor
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor
+    logprobs: torch.Tensor
+    prompts: list[str]
+    completions: list[str]
+    true_scores: torch.Tensor
+    gen_seconds: float = 0.0
+    gen_tokens: int = 0
+
+
+def _decoder_layers(model: nn.Module) -> nn.ModuleList:
+    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        obj: Any = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList):
+            return obj
+    raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}: use train_layers=None")
+
+
+def _final_norm(model: nn.Module) -> nn.Module | None:
+    for path in ("model.norm", "transformer.ln_f", "gpt_neox.final_layer_norm"):
+        obj: Any = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.Module):
+            return obj
+    return None
+
+
+class LMPPO:
+    """A causal LM trained with token-level PPO against a sequence-level score.
+
+    Args:
+        model: a transformers causal LM (``logits`` ``[B, T, V]``); trained in place.
+        tokenizer: its tokenizer (``pad_token_id`` or ``eos_token_id`` pads).
+        config: see :class:`LMPPOConfig`.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        ref_model: the frozen reference; default a copy of ``model`` as given.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, config: LMPPOConfig | None = None,
+                 device: str = "auto", ref_model: nn.Module | None = None):
+        self.config = cfg = config or LMPPOConfig()
+        self.device = resolve_device(device)
+        self.tokenizer = tokenizer
+        self.vocab_size = int(len(tokenizer))
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = int(pad)
+        self.model = model.to(self.device)
+        self.ref_model = (ref_model or copy.deepcopy(model)).to(self.device).eval()
+        for p in self.ref_model.parameters():
+            p.requires_grad_(False)
+        hidden = int(model.config.hidden_size)
+        self.value_head = nn.Linear(hidden, 1).to(self.device)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        if cfg.train_layers is not None:
+            if cfg.train_layers < 1:
+                raise ValueError(f"train_layers must be >= 1 or None, got {cfg.train_layers}")
+            for p in self.model.parameters():
+                p.requires_grad_(False)
+            blocks = list(_decoder_layers(self.model))[-cfg.train_layers :]
+            norm = _final_norm(self.model)
+            for m in blocks + ([norm] if norm is not None else []):
+                for p in m.parameters():
+                    p.requires_grad_(True)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad] + list(self.value_head.parameters())
+        self.optimizer = torch.optim.Adam(self.trainable, lr=cfg.lr)
+        self.kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
+        self._gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self._perm_gen = torch.Generator().manual_seed(cfg.seed + 1)
+
+    # ------------------------------------------------------------ rollouts
+
+    @torch.no_grad()
+    def rollout(self, envs: Sequence[Any], seeds: Sequence[int | None]) -> Rollout:
+        """Samples one episode in each env, batched, with the KV cache kept across steps.
+
+        Args:
+            envs: B ``TextGenEnv`` instances (the same ``max_new_tokens``).
+            seeds: B reset seeds (equal seeds give equal prompts: use them
+                for several completions of one prompt).
+
+        Returns:
+            A :class:`Rollout`.
+        """
+        if len(envs) != len(seeds) or not envs:
+            raise ValueError(f"need one seed per env and >= 1 env, got {len(envs)} envs, {len(seeds)} seeds")
+        B = len(envs)
+        prompt_ids, prompts = [], []
+        for env, s in zip(envs, seeds):
+            obs, info = env.reset(seed=s)
+            prompt_ids.append(torch.as_tensor(obs["input_ids"][: int(obs["length"])]))
+            prompts.append(info["prompt"])
+        P = max(len(p) for p in prompt_ids)
+        query = torch.full((B, P), self.pad_id, dtype=torch.long)
+        qmask = torch.zeros(B, P, dtype=torch.long)
+        for i, p in enumerate(prompt_ids):
+            query[i, P - len(p) :] = p
+            qmask[i, P - len(p) :] = 1
+        query, qmask = query.to(self.device), qmask.to(self.device)
+        N = max(int(env.max_new_tokens) for env in envs)
+        resp = torch.full((B, N), self.pad_id, dtype=torch.long, device=self.device)
+        rmask = torch.zeros(B, N, dtype=torch.long, device=self.device)
+        logps = torch.zeros(B, N, device=self.device)
+        done = [False] * B
+        scores = torch.zeros(B)
+        completions = [""] * B
+
+        was_training = self.model.training
+        self.model.eval()
+        t0 = time.perf_counter()
+        attn = qmask
+        pos = (qmask.cumsum(1) - 1).clamp_min(0)
+        inp, past, steps = query, None, 0
+        for t in range(N):
+            out = self.model(input_ids=inp, attention_mask=attn, position_ids=pos, past_key_values=past,
+                             use_cache=True, logits_to_keep=1)
+            past = out.past_key_values
+            logits = out.logits[:, -1, : self.vocab_size].float() / self.config.temperature
+            logp_all = torch.log_softmax(logits, dim=-1)
+            tok = torch.multinomial(logp_all.exp(), 1, generator=self._gen).squeeze(1)
+            live = torch.tensor([not d for d in done], device=self.device)
+            tok = torch.where(live, tok, torch.full_like(tok, self.pad_id))
+            resp[:, t] = tok
+            rmask[:, t] = live.long()
+            logps[:, t] = logp_all.gather(1, tok.unsqueeze(1)).squeeze(1) * live
+            steps += 1
+            toks = tok.tolist()
+            for i, env in enumerate(envs):
+                if done[i]:
+                    continue
+                _, reward, terminated, truncated, info = env.step(toks[i])
+                if terminated or truncated:
+                    done[i] = True
+                    scores[i] = float(reward)
+                    completions[i] = info["completion"]
+            if all(done):
+                break
+            inp = tok.unsqueeze(1)
+            attn = torch.cat([attn, torch.ones(B, 1, dtype=attn.dtype, device=self.device)], dim=1)
+            pos = pos[:, -1:] + 1
+        self.model.train(was_training)
+        if not all(done):
+            raise RuntimeError("an env did not end within max_new_tokens steps; give all envs the same max_new_tokens")
+        return Rollout(query.cpu(), qmask.cpu(), resp[:, :steps].cpu(), rmask[:, :steps].cpu(),
+                       logps[:, :steps].cpu(), prompts, completions, scores,
+                       gen_seconds=time.perf_counter() - t0, gen_tokens=B * steps)
+
+    # ------------------------------------------------------------ scoring
+
+    def _forward(self, model: nn.Module, ro: Rollout, idx: torch.Tensor, values: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log-probs [b, N] of the sampled tokens (and values [b, N]) in one pass over prompt + completion."""
+        q, qm = ro.query_ids[idx].to(self.device), ro.query_mask[idx].to(self.device)
+        r = ro.response_ids[idx].to(self.device)
+        N = r.shape[1]
+        ids = torch.cat([q, r], dim=1)
+        attn = torch.cat([qm, torch.ones_like(r)], dim=1)
+        pos = (attn.cumsum(1) - 1).clamp_min(0)
+        out = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=N + 1,
+                    output_hidden_states=values)
+        logits = out.logits[:, :-1, : self.vocab_size].float() / self.config.temperature  # predicts r_0..r_{N-1}
+        logp = torch.log_softmax(logits, dim=-1).gather(2, r.unsqueeze(2)).squeeze(2)
+        v = None
+        if values:
+            h = out.hidden_states[-1][:, -(N + 1) : -1]  # state before each response token
+            v = self.value_head(h.float()).squeeze(-1)
+        return logp, v
+
+    @torch.no_grad()
+    def score_rollout(self, ro: Rollout) -> dict[str, torch.Tensor]:
+        """Old log-probs, values and reference log-probs of a rollout (no grad)."""
+        idx = torch.arange(len(ro.prompts))
+        was = self.model.training
+        self.model.eval()
+        logp, v = self._forward(self.model, ro, idx, values=True)
+        ref_logp, _ = self._forward(self.ref_model, ro, idx, values=False)
+        self.model.train(was)
+        return {"logp": logp.cpu(), "values": v.cpu(), "ref_logp": ref_logp.cpu()}
+
+    # ------------------------------------------------------------ update
+
+    def update(self, ro: Rollout, scores: torch.Tensor,
+               ptx_batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+        """One PPO update on a rollout, given a score per completion.
+
+        Args:
+            ro: the rollout.
+            scores: [B] sequence rewards (true score or learned reward).
+            ptx_batch: (input_ids [b, T], attention_mask [b, T]) of
+                pretraining text for PPO-ptx; used when ``ptx_coef > 0``.
+
+        Returns:
+            Metrics: ``ppo/policy_loss``, ``ppo/value_loss``, ``ppo/ptx_loss``,
+            ``ppo/clipfrac``, ``ppo/approx_kl``, ``kl/mean`` (per sequence,
+            nats, before the update), ``kl/beta``, ``ppo/seconds``,
+            ``ppo/tokens_per_second`` (completion tokens trained per second).
+        """
+        cfg = self.config
+        scores = torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
+        B = len(ro.prompts)
+        if scores.shape != (B,):
+            raise ValueError(f"need one score per completion ({B}), got {tuple(scores.shape)}")
+        if not torch.isfinite(scores).all():
+            raise ValueError("scores contain NaN or inf")
+        if cfg.ptx_coef > 0 and ptx_batch is None:
+            raise ValueError("ptx_coef > 0 needs a ptx_batch of pretraining text")
+        t0 = time.perf_counter()
+        old = self.score_rollout(ro)
+        mask = ro.response_mask
+        beta = self.kl_ctl.value
+        rewards, kl = kl_penalized_rewards(old["logp"], old["ref_logp"], scores, mask, beta)
+        adv, returns = token_gae(rewards, old["values"], mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            adv = masked_whiten(adv, mask)
+        self.model.train()
+        stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "ptx", "clipfrac", "approx_kl")}
+        for _ in range(cfg.ppo_epochs):
+            for idx in torch.randperm(B, generator=self._perm_gen).split(cfg.minibatch_size):
+                m = mask[idx].to(self.device)
+                logp, v = self._forward(self.model, ro, idx, values=True)
+                pl, info = ppo_clip_loss(logp, old["logp"][idx].to(self.device), adv[idx].to(self.device), m, cfg.clip)
+                vl = value_loss(v, old["values"][idx].to(self.device), returns[idx].to(self.device), m, cfg.vf_clip)
+                loss = pl + cfg.vf_coef * vl
+                ptx = torch.zeros(())
+                if cfg.ptx_coef > 0:
+                    ptx = self.pretraining_loss(*ptx_batch)
+                    loss = loss + cfg.ptx_coef * ptx
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
+                self.optimizer.step()
+                for k, val in (("policy", pl), ("value", vl), ("ptx", ptx), ("clipfrac", info["clipfrac"]),
+                               ("approx_kl", info["approx_kl"])):
+                    stats[k].append(float(val.detach()) if torch.is_tensor(val) else float(val))
+        self.model.eval()
+        kl_mean = float(kl.mean())
+        self.kl_ctl.update(kl_mean, B)
+        seconds = time.perf_counter() - t0
+        mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
+        return {
+            "ppo/policy_loss": mean(stats["policy"]),
+            "ppo/value_loss": mean(stats["value"]),
+            "ppo/ptx_loss": mean(stats["ptx"]),
+            "ppo/clipfrac": mean(stats["clipfrac"]),
+            "ppo/approx_kl": mean(stats["approx_kl"]),
+            "kl/mean": kl_mean,
+            "kl/beta": beta,
+            "ppo/mean_score": float(scores.mean()),
+            "ppo/seconds": seconds,
+            "ppo/tokens_per_second": float(mask.sum()) * cfg.ppo_epochs / max(seconds, 1e-9),
+            "ppo/response_length": float(mask.sum(1).float().mean()),
+        }
+
+    def pretraining_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy of the policy on pretraining text (PPO-ptx)."""
+        ids, am = input_ids.to(self.device), attention_mask.to(self.device)
+        logits = self.model(input_ids=ids, attention_mask=am).logits[:, :-1, : self.vocab_size].float()
+        target = ids[:, 1:]
+        nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
+        m = am[:, 1:].reshape(-1).float()
+        return (nll * m).sum() / m.sum().clamp_min(1.0)
+
+    @torch.no_grad()
+    def generate_baseline(self, ro: Rollout) -> tuple[float, int]:
+        """Times ``model.generate`` on the rollout's prompts with the same sampling and length.
+
+        Returns:
+            (seconds, generated tokens counted as B x steps, as for ``Rollout.gen_tokens``).
+        """
+        q, qm = ro.query_ids.to(self.device), ro.query_mask.to(self.device)
+        N = ro.response_ids.shape[1]
+        t0 = time.perf_counter()
+        out = self.model.generate(input_ids=q, attention_mask=qm, max_new_tokens=N, do_sample=True, top_k=0,
+                                  top_p=1.0, temperature=self.config.temperature, pad_token_id=self.pad_id)
+        return time.perf_counter() - t0, int(q.shape[0] * (out.shape[1] - q.shape[1]))
+
+
+def ptx_batch_from_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int = 48
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (input_ids, attention_mask) of texts cut to ``max_tokens`` tokens, for PPO-ptx."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = [list(tokenizer.encode(t))[:max_tokens] or [pad] for t in texts]
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), pad, dtype=torch.long)
+    am = torch.zeros(len(rows), T, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        am[i, : len(r)] = 1
+    return ids, am
+

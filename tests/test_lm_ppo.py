@@ -1,0 +1,99 @@
+"""Token-level PPO on TextGen-v0 envs with a tiny randomly initialised Llama."""
+
+import pytest
+import torch
+
+from agents.lm_ppo import LMPPO, LMPPOConfig, ptx_batch_from_texts
+from envs.text_models import tiny_causal_lm
+from envs.textgen import TextGenEnv
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return tiny_causal_lm(seed=0)
+
+
+def _ppo(lm, **kw):
+    model, tok = lm
+    cfg = LMPPOConfig(**{"minibatch_size": 2, "train_layers": 1, **kw})
+    import copy
+
+    return LMPPO(copy.deepcopy(model), tok, cfg, device="cpu")
+
+
+def _envs(tok, n=4, new=6):
+    return [TextGenEnv("imdb-positive", tokenizer=tok, max_new_tokens=new, prompt_tokens=(3, 9)) for _ in range(n)]
+
+
+def test_rollout_shapes_pairs_and_env_scores(lm):
+    ppo = _ppo(lm)
+    envs = _envs(lm[1])
+    ro = ppo.rollout(envs, [5, 5, 7, 8])
+    B, N = ro.response_ids.shape
+    assert B == 4 and N <= 6
+    assert ro.query_ids.shape == ro.query_mask.shape and ro.logprobs.shape == (B, N)
+    # left padding: every prompt ends at the last column
+    assert (ro.query_mask[:, -1] == 1).all()
+    assert ro.prompts[0] == ro.prompts[1]  # equal reset seeds share the prompt: a comparable pair
+    assert ro.response_mask.sum(1).min() >= 1
+    for i, env in enumerate(envs):  # the env saw exactly the sampled tokens and scored them
+        n = int(ro.response_mask[i].sum())
+        assert env.completion_ids.tolist() == ro.response_ids[i, :n].tolist()
+        assert ro.true_scores[i].item() == pytest.approx(env.task.score(ro.completions[i], ro.prompts[i]))
+    assert (ro.logprobs <= 0).all()
+
+
+def test_kv_cached_logprobs_match_a_full_forward_pass(lm):
+    ppo = _ppo(lm)
+    ro = ppo.rollout(_envs(lm[1]), [1, 1, 2, 3])
+    sc = ppo.score_rollout(ro)
+    m = ro.response_mask.bool()
+    assert torch.allclose(sc["logp"][m], ro.logprobs[m], atol=1e-4)
+    assert torch.allclose(sc["ref_logp"][m], ro.logprobs[m], atol=1e-4)  # no update yet: policy == reference
+
+
+def test_same_seed_same_rollout(lm):
+    a = _ppo(lm, seed=3).rollout(_envs(lm[1]), [1, 1, 2, 2])
+    b = _ppo(lm, seed=3).rollout(_envs(lm[1]), [1, 1, 2, 2])
+    assert torch.equal(a.response_ids, b.response_ids) and a.completions == b.completions
+
+
+def test_ppo_raises_the_probability_of_the_rewarded_completion(lm):
+    ppo = _ppo(lm, lr=3e-3, ppo_epochs=4, init_kl_coef=0.0, target_kl=None)
+    ro = ppo.rollout(_envs(lm[1]), [1, 2, 3, 4])
+    before = ppo.score_rollout(ro)["logp"]
+    frozen = {n: p.clone() for n, p in ppo.model.named_parameters() if not p.requires_grad}
+    scores = torch.tensor([1.0, -1.0, -1.0, -1.0])
+    for _ in range(3):
+        metrics = ppo.update(ro, scores)
+    after = ppo.score_rollout(ro)["logp"]
+    m = ro.response_mask.float()
+    gain = ((after - before) * m).sum(1)
+    assert gain[0] > 0 and gain[0] > gain[1:].max()
+    for n, p in ppo.model.named_parameters():  # only the top block (and final norm) trained
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert metrics["kl/mean"] != 0.0  # the policy moved away from the reference
+
+
+def test_update_rejects_bad_scores_and_missing_ptx(lm):
+    ppo = _ppo(lm)
+    ro = ppo.rollout(_envs(lm[1], n=2), [1, 2])
+    with pytest.raises(ValueError, match="one score per completion"):
+        ppo.update(ro, torch.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        ppo.update(ro, torch.tensor([0.0, float("nan")]))
+    ptx = _ppo(lm, ptx_coef=0.5)
+    with pytest.raises(ValueError, match="ptx_batch"):
+        ptx.update(ro, torch.zeros(2))
+    batch = ptx_batch_from_texts(lm[1], ["A fine film with a good cast.", "Bad."])
+    metrics = ptx.update(ro, torch.zeros(2), batch)
+    assert metrics["ppo/ptx_loss"] > 0
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(lm):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match="no CUDA"):
+        LMPPO(lm[0], lm[1], device="cuda")
