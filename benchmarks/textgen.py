@@ -1,0 +1,548 @@
+"""``python -m benchmarks.textgen --synthetic-oracle``
+
+RLHF on ``TextGen-v0``, InstructGPT style, in three arms with the same seed,
+prompts and PPO budget:
+
+* **zero-shot**: the pretrained LM (default SmolLM2-135M-Instruct) as is;
+* **true**: token-level PPO on the task's true score (VADER sentiment of
+  the continuation of a real IMDB review, for the default task);
+* **learned**: the same PPO on a reward model (frozen all-MiniLM-L6-v2
+  encoder + 3 MLP heads) fit to synthetic preferences between two
+  completions of the same prompt (10% random answers), queried by ensemble
+  disagreement: 25% of the labels from the zero-shot model before training,
+  the rest on the T0/(T+T0) schedule over the run's episodes.
+
+Both PPO arms keep a per-token KL penalty to the frozen zero-shot model with
+an adaptive coefficient. Every arm is evaluated on the same held-out prompts
+(mean true score, KL to the reference). Writes ``curves.csv``,
+``curves.png``, ``summary.json``, ``samples.md`` and the labels
+(``labels-seed*.sqlite``) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+OUTPUTS = ("curves.csv", "curves.png", "summary.json", "samples.md")
+LABELERS = {"synthetic-oracle": "labels pairs by the task's true score, answering at random with probability --noise"}
+
+
+@dataclass
+class TextBenchConfig:
+    """Everything a text benchmark run depends on (``--help`` shows the flags)."""
+
+    task: str = "imdb-positive"
+    """TextGen task: the prompt source and the true scorer."""
+    model: str = "SmolLM2-135M-Instruct"
+    """Policy LM: a name, a local transformers directory, a .gguf file, or "tiny" (random 2-layer model, tests)."""
+    iterations: int = 80
+    """PPO updates per arm (each on one rollout batch)."""
+    batch_size: int = 16
+    """Completions per rollout: batch_size / 2 prompts, two completions each (the pairs to compare)."""
+    max_new_tokens: int = 20
+    """Tokens generated per completion (fewer if the model ends with EOS)."""
+    prompt_tokens: tuple[int, int] = (8, 16)
+    """Prompt length range in tokens (first tokens of a review)."""
+    labels: int = 300
+    """Label budget of the learned arm."""
+    noise: float = 0.1
+    """Probability that the synthetic oracle answers at random."""
+    query: str = "disagreement"
+    """Query selection: disagreement, entropy or random."""
+    pool_factor: int = 4
+    """Candidate pairs per wanted label for the initial batch (later: all recent pairs)."""
+    eval_prompts: int = 64
+    """Held-out prompts every arm is evaluated on."""
+    lr: float = 1e-4
+    """PPO learning rate (top --train-layers blocks + value head)."""
+    train_layers: int = 4
+    """Transformer blocks trained from the top (0 = all)."""
+    init_kl_coef: float = 0.05
+    """Starting KL coefficient beta."""
+    target_kl: float = 4.0
+    """Per-sequence KL target of the adaptive controller (0 = fixed beta)."""
+    ptx_coef: float = 0.0
+    """PPO-ptx gamma: weight of the LM loss on real review text (0 = off)."""
+    reward_std: float = 0.5
+    """Std the learned reward is normalised to (zero mean), about the spread of zero-shot VADER scores."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds; each runs every arm."""
+    device: str = "auto"
+    """auto (CUDA when present), cpu or cuda."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TextBenchConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.textgen",
+        description="Token-level PPO on TextGen-v0: zero-shot vs PPO on the true score vs PPO on a reward "
+                    "learned from synthetic preferences. Writes curves.csv, curves.png, summary.json, samples.md.",
+    )
+    p.add_argument("--synthetic-oracle", action="store_true", help="label with the synthetic oracle (required)")
+    p.add_argument("--task", default=d.task, help=f"TextGen task (default {d.task})")
+    p.add_argument("--model", default=d.model, help=f"policy LM: name, directory, .gguf, or 'tiny' (default {d.model})")
+    p.add_argument("--iterations", type=int, default=d.iterations, help=f"PPO updates per arm (default {d.iterations})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"completions per rollout, even (default {d.batch_size})")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"default {d.max_new_tokens}")
+    p.add_argument("--labels", type=int, default=d.labels, help=f"label budget of the learned arm (default {d.labels})")
+    p.add_argument("--noise", type=float, default=d.noise, help=f"oracle's random-answer probability (default {d.noise})")
+    p.add_argument("--query", choices=("disagreement", "entropy", "random"), default=d.query)
+    p.add_argument("--eval-prompts", type=int, default=d.eval_prompts, help=f"held-out prompts (default {d.eval_prompts})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"PPO learning rate (default {d.lr})")
+    p.add_argument("--train-layers", type=int, default=d.train_layers, help=f"top blocks trained, 0 = all (default {d.train_layers})")
+    p.add_argument("--init-kl-coef", type=float, default=d.init_kl_coef, help=f"default {d.init_kl_coef}")
+    p.add_argument("--target-kl", type=float, default=d.target_kl, help=f"adaptive KL target, 0 = fixed beta (default {d.target_kl})")
+    p.add_argument("--ptx-coef", type=float, default=d.ptx_coef, help=f"PPO-ptx weight (default {d.ptx_coef})")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help="seeds (default 0)")
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda (default auto)")
+    p.add_argument("--out", default=None, help="output directory, must not hold another run (default runs/textgen-<task>)")
+    p.add_argument("--quick", action="store_true", help="~1-minute smoke run (3 iterations of 4 completions, 6 labels, 8 tokens)")
+    return p
+
+
+QUICK = dict(iterations=3, batch_size=4, max_new_tokens=8, labels=6, eval_prompts=4)
+
+
+def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.synthetic_oracle:
+        names = "\n".join(f"  --{k}: {v}" for k, v in LABELERS.items())
+        parser.exit(2, f"prefrl: choose a labeler; available:\n{names}\n")
+    if args.quick:
+        for k, v in QUICK.items():
+            if parser.get_default(k) == getattr(args, k):
+                setattr(args, k, v)
+    fail = lambda msg: parser.exit(2, f"prefrl: error: {msg}\n")  # noqa: E731
+    from envs.text_tasks import TEXT_TASKS
+
+    if args.task not in TEXT_TASKS:
+        fail(f"unknown task {args.task!r}; choose one of {', '.join(sorted(TEXT_TASKS))}")
+    for name in ("iterations", "max_new_tokens", "eval_prompts"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.batch_size < 2 or args.batch_size % 2:
+        fail(f"--batch-size must be an even number >= 2 (two completions per prompt), got {args.batch_size}")
+    if args.labels < 1:
+        fail(f"--labels must be >= 1, got {args.labels}")
+    pairs = args.iterations * args.batch_size // 2
+    later = args.labels - max(round(0.25 * args.labels), 1)  # the first 25% come from the zero-shot pool
+    if later > pairs:
+        fail(f"--labels {args.labels}: the {later} labels due during training exceed the {pairs} pairs the "
+             f"run generates (--iterations x --batch-size / 2): lower --labels or raise --iterations")
+    if not 0.0 <= args.noise <= 1.0:
+        fail(f"--noise must be in [0, 1], got {args.noise}")
+    if args.lr <= 0 or args.train_layers < 0 or args.init_kl_coef < 0 or args.target_kl < 0 or args.ptx_coef < 0:
+        fail("--lr must be > 0 and --train-layers, --init-kl-coef, --target-kl, --ptx-coef >= 0")
+    try:
+        from agents.lm_ppo import resolve_device
+
+        device = str(resolve_device(args.device))
+    except ValueError as err:
+        fail(str(err))
+    out = Path(args.out or f"runs/textgen-{args.task}")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a directory")
+    taken = [f for f in (*OUTPUTS, *(f"labels-seed{s}.sqlite" for s in args.seeds)) if (out / f).exists()]
+    if taken:
+        fail(f"--out {out} already holds another run's {', '.join(taken)}; nothing was overwritten: give a new --out")
+    cfg = TextBenchConfig(
+        task=args.task, model=args.model, iterations=args.iterations, batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens, labels=args.labels, noise=args.noise, query=args.query,
+        eval_prompts=args.eval_prompts, lr=args.lr, train_layers=args.train_layers,
+        init_kl_coef=args.init_kl_coef, target_kl=args.target_kl, ptx_coef=args.ptx_coef,
+        seeds=tuple(args.seeds), device=device,
+    )
+    return cfg, out
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def load_policy(name: str):
+    from envs.text_models import load_causal_lm, tiny_causal_lm
+
+    if name == "tiny":
+        return tiny_causal_lm()
+    return load_causal_lm(name)
+
+
+def make_envs(cfg: TextBenchConfig, tokenizer, n: int):
+    from envs.textgen import TextGenEnv
+
+    return [TextGenEnv(cfg.task, tokenizer=tokenizer, max_new_tokens=cfg.max_new_tokens,
+                       prompt_tokens=cfg.prompt_tokens) for _ in range(n)]
+
+
+def make_ppo(cfg: TextBenchConfig, base_model, tokenizer, seed: int):
+    from agents.lm_ppo import LMPPO, LMPPOConfig
+
+    pcfg = LMPPOConfig(lr=cfg.lr, train_layers=cfg.train_layers or None, init_kl_coef=cfg.init_kl_coef,
+                       target_kl=cfg.target_kl or None, ptx_coef=cfg.ptx_coef, seed=seed,
+                       minibatch_size=min(8, cfg.batch_size))
+    return LMPPO(copy.deepcopy(base_model), tokenizer, pcfg, device=cfg.device, ref_model=base_model)
+
+
+def train_seeds(seed: int, it: int, batch: int) -> list[int]:
+    """Reset seeds of one rollout: two envs per prompt (pairs share a prompt), disjoint from eval seeds."""
+    return [1_000_000 * (seed + 1) + it * batch + i // 2 for i in range(batch)]
+
+
+def eval_seeds(n: int) -> list[int]:
+    return [10_000 + i for i in range(n)]
+
+
+def evaluate(ppo, envs, cfg: TextBenchConfig) -> dict:
+    """Mean true score and KL to the reference on the held-out prompts (same for every arm)."""
+    seeds = eval_seeds(cfg.eval_prompts)
+    scores, kls, samples = [], [], []
+    B = len(envs)
+    for s in range(0, len(seeds), B):
+        chunk = seeds[s : s + B]
+        ro = ppo.rollout(envs[: len(chunk)], chunk)
+        sc = ppo.score_rollout(ro)
+        kl = ((sc["logp"] - sc["ref_logp"]) * ro.response_mask).sum(1)
+        scores += ro.true_scores.tolist()
+        kls += kl.tolist()
+        samples += list(zip(ro.prompts, ro.completions, ro.true_scores.tolist()))
+    return {"score": sum(scores) / len(scores), "kl": sum(kls) / len(kls), "samples": samples}
+
+
+class LearnedReward:
+    """The learned arm's reward: text RM + store + oracle + trainer + query selection, on the core."""
+
+    def __init__(self, cfg: TextBenchConfig, seed: int, out: Path):
+        import torch
+
+        from prefrl import LabelSchedule, PreferenceStore, RewardTrainer, SyntheticOracle, TrainerConfig
+        from prefrl.text_reward import SentenceEncoder, TextRewardModel
+
+        torch.manual_seed(seed)
+        self.cfg = cfg
+        self.rm = TextRewardModel(SentenceEncoder(), n_members=3)
+        self.store = PreferenceStore(out / f"labels-seed{seed}.sqlite", seed=seed)
+        self.oracle = SyntheticOracle(noise=cfg.noise, seed=seed)
+        self.trainer = RewardTrainer(self.rm.heads, TrainerConfig(seed=seed, batch_size=32))
+        total_episodes = cfg.iterations * cfg.batch_size
+        self.schedule = LabelSchedule(cfg.labels, total_episodes)
+        self.pool: list = []  # recent candidate pairs: (Segments of first, Segments of second)
+        self.pool_cap = 8  # rollouts kept as candidates once training runs
+        self.mean, self.std = 0.0, 1.0
+        self.fit_seconds = 0.0
+        self.metrics: dict = {"rm/val_accuracy": float("nan")}
+        self._qgen = torch.Generator().manual_seed(seed)
+
+    def add_candidates(self, ro) -> "Segments":  # noqa: F821
+        segs = self.rm.segments(ro.prompts, ro.completions, ro.true_scores)
+        self.pool.append((segs[0::2], segs[1::2]))
+        self.pool = self.pool[-self.pool_cap :]
+        return segs
+
+    def label_due(self, episodes: int, epochs: int) -> int:
+        """Labels the pairs the schedule asks for by now, chosen from the recent pool, and refits."""
+        import torch
+
+        from prefrl import Segments, select_queries
+
+        want = self.schedule.due(episodes) - len(self.store)
+        if want <= 0 or not self.pool:
+            return 0
+        s1 = Segments(*(torch.cat([getattr(p[0], k) for p in self.pool]) for k in ("obs", "act", "true_reward")))
+        s2 = Segments(*(torch.cat([getattr(p[1], k) for p in self.pool]) for k in ("obs", "act", "true_reward")))
+        want = min(want, len(s1))
+        idx = select_queries(self.rm.heads, s1, s2, want, self.cfg.query, generator=self._qgen)
+        mu, answered = self.oracle.label(s1[idx], s2[idx])
+        keep = idx[answered]
+        self.store.add(s1[keep], s2[keep], mu[answered])
+        t0 = time.perf_counter()
+        self.metrics = self.trainer.fit(self.store, epochs=epochs, min_steps=50)
+        # Normalise over recent data: zero mean, fixed std, on the pool's completions.
+        feats = torch.cat([s1.obs[:, 0], s2.obs[:, 0]])
+        r = self.rm.rewards_from_features(feats).mean(0)
+        self.mean, self.std = float(r.mean()), float(r.std().clamp_min(1e-6))
+        self.fit_seconds += time.perf_counter() - t0
+        # Labeled pairs leave the pool.
+        used = torch.zeros(len(s1), dtype=torch.bool)
+        used[idx] = True
+        s1, s2 = s1[~used], s2[~used]
+        self.pool = [(s1, s2)] if len(s1) else []
+        return int(len(keep))
+
+    def reward(self, segs) -> tuple:
+        """[B] normalised learned reward of the rollout's completions, and its raw ensemble mean."""
+        raw = self.rm.rewards_from_features(segs.obs[:, 0]).mean(0)
+        return (raw - self.mean) / self.std * self.cfg.reward_std, raw
+
+
+# ---------------------------------------------------------------- arms
+
+
+def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, bar) -> dict:
+    import torch
+
+    from agents.lm_ppo import ptx_batch_from_texts
+    from prefrl import pearson
+
+    torch.manual_seed(seed)
+    envs = make_envs(cfg, tokenizer, cfg.batch_size)
+    rows: list[dict] = []
+    result: dict = {"seed": seed}
+
+    zero = make_ppo(cfg, base_model, tokenizer, seed)
+    ev = evaluate(zero, envs, cfg)
+    result["zero_shot"] = ev
+    bar.update(1)
+    # Rollout speed of our KV-cached loop vs transformers' generate, same batch and length.
+    ro = zero.rollout(envs, train_seeds(seed, -1, cfg.batch_size))
+    gen_s, gen_tok = zero.generate_baseline(ro)
+    ro2 = zero.rollout(envs, train_seeds(seed, -1, cfg.batch_size))
+    result["rollout_tokens_per_second"] = ro2.gen_tokens / ro2.gen_seconds
+    result["generate_tokens_per_second"] = gen_tok / gen_s
+    del zero
+
+    ptx_texts = None
+    if cfg.ptx_coef > 0:
+        from envs.text_tasks import make_text_task
+
+        task = make_text_task(cfg.task)
+        ptx_texts = [task.prompt(i) for i in range(min(task.num_prompts(), 4096))]
+
+    for arm in ("true", "learned"):
+        ppo = make_ppo(cfg, base_model, tokenizer, seed)
+        lr = None
+        t_arm = time.perf_counter()
+        gen_time = gen_tokens = train_time = train_tokens = 0.0
+        if arm == "learned":
+            lr = LearnedReward(cfg, seed, out)
+            n0 = lr.schedule.initial_labels
+            n_pool = math.ceil(cfg.pool_factor * n0 / (cfg.batch_size // 2))
+            lr.pool_cap = max(n_pool, 1)
+            for k in range(n_pool):  # candidate pairs from the zero-shot model
+                ro = ppo.rollout(envs, train_seeds(seed, 10_000 + k, cfg.batch_size))
+                lr.add_candidates(ro)
+            lr.pool = [_cat_pool(lr.pool)]
+            lr.pool_cap = 8
+            lr.label_due(0, epochs=50)
+            bar.write(f"  seed {seed} learned: {len(lr.store)} initial labels, RM held-out accuracy "
+                      f"{lr.metrics['rm/val_accuracy']:.3f}")
+        episodes = 0
+        for it in range(cfg.iterations):
+            ro = ppo.rollout(envs, train_seeds(seed, it, cfg.batch_size))
+            gen_time += ro.gen_seconds
+            gen_tokens += ro.gen_tokens
+            episodes += len(ro.prompts)
+            row = {"iteration": it + 1, "episodes": episodes, "run": arm, "seed": seed,
+                   "true_score": float(ro.true_scores.mean()), "labels": "", "rm_accuracy": "",
+                   "reward_correlation": ""}
+            if arm == "learned":
+                segs = lr.add_candidates(ro)
+                score, raw = lr.reward(segs)
+                row["reward_correlation"] = pearson(raw, ro.true_scores)
+                lr.label_due(episodes, epochs=5)
+                row["labels"] = len(lr.store)
+                row["rm_accuracy"] = lr.metrics["rm/val_accuracy"]
+            else:
+                score = ro.true_scores
+            ptx = None
+            if ptx_texts is not None:
+                pick = torch.randint(len(ptx_texts), (cfg.batch_size,)).tolist()
+                ptx = ptx_batch_from_texts(tokenizer, [ptx_texts[i] for i in pick])
+            m = ppo.update(ro, score, ptx)
+            train_time += m["ppo/seconds"]
+            train_tokens += float(ro.response_mask.sum()) * ppo.config.ppo_epochs
+            row.update(kl=m["kl/mean"], beta=m["kl/beta"], wall_seconds=time.perf_counter() - t_arm)
+            rows.append(row)
+            bar.set_postfix_str(f"{arm} score {row['true_score']:+.2f} kl {m['kl/mean']:.1f}")
+            bar.update(1)
+        ev = evaluate(ppo, envs, cfg)
+        result[arm] = {
+            **ev,
+            "rollout_tokens_per_second": gen_tokens / max(gen_time, 1e-9),
+            "train_tokens_per_second": train_tokens / max(train_time, 1e-9),
+            "wall_seconds": time.perf_counter() - t_arm,
+        }
+        if lr is not None:
+            corr = [r["reward_correlation"] for r in rows if r["run"] == "learned"]
+            result[arm].update(labels_used=len(lr.store), rm_accuracy=lr.metrics["rm/val_accuracy"],
+                               reward_correlation=sum(corr[-10:]) / len(corr[-10:]),
+                               fit_seconds=lr.fit_seconds)
+            lr.store.close()
+        bar.update(1)
+        del ppo
+    result["rows"] = rows
+    return result
+
+
+def _cat_pool(pool):
+    import torch
+
+    from prefrl import Segments
+
+    cat = lambda side: Segments(*(torch.cat([getattr(p[side], k) for p in pool])  # noqa: E731
+                                  for k in ("obs", "act", "true_reward")))
+    return cat(0), cat(1)
+
+
+def peak_memory_mb(device: str) -> dict:
+    import torch
+
+    mem = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.startswith("cuda"):
+        mem["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return mem
+
+
+def summarize(cfg: TextBenchConfig, results: list[dict], wall: float) -> dict:
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    z = mean([r["zero_shot"]["score"] for r in results])
+    t = mean([r["true"]["score"] for r in results])
+    lrn = mean([r["learned"]["score"] for r in results])
+    gain_t, gain_l = t - z, lrn - z
+    return {
+        "task": cfg.task, "model": cfg.model, "config": asdict(cfg),
+        "score_zero_shot": z, "score_true": t, "score_learned": lrn,
+        "gain_true": gain_t, "gain_learned": gain_l,
+        "gain_ratio": gain_l / gain_t if gain_t > 0 else float("nan"),
+        "kl_true": mean([r["true"]["kl"] for r in results]),
+        "kl_learned": mean([r["learned"]["kl"] for r in results]),
+        "labels_used": mean([r["learned"]["labels_used"] for r in results]),
+        "rm_accuracy": mean([r["learned"]["rm_accuracy"] for r in results]),
+        "reward_correlation": mean([r["learned"]["reward_correlation"] for r in results]),
+        "rollout_tokens_per_second": mean([r["rollout_tokens_per_second"] for r in results]),
+        "generate_tokens_per_second": mean([r["generate_tokens_per_second"] for r in results]),
+        "rollout_vs_generate": mean([r["rollout_tokens_per_second"] / r["generate_tokens_per_second"]
+                                     for r in results]),
+        "train_tokens_per_second": mean([r[a]["train_tokens_per_second"] for r in results for a in ("true", "learned")]),
+        "fit_seconds": mean([r["learned"]["fit_seconds"] for r in results]),
+        **peak_memory_mb(cfg.device),
+        "wall_seconds": wall,
+        "score_is": "mean true score of one completion per held-out prompt",
+        "per_seed": [{k: ({kk: vv for kk, vv in v.items() if kk != "samples"} if isinstance(v, dict) else v)
+                      for k, v in r.items() if k != "rows"} for r in results],
+    }
+
+
+def write_outputs(out: Path, cfg: TextBenchConfig, results: list[dict], summary: dict) -> None:
+    from benchmarks.harness import _json_safe
+
+    rows = [row for r in results for row in r["rows"]]
+    cols = ["iteration", "episodes", "run", "seed", "true_score", "kl", "beta", "labels", "rm_accuracy",
+            "reward_correlation", "wall_seconds"]
+    with open(out / "curves.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    lines = [f"# Sample completions ({cfg.task}, {cfg.model}, seed {results[0]['seed']})", "",
+             "Held-out prompts; one sampled completion per arm; true score in brackets.", ""]
+    r0 = results[0]
+    for i in range(min(6, len(r0["zero_shot"]["samples"]))):
+        prompt = r0["zero_shot"]["samples"][i][0]
+        lines += [f"## Prompt {i + 1}", "", f"> {prompt}", ""]
+        for arm in ("zero_shot", "true", "learned"):
+            _, comp, score = r0[arm]["samples"][i]
+            lines.append(f"- **{arm.replace('_', '-')}** [{score:+.2f}]: {comp.strip() or '(empty)'}")
+        lines.append("")
+    (out / "samples.md").write_text("\n".join(lines))
+    plot(out / "curves.png", rows, summary)
+
+
+def plot(path: Path, rows: list[dict], summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for arm, color in (("learned", "tab:blue"), ("true", "tab:orange")):
+        pts = [(r["episodes"], r["true_score"], r["kl"]) for r in rows if r["run"] == arm]
+        if pts:
+            x, y, kl = zip(*pts)
+            k = 5
+            smooth = [sum(y[max(0, i - k + 1) : i + 1]) / len(y[max(0, i - k + 1) : i + 1]) for i in range(len(y))]
+            ax1.plot(x, y, color=color, alpha=0.25)
+            ax1.plot(x, smooth, color=color, label=f"PPO on {arm} reward")
+            ax2.plot(x, kl, color=color, ls=":", label=f"KL to reference ({arm})")
+    ax1.axhline(summary["score_zero_shot"], color="gray", ls="--", label="zero-shot (held-out)")
+    ax1.set_xlabel("episodes (completions)")
+    ax1.set_ylabel("true score of training completions")
+    ax1.set_title(f"{summary['task']}: {summary['model']}, {summary['labels_used']:.0f} labels")
+    ax1.legend()
+    learned = [r for r in rows if r["run"] == "learned"]
+    if learned:
+        x = [r["episodes"] for r in learned]
+        ax2.plot(x, [r["rm_accuracy"] for r in learned], ".", label="RM held-out accuracy")
+        ax2.plot(x, [r["reward_correlation"] for r in learned], ".", label="learned/true correlation (fresh)")
+    ax2.set_xlabel("episodes (completions)")
+    ax2.set_title("reward model and KL (nats/sequence)")
+    ax2.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def print_table(s: dict) -> None:
+    lines = [
+        ("true score, zero-shot", f"{s['score_zero_shot']:+.3f}"),
+        ("true score, PPO on true score", f"{s['score_true']:+.3f}  (KL {s['kl_true']:.2f})"),
+        ("true score, PPO on learned reward", f"{s['score_learned']:+.3f}  (KL {s['kl_learned']:.2f})"),
+        ("gain learned / gain true", f"{s['gain_ratio']:.2f}"),
+        ("labels used", f"{s['labels_used']:.0f}"),
+        ("RM held-out accuracy", f"{s['rm_accuracy']:.3f}"),
+        ("learned/true reward correlation", f"{s['reward_correlation']:.3f}"),
+        ("rollout tokens/s (vs generate)", f"{s['rollout_tokens_per_second']:.0f} "
+                                           f"({s['rollout_vs_generate']:.2f}x of {s['generate_tokens_per_second']:.0f})"),
+        ("training tokens/s", f"{s['train_tokens_per_second']:.0f}"),
+        ("peak memory", f"{s['peak_rss_mb']:.0f} MB RSS" + (f", {s['peak_cuda_mb']:.0f} MB CUDA" if 'peak_cuda_mb' in s else "")),
+        ("wall time", f"{s['wall_seconds'] / 60:.1f} min"),
+    ]
+    width = max(len(k) for k, _ in lines)
+    print(f"\n{s['task']} ({s['model']}, {s['config']['iterations']} PPO updates x {s['config']['batch_size']} "
+          f"completions, seeds {list(s['config']['seeds'])}, {s['config']['device']})")
+    for k, v in lines:
+        print(f"  {k:<{width}}  {v}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg, out = parse_config(argv)
+    from tqdm import tqdm
+
+    try:
+        base_model, tokenizer = load_policy(cfg.model)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        print(f"prefrl: error: cannot load --model {cfg.model!r}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    total = len(cfg.seeds) * (3 + 2 * cfg.iterations)
+    results = []
+    bar = tqdm(total=total, desc="textgen", unit="step", dynamic_ncols=True)
+    try:
+        for seed in cfg.seeds:
+            results.append(run_seed(cfg, seed, out, base_model, tokenizer, bar))
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\nprefrl: interrupted; the labels gathered so far are kept in {out}/labels-seed*.sqlite",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    bar.close()
+    summary = summarize(cfg, results, time.perf_counter() - t0)
+    write_outputs(out, cfg, results, summary)
+    print_table(summary)
+    print(f"\nwrote {', '.join(OUTPUTS)} to {out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,68 @@
+"""benchmarks.textgen: smoke run with the tiny model, and its errors on bad input."""
+
+import json
+
+import pytest
+
+from benchmarks import textgen
+
+
+def test_quick_run_writes_all_outputs(tmp_path, capsys):
+    out = tmp_path / "run"
+    summary = textgen.main(["--synthetic-oracle", "--quick", "--model", "tiny", "--out", str(out)])
+    for name in textgen.OUTPUTS:
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "labels-seed0.sqlite").exists()
+    saved = json.loads((out / "summary.json").read_text())
+    for key in ("score_zero_shot", "score_true", "score_learned", "kl_true", "kl_learned", "labels_used",
+                "rm_accuracy", "reward_correlation", "rollout_tokens_per_second", "generate_tokens_per_second",
+                "train_tokens_per_second", "peak_rss_mb"):
+        assert key in saved, key
+    assert saved["labels_used"] == summary["labels_used"] <= 6
+    assert -1.0 <= saved["score_true"] <= 1.0 and saved["rollout_tokens_per_second"] > 0
+    rows = (out / "curves.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("iteration,episodes,run")
+    assert len(rows) == 1 + 2 * 3  # 3 PPO updates per arm
+    samples = (out / "samples.md").read_text()
+    assert "**zero-shot**" in samples and "**true**" in samples and "**learned**" in samples
+    assert "gain learned / gain true" in capsys.readouterr().out
+    # a second run into the same directory is refused and leaves the files alone
+    before = (out / "summary.json").read_text()
+    with pytest.raises(SystemExit) as err:
+        textgen.main(["--synthetic-oracle", "--quick", "--model", "tiny", "--out", str(out)])
+    assert err.value.code == 2
+    assert "already holds" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--task", "poetry"], "unknown task"),
+        (["--batch-size", "5"], "even number"),
+        (["--labels", "1000", "--iterations", "2"], "exceed"),
+        (["--labels", "0"], "--labels must be >= 1"),
+        (["--noise", "1.5"], "--noise"),
+        (["--iterations", "0"], "--iterations must be >= 1"),
+    ],
+)
+def test_bad_flags_exit_with_a_clear_message(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as err:
+        textgen.main(["--synthetic-oracle", "--model", "tiny", "--out", str(tmp_path / "x"), *flags])
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_without_a_labeler_it_lists_the_labelers(capsys):
+    with pytest.raises(SystemExit) as err:
+        textgen.main([])
+    assert err.value.code == 2
+    assert "synthetic-oracle" in capsys.readouterr().err
+
+
+def test_unknown_model_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        textgen.main(["--synthetic-oracle", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
+    assert err.value.code == 2
+    assert "cannot load --model" in capsys.readouterr().err
