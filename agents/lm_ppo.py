@@ -52,7 +52,7 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device: use --device auto or cpu")
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device: use 'auto' or 'cpu'")
     return dev
 
 
@@ -174,7 +174,10 @@ class LMPPO:
         self.value_head = nn.Linear(hidden, 1).to(self.device)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
-        if cfg.train_layers is not None:
+        if cfg.train_layers is None:
+            for p in self.model.parameters():  # a copy of a frozen reference comes in frozen
+                p.requires_grad_(True)
+        else:
             if cfg.train_layers < 1:
                 raise ValueError(f"train_layers must be >= 1 or None, got {cfg.train_layers}")
             for p in self.model.parameters():
@@ -184,7 +187,10 @@ class LMPPO:
             for m in blocks + ([norm] if norm is not None else []):
                 for p in m.parameters():
                     p.requires_grad_(True)
-        self.trainable = [p for p in self.model.parameters() if p.requires_grad] + list(self.value_head.parameters())
+        policy_params = [p for p in self.model.parameters() if p.requires_grad]
+        if not policy_params:
+            raise ValueError("no trainable parameter in the policy model")
+        self.trainable = policy_params + list(self.value_head.parameters())
         self.optimizer = torch.optim.Adam(self.trainable, lr=cfg.lr)
         self.kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
         self._gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -261,8 +267,8 @@ class LMPPO:
             attn = torch.cat([attn, torch.ones(B, 1, dtype=attn.dtype, device=self.device)], dim=1)
             pos = pos[:, -1:] + 1
         self.model.train(was_training)
-        if not all(done):
-            raise RuntimeError("an env did not end within max_new_tokens steps; give all envs the same max_new_tokens")
+        if not all(done):  # only an env that does not truncate at its own max_new_tokens gets here
+            raise RuntimeError(f"{done.count(False)} env(s) did not end within {N} steps (their max_new_tokens)")
         return Rollout(query.cpu(), qmask.cpu(), resp[:, :steps].cpu(), rmask[:, :steps].cpu(),
                        logps[:, :steps].cpu(), prompts, completions, scores,
                        gen_seconds=time.perf_counter() - t0, gen_tokens=B * steps)

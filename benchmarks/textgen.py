@@ -13,7 +13,7 @@ prompts and PPO budget:
   the rest on the T0/(T+T0) schedule over the run's episodes.
 
 Both PPO arms keep a per-token KL penalty to the frozen zero-shot model with
-an adaptive coefficient. Every arm is evaluated on the same held-out prompts
+an adaptive coefficient. Every arm is evaluated on the same evaluation prompts
 (mean true score, KL to the reference). Writes ``curves.csv``,
 ``curves.png``, ``summary.json``, ``samples.md`` and the labels
 (``labels-seed*.sqlite``) to ``--out``.
@@ -62,7 +62,7 @@ class TextBenchConfig:
     pool_factor: int = 4
     """Candidate pairs per wanted label for the initial batch (later: all recent pairs)."""
     eval_prompts: int = 64
-    """Held-out prompts every arm is evaluated on."""
+    """Evaluation prompts (reset seeds disjoint from training) every arm is scored on."""
     lr: float = 1e-4
     """PPO learning rate (top --train-layers blocks + value head)."""
     train_layers: int = 4
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=int, default=d.labels, help=f"label budget of the learned arm (default {d.labels})")
     p.add_argument("--noise", type=float, default=d.noise, help=f"oracle's random-answer probability (default {d.noise})")
     p.add_argument("--query", choices=("disagreement", "entropy", "random"), default=d.query)
-    p.add_argument("--eval-prompts", type=int, default=d.eval_prompts, help=f"held-out prompts (default {d.eval_prompts})")
+    p.add_argument("--eval-prompts", type=int, default=d.eval_prompts, help=f"evaluation prompts (default {d.eval_prompts})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"PPO learning rate (default {d.lr})")
     p.add_argument("--train-layers", type=int, default=d.train_layers, help=f"top blocks trained, 0 = all (default {d.train_layers})")
     p.add_argument("--init-kl-coef", type=float, default=d.init_kl_coef, help=f"default {d.init_kl_coef}")
@@ -203,7 +203,11 @@ def eval_seeds(n: int) -> list[int]:
 
 
 def evaluate(ppo, envs, cfg: TextBenchConfig) -> dict:
-    """Mean true score and KL to the reference on the held-out prompts (same for every arm)."""
+    """Mean true score and KL to the reference on the evaluation prompts (the same for every arm).
+
+    Evaluation episodes use reset seeds disjoint from training; the prompts are
+    drawn from the same 25k reviews, so a prompt can recur by chance.
+    """
     seeds = eval_seeds(cfg.eval_prompts)
     scores, kls, samples = [], [], []
     B = len(envs)
@@ -219,7 +223,13 @@ def evaluate(ppo, envs, cfg: TextBenchConfig) -> dict:
 
 
 class LearnedReward:
-    """The learned arm's reward: text RM + store + oracle + trainer + query selection, on the core."""
+    """The learned arm's reward: text RM + store + oracle + trainer + query selection, on the core.
+
+    Candidates are the pairs (two completions of one prompt) of the last
+    ``pool_cap`` rollouts not labeled yet; the learned reward is the ensemble
+    mean, normalised to zero mean and std ``reward_std`` over the completions
+    of those same recent rollouts.
+    """
 
     def __init__(self, cfg: TextBenchConfig, seed: int, out: Path):
         import torch
@@ -233,49 +243,57 @@ class LearnedReward:
         self.store = PreferenceStore(out / f"labels-seed{seed}.sqlite", seed=seed)
         self.oracle = SyntheticOracle(noise=cfg.noise, seed=seed)
         self.trainer = RewardTrainer(self.rm.heads, TrainerConfig(seed=seed, batch_size=32))
-        total_episodes = cfg.iterations * cfg.batch_size
-        self.schedule = LabelSchedule(cfg.labels, total_episodes)
-        self.pool: list = []  # recent candidate pairs: (Segments of first, Segments of second)
-        self.pool_cap = 8  # rollouts kept as candidates once training runs
+        self.schedule = LabelSchedule(cfg.labels, cfg.iterations * cfg.batch_size)
+        self.pool: list = []  # one (first, second) Segments pair per recent rollout, labeled pairs removed
+        self.recent: list = []  # features [B, D] of the recent rollouts' completions (normalisation)
+        self.pool_cap = 8
+        self.labels_used = 0
         self.mean, self.std = 0.0, 1.0
         self.fit_seconds = 0.0
         self.metrics: dict = {"rm/val_accuracy": float("nan")}
         self._qgen = torch.Generator().manual_seed(seed)
 
-    def add_candidates(self, ro) -> "Segments":  # noqa: F821
+    def add_candidates(self, ro):
+        """Adds a rollout's pairs (completions 2i, 2i+1 share a prompt) to the pool; returns its Segments."""
         segs = self.rm.segments(ro.prompts, ro.completions, ro.true_scores)
-        self.pool.append((segs[0::2], segs[1::2]))
-        self.pool = self.pool[-self.pool_cap :]
+        self.pool = [*self.pool, (segs[0::2], segs[1::2])][-self.pool_cap :]
+        self.recent = [*self.recent, segs.obs[:, 0]][-self.pool_cap :]
         return segs
 
     def label_due(self, episodes: int, epochs: int) -> int:
-        """Labels the pairs the schedule asks for by now, chosen from the recent pool, and refits."""
+        """Labels the pairs the schedule asks for by now, chosen from the pool, refits and renormalises."""
         import torch
 
-        from prefrl import Segments, select_queries
+        from prefrl import select_queries
 
-        want = self.schedule.due(episodes) - len(self.store)
+        want = self.schedule.due(episodes) - self.labels_used
         if want <= 0 or not self.pool:
             return 0
-        s1 = Segments(*(torch.cat([getattr(p[0], k) for p in self.pool]) for k in ("obs", "act", "true_reward")))
-        s2 = Segments(*(torch.cat([getattr(p[1], k) for p in self.pool]) for k in ("obs", "act", "true_reward")))
+        s1, s2 = _cat_pool(self.pool)
         want = min(want, len(s1))
+        if self.labels_used == 0:  # standardise the heads' inputs once, on the initial pool
+            feats = torch.cat([s1.obs[:, 0], s2.obs[:, 0]])
+            self.rm.heads.set_input_stats(feats, torch.zeros(len(feats), dtype=torch.long))
         idx = select_queries(self.rm.heads, s1, s2, want, self.cfg.query, generator=self._qgen)
         mu, answered = self.oracle.label(s1[idx], s2[idx])
         keep = idx[answered]
         self.store.add(s1[keep], s2[keep], mu[answered])
+        self.labels_used += int(len(idx))  # a skipped pair still cost a query
         t0 = time.perf_counter()
         self.metrics = self.trainer.fit(self.store, epochs=epochs, min_steps=50)
-        # Normalise over recent data: zero mean, fixed std, on the pool's completions.
-        feats = torch.cat([s1.obs[:, 0], s2.obs[:, 0]])
-        r = self.rm.rewards_from_features(feats).mean(0)
-        self.mean, self.std = float(r.mean()), float(r.std().clamp_min(1e-6))
+        r = self.rm.rewards_from_features(torch.cat(self.recent)).mean(0)
+        self.mean, self.std = float(r.mean()), float(r.std().clamp_min(1e-6)) if len(r) > 1 else 1.0
         self.fit_seconds += time.perf_counter() - t0
-        # Labeled pairs leave the pool.
+        # Labeled pairs leave the pool; each rollout keeps its own entry so old ones age out.
         used = torch.zeros(len(s1), dtype=torch.bool)
         used[idx] = True
-        s1, s2 = s1[~used], s2[~used]
-        self.pool = [(s1, s2)] if len(s1) else []
+        pool, start = [], 0
+        for a, b in self.pool:
+            keep_here = ~used[start : start + len(a)]
+            start += len(a)
+            if keep_here.any():
+                pool.append((a[keep_here], b[keep_here]))
+        self.pool = pool
         return int(len(keep))
 
     def reward(self, segs) -> tuple:
@@ -330,12 +348,12 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             for k in range(n_pool):  # candidate pairs from the zero-shot model
                 ro = ppo.rollout(envs, train_seeds(seed, 10_000 + k, cfg.batch_size))
                 lr.add_candidates(ro)
-            lr.pool = [_cat_pool(lr.pool)]
-            lr.pool_cap = 8
             lr.label_due(0, epochs=50)
-            bar.write(f"  seed {seed} learned: {len(lr.store)} initial labels, RM held-out accuracy "
+            lr.pool_cap = 8  # from now on, candidates come from the last 8 rollouts
+            bar.write(f"  seed {seed} learned: {lr.labels_used} initial labels, RM held-out accuracy "
                       f"{lr.metrics['rm/val_accuracy']:.3f}")
-        episodes = 0
+        episodes, fresh = 0, []
+        ptx_gen = torch.Generator().manual_seed(seed)  # the same pretraining batches in both arms
         for it in range(cfg.iterations):
             ro = ppo.rollout(envs, train_seeds(seed, it, cfg.batch_size))
             gen_time += ro.gen_seconds
@@ -347,15 +365,17 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             if arm == "learned":
                 segs = lr.add_candidates(ro)
                 score, raw = lr.reward(segs)
-                row["reward_correlation"] = pearson(raw, ro.true_scores)
+                fresh.append((raw, ro.true_scores))  # scored before any of these pairs is labeled
+                fresh = fresh[-10:]
+                row["reward_correlation"] = pearson(torch.cat([f[0] for f in fresh]), torch.cat([f[1] for f in fresh]))
                 lr.label_due(episodes, epochs=5)
-                row["labels"] = len(lr.store)
+                row["labels"] = lr.labels_used
                 row["rm_accuracy"] = lr.metrics["rm/val_accuracy"]
             else:
                 score = ro.true_scores
             ptx = None
             if ptx_texts is not None:
-                pick = torch.randint(len(ptx_texts), (cfg.batch_size,)).tolist()
+                pick = torch.randint(len(ptx_texts), (cfg.batch_size,), generator=ptx_gen).tolist()
                 ptx = ptx_batch_from_texts(tokenizer, [ptx_texts[i] for i in pick])
             m = ppo.update(ro, score, ptx)
             train_time += m["ppo/seconds"]
@@ -372,9 +392,8 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             "wall_seconds": time.perf_counter() - t_arm,
         }
         if lr is not None:
-            corr = [r["reward_correlation"] for r in rows if r["run"] == "learned"]
-            result[arm].update(labels_used=len(lr.store), rm_accuracy=lr.metrics["rm/val_accuracy"],
-                               reward_correlation=sum(corr[-10:]) / len(corr[-10:]),
+            result[arm].update(labels_used=lr.labels_used, rm_accuracy=lr.metrics["rm/val_accuracy"],
+                               reward_correlation=rows[-1]["reward_correlation"],
                                fit_seconds=lr.fit_seconds)
             lr.store.close()
         bar.update(1)
@@ -426,7 +445,7 @@ def summarize(cfg: TextBenchConfig, results: list[dict], wall: float) -> dict:
         "fit_seconds": mean([r["learned"]["fit_seconds"] for r in results]),
         **peak_memory_mb(cfg.device),
         "wall_seconds": wall,
-        "score_is": "mean true score of one completion per held-out prompt",
+        "score_is": "mean true score of one completion per evaluation prompt",
         "per_seed": [{k: ({kk: vv for kk, vv in v.items() if kk != "samples"} if isinstance(v, dict) else v)
                       for k, v in r.items() if k != "rows"} for r in results],
     }
@@ -444,7 +463,7 @@ def write_outputs(out: Path, cfg: TextBenchConfig, results: list[dict], summary:
         w.writerows(rows)
     (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
     lines = [f"# Sample completions ({cfg.task}, {cfg.model}, seed {results[0]['seed']})", "",
-             "Held-out prompts; one sampled completion per arm; true score in brackets.", ""]
+             "Evaluation prompts; one sampled completion per arm; true score in brackets.", ""]
     r0 = results[0]
     for i in range(min(6, len(r0["zero_shot"]["samples"]))):
         prompt = r0["zero_shot"]["samples"][i][0]
@@ -473,7 +492,7 @@ def plot(path: Path, rows: list[dict], summary: dict) -> None:
             ax1.plot(x, y, color=color, alpha=0.25)
             ax1.plot(x, smooth, color=color, label=f"PPO on {arm} reward")
             ax2.plot(x, kl, color=color, ls=":", label=f"KL to reference ({arm})")
-    ax1.axhline(summary["score_zero_shot"], color="gray", ls="--", label="zero-shot (held-out)")
+    ax1.axhline(summary["score_zero_shot"], color="gray", ls="--", label="zero-shot (evaluation prompts)")
     ax1.set_xlabel("episodes (completions)")
     ax1.set_ylabel("true score of training completions")
     ax1.set_title(f"{summary['task']}: {summary['model']}, {summary['labels_used']:.0f} labels")

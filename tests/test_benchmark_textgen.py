@@ -18,8 +18,8 @@ def test_quick_run_writes_all_outputs(tmp_path, capsys):
                 "rm_accuracy", "reward_correlation", "rollout_tokens_per_second", "generate_tokens_per_second",
                 "train_tokens_per_second", "peak_rss_mb"):
         assert key in saved, key
-    assert saved["labels_used"] == summary["labels_used"] <= 6
-    assert -1.0 <= saved["score_true"] <= 1.0 and saved["rollout_tokens_per_second"] > 0
+    assert saved["labels_used"] == summary["labels_used"] == 6  # the whole budget, never more
+    assert saved["rollout_tokens_per_second"] > 0 and saved["train_tokens_per_second"] > 0
     rows = (out / "curves.csv").read_text().strip().splitlines()
     assert rows[0].startswith("iteration,episodes,run")
     assert len(rows) == 1 + 2 * 3  # 3 PPO updates per arm

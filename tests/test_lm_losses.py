@@ -59,9 +59,9 @@ def test_ppo_loss_unclipped_and_clipped_values():
     loss, info = ppo_clip_loss(up, zero, torch.ones(1, 1), mask, clip=0.2)
     assert loss.item() == pytest.approx(-1.2)  # min(2 * 1, 1.2 * 1)
     assert info["clipfrac"].item() == 1.0
+    assert info["approx_kl"].item() == pytest.approx(1.0 - math.log(2.0))  # (rho - 1) - log rho
     loss, _ = ppo_clip_loss(up, zero, -torch.ones(1, 1), mask, clip=0.2)
     assert loss.item() == pytest.approx(2.0)  # min(-2, -1.2): the pessimistic bound is not clipped
-    assert info["approx_kl"].item() == pytest.approx(1.0 - math.log(2.0))
 
 
 def test_value_loss_takes_the_worse_of_clipped_and_unclipped():

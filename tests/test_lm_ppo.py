@@ -21,8 +21,10 @@ def _ppo(lm, **kw):
     return LMPPO(copy.deepcopy(model), tok, cfg, device="cpu")
 
 
-def _envs(tok, n=4, new=6):
-    return [TextGenEnv("imdb-positive", tokenizer=tok, max_new_tokens=new, prompt_tokens=(3, 9)) for _ in range(n)]
+def _envs(tok, n=4, new=(2, 6, 4, 6)):
+    """Envs with different max_new_tokens, so rows end at different steps and padding is exercised."""
+    return [TextGenEnv("imdb-positive", tokenizer=tok, max_new_tokens=new[i % len(new)], prompt_tokens=(3, 9))
+            for i in range(n)]
 
 
 def test_rollout_shapes_pairs_and_env_scores(lm):
@@ -35,7 +37,8 @@ def test_rollout_shapes_pairs_and_env_scores(lm):
     # left padding: every prompt ends at the last column
     assert (ro.query_mask[:, -1] == 1).all()
     assert ro.prompts[0] == ro.prompts[1]  # equal reset seeds share the prompt: a comparable pair
-    assert ro.response_mask.sum(1).min() >= 1
+    assert ro.response_mask.sum(1).tolist() == [2, 6, 4, 6]  # each row ends when its env ends
+    assert (ro.response_ids[0, 2:] == ppo.pad_id).all() and (ro.logprobs[0, 2:] == 0).all()
     for i, env in enumerate(envs):  # the env saw exactly the sampled tokens and scored them
         n = int(ro.response_mask[i].sum())
         assert env.completion_ids.tolist() == ro.response_ids[i, :n].tolist()
@@ -50,6 +53,15 @@ def test_kv_cached_logprobs_match_a_full_forward_pass(lm):
     m = ro.response_mask.bool()
     assert torch.allclose(sc["logp"][m], ro.logprobs[m], atol=1e-4)
     assert torch.allclose(sc["ref_logp"][m], ro.logprobs[m], atol=1e-4)  # no update yet: policy == reference
+    # left padding and position ids change nothing: each row alone, unpadded, gives the same log-probs
+    model = ppo.model
+    for i in range(len(ro.prompts)):
+        n = int(ro.response_mask[i].sum())
+        ids = torch.cat([ro.query_ids[i][ro.query_mask[i].bool()], ro.response_ids[i, :n]]).unsqueeze(0)
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, -n - 1 : -1, : ppo.vocab_size].float()
+        alone = torch.log_softmax(logits, -1).gather(1, ro.response_ids[i, :n, None]).squeeze(1)
+        assert torch.allclose(alone, ro.logprobs[i, :n], atol=1e-4), i
 
 
 def test_same_seed_same_rollout(lm):
@@ -97,3 +109,17 @@ def test_cuda_request_without_cuda_is_a_clear_error(lm):
         pytest.skip("CUDA present")
     with pytest.raises(ValueError, match="no CUDA"):
         LMPPO(lm[0], lm[1], device="cuda")
+
+
+def test_train_layers_none_trains_every_block_even_of_a_frozen_copy(lm):
+    import copy
+
+    model = copy.deepcopy(lm[0])
+    for p in model.parameters():  # e.g. a copy of a reference that another LMPPO froze
+        p.requires_grad_(False)
+    ppo = LMPPO(model, lm[1], LMPPOConfig(train_layers=None), device="cpu")
+    assert all(p.requires_grad for p in ppo.model.parameters())
+    assert not any(p.requires_grad for p in ppo.ref_model.parameters())
+    top = LMPPO(copy.deepcopy(lm[0]), lm[1], LMPPOConfig(train_layers=1), device="cpu")
+    n_train = sum(p.numel() for p in top.model.parameters() if p.requires_grad)
+    assert 0 < n_train < sum(p.numel() for p in top.model.parameters())
