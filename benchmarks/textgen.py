@@ -48,7 +48,10 @@ class TextBenchConfig:
     iterations: int = 80
     """PPO updates per arm (each on one rollout batch)."""
     batch_size: int = 16
-    """Completions per rollout: batch_size / 2 prompts, two completions each (the pairs to compare)."""
+    """Completions per rollout: batch_size / rank_k prompts, rank_k completions each (compared with each other)."""
+    rank_k: int = 2
+    """Completions per query: 2 = a pair; K > 2 = the oracle ranks K completions of a prompt (InstructGPT),
+    giving C(K, 2) pairwise labels; --labels then counts rankings."""
     max_new_tokens: int = 20
     """Tokens generated per completion (fewer if the model ends with EOS)."""
     prompt_tokens: tuple[int, int] = (8, 16)
@@ -60,7 +63,10 @@ class TextBenchConfig:
     query: str = "disagreement"
     """Query selection: disagreement, entropy or random."""
     pool_factor: int = 4
-    """Candidate pairs per wanted label for the initial batch (later: all recent pairs)."""
+    """Candidate queries per wanted label for the initial batch, from the zero-shot model."""
+    pool_rollouts: int = 32
+    """After the initial batch, candidates are the unlabeled groups of the last N rollouts, and the learned
+    reward is normalised over their completions."""
     eval_prompts: int = 64
     """Evaluation prompts (reset seeds disjoint from training) every arm is scored on."""
     lr: float = 1e-4
@@ -92,11 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=d.task, help=f"TextGen task (default {d.task})")
     p.add_argument("--model", default=d.model, help=f"policy LM: name, directory, .gguf, or 'tiny' (default {d.model})")
     p.add_argument("--iterations", type=int, default=d.iterations, help=f"PPO updates per arm (default {d.iterations})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"completions per rollout, even (default {d.batch_size})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"completions per rollout, a multiple of --rank-k (default {d.batch_size})")
+    p.add_argument("--rank-k", type=int, default=d.rank_k,
+                   help="completions per query: 2 = pairs (default); K > 2 = K-wise rankings, --labels counts rankings")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"default {d.max_new_tokens}")
     p.add_argument("--labels", type=int, default=d.labels, help=f"label budget of the learned arm (default {d.labels})")
     p.add_argument("--noise", type=float, default=d.noise, help=f"oracle's random-answer probability (default {d.noise})")
     p.add_argument("--query", choices=("disagreement", "entropy", "random"), default=d.query)
+    p.add_argument("--pool-rollouts", type=int, default=d.pool_rollouts,
+                   help=f"recent rollouts that give query candidates and reward statistics (default {d.pool_rollouts})")
     p.add_argument("--eval-prompts", type=int, default=d.eval_prompts, help=f"evaluation prompts (default {d.eval_prompts})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"PPO learning rate (default {d.lr})")
     p.add_argument("--train-layers", type=int, default=d.train_layers, help=f"top blocks trained, 0 = all (default {d.train_layers})")
@@ -110,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+ARMS = ("true", "learned")  # the PPO arms, in the order they run
 QUICK = dict(iterations=3, batch_size=4, max_new_tokens=8, labels=6, eval_prompts=4)
 
 
@@ -128,18 +140,21 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
 
     if args.task not in TEXT_TASKS:
         fail(f"unknown task {args.task!r}; choose one of {', '.join(sorted(TEXT_TASKS))}")
-    for name in ("iterations", "max_new_tokens", "eval_prompts"):
+    for name in ("iterations", "max_new_tokens", "eval_prompts", "pool_rollouts"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.batch_size < 2 or args.batch_size % 2:
-        fail(f"--batch-size must be an even number >= 2 (two completions per prompt), got {args.batch_size}")
+    if args.rank_k < 2:
+        fail(f"--rank-k must be >= 2 (completions compared per query), got {args.rank_k}")
+    if args.batch_size < args.rank_k or args.batch_size % args.rank_k:
+        fail(f"--batch-size must be a multiple of --rank-k={args.rank_k} (that many completions per prompt), "
+             f"got {args.batch_size}")
     if args.labels < 1:
         fail(f"--labels must be >= 1, got {args.labels}")
-    pairs = args.iterations * args.batch_size // 2
+    groups = args.iterations * args.batch_size // args.rank_k
     later = args.labels - max(round(0.25 * args.labels), 1)  # the first 25% come from the zero-shot pool
-    if later > pairs:
-        fail(f"--labels {args.labels}: the {later} labels due during training exceed the {pairs} pairs the "
-             f"run generates (--iterations x --batch-size / 2): lower --labels or raise --iterations")
+    if later > groups:
+        fail(f"--labels {args.labels}: the {later} labels due during training exceed the {groups} queries the "
+             f"run generates (--iterations x --batch-size / --rank-k): lower --labels or raise --iterations")
     if not 0.0 <= args.noise <= 1.0:
         fail(f"--noise must be in [0, 1], got {args.noise}")
     if args.lr <= 0 or args.train_layers < 0 or args.init_kl_coef < 0 or args.target_kl < 0 or args.ptx_coef < 0:
@@ -158,8 +173,8 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
         fail(f"--out {out} already holds another run's {', '.join(taken)}; nothing was overwritten: give a new --out")
     cfg = TextBenchConfig(
         task=args.task, model=args.model, iterations=args.iterations, batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens, labels=args.labels, noise=args.noise, query=args.query,
-        eval_prompts=args.eval_prompts, lr=args.lr, train_layers=args.train_layers,
+        max_new_tokens=args.max_new_tokens, rank_k=args.rank_k, labels=args.labels, noise=args.noise, query=args.query,
+        eval_prompts=args.eval_prompts, pool_rollouts=args.pool_rollouts, lr=args.lr, train_layers=args.train_layers,
         init_kl_coef=args.init_kl_coef, target_kl=args.target_kl, ptx_coef=args.ptx_coef,
         seeds=tuple(args.seeds), device=device,
     )
@@ -193,9 +208,9 @@ def make_ppo(cfg: TextBenchConfig, base_model, tokenizer, seed: int):
     return LMPPO(copy.deepcopy(base_model), tokenizer, pcfg, device=cfg.device, ref_model=base_model)
 
 
-def train_seeds(seed: int, it: int, batch: int) -> list[int]:
-    """Reset seeds of one rollout: two envs per prompt (pairs share a prompt), disjoint from eval seeds."""
-    return [1_000_000 * (seed + 1) + it * batch + i // 2 for i in range(batch)]
+def train_seeds(seed: int, it: int, batch: int, k: int = 2) -> list[int]:
+    """Reset seeds of one rollout: k envs per prompt (compared completions share a prompt), disjoint from eval."""
+    return [1_000_000 * (seed + 1) + it * batch + i // k for i in range(batch)]
 
 
 def eval_seeds(n: int) -> list[int]:
@@ -225,7 +240,7 @@ def evaluate(ppo, envs, cfg: TextBenchConfig) -> dict:
 class LearnedReward:
     """The learned arm's reward: text RM + store + oracle + trainer + query selection, on the core.
 
-    Candidates are the pairs (two completions of one prompt) of the last
+    Candidates are the groups (``rank_k`` completions of one prompt) of the last
     ``pool_cap`` rollouts not labeled yet; the learned reward is the ensemble
     mean, normalised to zero mean and std ``reward_std`` over the completions
     of those same recent rollouts.
@@ -244,19 +259,21 @@ class LearnedReward:
         self.oracle = SyntheticOracle(noise=cfg.noise, seed=seed)
         self.trainer = RewardTrainer(self.rm.heads, TrainerConfig(seed=seed, batch_size=32))
         self.schedule = LabelSchedule(cfg.labels, cfg.iterations * cfg.batch_size)
-        self.pool: list = []  # one (first, second) Segments pair per recent rollout, labeled pairs removed
+        self.pool: list = []  # per recent rollout, K Segments [G] (item k of each group), labeled groups removed
         self.recent: list = []  # features [B, D] of the recent rollouts' completions (normalisation)
-        self.pool_cap = 8
-        self.labels_used = 0
+        self.pool_cap = cfg.pool_rollouts
+        self.labels_used = 0  # queries answered: pairs, or rankings when rank_k > 2
+        self.pairs_labeled = 0
         self.mean, self.std = 0.0, 1.0
         self.fit_seconds = 0.0
         self.metrics: dict = {"rm/val_accuracy": float("nan")}
         self._qgen = torch.Generator().manual_seed(seed)
 
     def add_candidates(self, ro):
-        """Adds a rollout's pairs (completions 2i, 2i+1 share a prompt) to the pool; returns its Segments."""
+        """Adds a rollout's groups (completions kK..kK+K-1 share a prompt) to the pool; returns its Segments."""
         segs = self.rm.segments(ro.prompts, ro.completions, ro.true_scores)
-        self.pool = [*self.pool, (segs[0::2], segs[1::2])][-self.pool_cap :]
+        K = self.cfg.rank_k
+        self.pool = [*self.pool, tuple(segs[k::K] for k in range(K))][-self.pool_cap :]
         self.recent = [*self.recent, segs.obs[:, 0]][-self.pool_cap :]
         return segs
 
@@ -264,20 +281,32 @@ class LearnedReward:
         """Labels the pairs the schedule asks for by now, chosen from the pool, refits and renormalises."""
         import torch
 
-        from prefrl import select_queries
+        from prefrl import Segments, ranking_to_pairs, select_groups, select_queries
 
         want = self.schedule.due(episodes) - self.labels_used
         if want <= 0 or not self.pool:
             return 0
-        s1, s2 = _cat_pool(self.pool)
-        want = min(want, len(s1))
+        sides = _cat_pool(self.pool)  # K Segments [G]
+        want = min(want, len(sides[0]))
         if self.labels_used == 0:  # standardise the heads' inputs once, on the initial pool
-            feats = torch.cat([s1.obs[:, 0], s2.obs[:, 0]])
+            feats = torch.cat([side.obs[:, 0] for side in sides])
             self.rm.heads.set_input_stats(feats, torch.zeros(len(feats), dtype=torch.long))
-        idx = select_queries(self.rm.heads, s1, s2, want, self.cfg.query, generator=self._qgen)
-        mu, answered = self.oracle.label(s1[idx], s2[idx])
-        keep = idx[answered]
-        self.store.add(s1[keep], s2[keep], mu[answered])
+        if len(sides) == 2:  # pairs
+            s1, s2 = sides
+            idx = select_queries(self.rm.heads, s1, s2, want, self.cfg.query, generator=self._qgen)
+            mu, answered = self.oracle.label(s1[idx], s2[idx])
+            keep = idx[answered]
+            self.store.add(s1[keep], s2[keep], mu[answered])
+            self.pairs_labeled += int(len(keep))
+        else:  # K-wise rankings, stored as their C(K, 2) pairs
+            idx = select_groups(self.rm.heads, list(sides), want, self.cfg.query, generator=self._qgen)
+            flat = Segments(*(torch.stack([getattr(side, f)[idx] for side in sides], 1).flatten(0, 1)
+                              for f in ("obs", "act", "true_reward")))  # item k of group g at g * K + k
+            K = len(sides)
+            ranks = self.oracle.rank(flat.true_reward.reshape(len(idx), K, -1))
+            first, second, mu = ranking_to_pairs(ranks)
+            self.store.add(flat[first], flat[second], mu)
+            self.pairs_labeled += int(len(mu))
         self.labels_used += int(len(idx))  # a skipped pair still cost a query
         t0 = time.perf_counter()
         self.metrics = self.trainer.fit(self.store, epochs=epochs, min_steps=50)
@@ -285,16 +314,16 @@ class LearnedReward:
         self.mean, self.std = float(r.mean()), float(r.std().clamp_min(1e-6)) if len(r) > 1 else 1.0
         self.fit_seconds += time.perf_counter() - t0
         # Labeled pairs leave the pool; each rollout keeps its own entry so old ones age out.
-        used = torch.zeros(len(s1), dtype=torch.bool)
+        used = torch.zeros(len(sides[0]), dtype=torch.bool)
         used[idx] = True
         pool, start = [], 0
-        for a, b in self.pool:
-            keep_here = ~used[start : start + len(a)]
-            start += len(a)
+        for entry in self.pool:
+            keep_here = ~used[start : start + len(entry[0])]
+            start += len(entry[0])
             if keep_here.any():
-                pool.append((a[keep_here], b[keep_here]))
+                pool.append(tuple(side[keep_here] for side in entry))
         self.pool = pool
-        return int(len(keep))
+        return int(len(idx))
 
     def reward(self, segs) -> tuple:
         """[B] normalised learned reward of the rollout's completions, and its raw ensemble mean."""
@@ -335,7 +364,7 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
         task = make_text_task(cfg.task)
         ptx_texts = [task.prompt(i) for i in range(min(task.num_prompts(), 4096))]
 
-    for arm in ("true", "learned"):
+    for arm in ARMS:
         ppo = make_ppo(cfg, base_model, tokenizer, seed)
         lr = None
         t_arm = time.perf_counter()
@@ -343,19 +372,19 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
         if arm == "learned":
             lr = LearnedReward(cfg, seed, out)
             n0 = lr.schedule.initial_labels
-            n_pool = math.ceil(cfg.pool_factor * n0 / (cfg.batch_size // 2))
+            n_pool = math.ceil(cfg.pool_factor * n0 / (cfg.batch_size // cfg.rank_k))
             lr.pool_cap = max(n_pool, 1)
             for k in range(n_pool):  # candidate pairs from the zero-shot model
-                ro = ppo.rollout(envs, train_seeds(seed, 10_000 + k, cfg.batch_size))
+                ro = ppo.rollout(envs, train_seeds(seed, 10_000 + k, cfg.batch_size, cfg.rank_k))
                 lr.add_candidates(ro)
             lr.label_due(0, epochs=50)
-            lr.pool_cap = 8  # from now on, candidates come from the last 8 rollouts
+            lr.pool_cap = cfg.pool_rollouts  # from now on, candidates come from the recent rollouts
             bar.write(f"  seed {seed} learned: {lr.labels_used} initial labels, RM held-out accuracy "
                       f"{lr.metrics['rm/val_accuracy']:.3f}")
         episodes, fresh = 0, []
         ptx_gen = torch.Generator().manual_seed(seed)  # the same pretraining batches in both arms
         for it in range(cfg.iterations):
-            ro = ppo.rollout(envs, train_seeds(seed, it, cfg.batch_size))
+            ro = ppo.rollout(envs, train_seeds(seed, it, cfg.batch_size, cfg.rank_k))
             gen_time += ro.gen_seconds
             gen_tokens += ro.gen_tokens
             episodes += len(ro.prompts)
@@ -392,7 +421,7 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             "wall_seconds": time.perf_counter() - t_arm,
         }
         if lr is not None:
-            result[arm].update(labels_used=lr.labels_used, rm_accuracy=lr.metrics["rm/val_accuracy"],
+            result[arm].update(labels_used=lr.labels_used, pairs_labeled=lr.pairs_labeled, rm_accuracy=lr.metrics["rm/val_accuracy"],
                                reward_correlation=rows[-1]["reward_correlation"],
                                fit_seconds=lr.fit_seconds)
             lr.store.close()
@@ -403,13 +432,14 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
 
 
 def _cat_pool(pool):
+    """Pool entries (K Segments each) -> K Segments over all entries."""
     import torch
 
     from prefrl import Segments
 
     cat = lambda side: Segments(*(torch.cat([getattr(p[side], k) for p in pool])  # noqa: E731
                                   for k in ("obs", "act", "true_reward")))
-    return cat(0), cat(1)
+    return tuple(cat(k) for k in range(len(pool[0])))
 
 
 def peak_memory_mb(device: str) -> dict:
@@ -435,6 +465,7 @@ def summarize(cfg: TextBenchConfig, results: list[dict], wall: float) -> dict:
         "kl_true": mean([r["true"]["kl"] for r in results]),
         "kl_learned": mean([r["learned"]["kl"] for r in results]),
         "labels_used": mean([r["learned"]["labels_used"] for r in results]),
+        "pairs_labeled": mean([r["learned"]["pairs_labeled"] for r in results]),
         "rm_accuracy": mean([r["learned"]["rm_accuracy"] for r in results]),
         "reward_correlation": mean([r["learned"]["reward_correlation"] for r in results]),
         "rollout_tokens_per_second": mean([r["rollout_tokens_per_second"] for r in results]),

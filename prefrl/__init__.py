@@ -8,8 +8,8 @@ learned reward -> agent. Importing ``prefrl`` pulls in no environment family
 from prefrl.diagnostics import pearson, segment_return_correlation, spearman
 from prefrl.loop import LoopConfig, PreferenceLoop, RolloutRecorder
 from prefrl.losses import bt_log_probs, bt_loss, bt_probability, disagreement, kwise_ranking_loss, mean_entropy
-from prefrl.oracle import Labeler, SyntheticOracle
-from prefrl.queries import QUERY_METHODS, pair_probabilities, select_queries
+from prefrl.oracle import Labeler, SyntheticOracle, ranking_to_pairs
+from prefrl.queries import QUERY_METHODS, pair_probabilities, select_groups, select_queries
 from prefrl.reward_model import MLPEnsemble, ModuleEnsemble, RewardEnsemble
 from prefrl.schedule import LabelSchedule
 from prefrl.segments import Segments, sample_segments, valid_starts
@@ -22,7 +22,7 @@ __all__ = [
     "ModuleEnsemble", "PreferenceCallback", "PreferenceLoop", "PreferenceStore", "QUERY_METHODS",
     "RewardEnsemble", "RewardTrainer", "RolloutRecorder", "Segments", "SyntheticOracle", "TrainerConfig",
     "bt_log_probs", "bt_loss", "bt_probability", "disagreement", "kwise_ranking_loss", "mean_entropy",
-    "pair_probabilities", "pearson", "sample_segments", "segment_return_correlation", "select_queries",
+    "pair_probabilities", "pearson", "ranking_to_pairs", "sample_segments", "segment_return_correlation", "select_groups", "select_queries",
     "spearman", "valid_starts",
 ]
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ import torch
 from prefrl.seeding import derive_seed
 from prefrl.segments import Segments
 
-__all__ = ["Labeler", "SyntheticOracle"]
+__all__ = ["Labeler", "SyntheticOracle", "ranking_to_pairs"]
 
 
 class Labeler(Protocol):
@@ -113,3 +113,54 @@ class SyntheticOracle:
         mu[rand] = coin[rand]
         answered = torch.maximum(R1, R2) >= self.skip_threshold
         return mu, answered
+
+
+    def rank(self, true_reward: torch.Tensor) -> torch.Tensor:
+        """Ranks K segments per group by their true returns (InstructGPT-style K-wise labels).
+
+        Rank 0 is the best; equal returns share a rank. With probability
+        ``noise`` a whole group gets a uniformly random permutation instead
+        (the ranking analogue of a random answer). Boltzmann, skip and
+        mistake options apply to pairwise ``label`` only.
+
+        Args:
+            true_reward: [G, K, L] true rewards of G groups of K segments.
+
+        Returns:
+            [G, K] long ranks.
+        """
+        if true_reward.dim() != 3 or true_reward.shape[1] < 2:
+            raise ValueError(f"true_reward must be [G, K >= 2, L], got {tuple(true_reward.shape)}")
+        G, K, L = true_reward.shape
+        R = self.returns(true_reward.reshape(G * K, L)).reshape(G, K)
+        if torch.isnan(R).any():
+            raise ValueError("segment true rewards contain NaN; cannot rank")
+        ranks = (R.unsqueeze(1) > R.unsqueeze(2)).sum(2)  # [g, i] = how many segments beat segment i
+        rand = torch.rand(G, generator=self._rng) < self.noise
+        perms = torch.argsort(torch.rand(G, K, generator=self._rng), dim=1)
+        ranks[rand] = perms[rand]
+        return ranks
+
+
+def ranking_to_pairs(ranks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All C(K, 2) pairwise labels implied by G rankings of K items.
+
+    Item k of group g has flat index g * K + k. For i < j within a group,
+    mu = 1 if i is ranked above j, 0 if below, 0.5 if they tie. Fitting the
+    Bradley-Terry loss (eps = 0) on all pairs of a ranking equals InstructGPT's
+    K-wise loss ``kwise_ranking_loss`` of that ranking, summed rather than averaged.
+
+    Args:
+        ranks: [G, K] ranks, 0 = best.
+
+    Returns:
+        (first [G*C], second [G*C] flat indices, mu [G*C] float32), C = K(K-1)/2.
+    """
+    if ranks.dim() != 2 or ranks.shape[1] < 2:
+        raise ValueError(f"ranks must be [G, K >= 2], got {tuple(ranks.shape)}")
+    G, K = ranks.shape
+    i, j = torch.triu_indices(K, K, offset=1)
+    ri, rj = ranks[:, i], ranks[:, j]  # [G, C]
+    mu = torch.where(ri < rj, 1.0, torch.where(ri > rj, 0.0, 0.5)).float()
+    base = (torch.arange(G) * K).unsqueeze(1)
+    return (base + i).reshape(-1), (base + j).reshape(-1), mu.reshape(-1)

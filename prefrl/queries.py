@@ -14,7 +14,7 @@ from prefrl.losses import disagreement, mean_entropy
 from prefrl.reward_model import RewardEnsemble
 from prefrl.segments import Segments
 
-__all__ = ["QUERY_METHODS", "pair_probabilities", "select_queries"]
+__all__ = ["QUERY_METHODS", "pair_probabilities", "select_groups", "select_queries"]
 
 QUERY_METHODS = ("disagreement", "entropy", "random")
 
@@ -75,3 +75,40 @@ def select_queries(
     p = pair_probabilities(ensemble, seg1, seg2)
     score = disagreement(p) if method == "disagreement" else mean_entropy(p)
     return torch.topk(score, n).indices
+
+
+def select_groups(
+    ensemble: RewardEnsemble,
+    groups: list[Segments],
+    n: int,
+    method: str = "disagreement",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Indices of the ``n`` groups of K candidates to send for ranking.
+
+    A group's score is the mean, over its C(K, 2) pairs, of the pairwise
+    score (disagreement or entropy); ``random`` picks uniformly.
+
+    Args:
+        groups: K Segments of G each: ``groups[k][g]`` is item k of group g.
+        n: how many groups to pick (<= G).
+
+    Returns:
+        [n] long indices into the G groups, most informative first.
+    """
+    if method not in QUERY_METHODS:
+        raise ValueError(f"unknown query method {method!r}; choose one of {QUERY_METHODS}")
+    if len(groups) < 2 or len({len(g) for g in groups}) != 1:
+        raise ValueError("need K >= 2 candidate lists of equal length")
+    G = len(groups[0])
+    if not 0 < n <= G:
+        raise ValueError(f"cannot pick {n} groups from {G} candidates")
+    if method == "random":
+        return torch.randperm(G, generator=generator)[:n]
+    K = len(groups)
+    scores = []
+    for a in range(K):
+        for b in range(a + 1, K):
+            p = pair_probabilities(ensemble, groups[a], groups[b])
+            scores.append(disagreement(p) if method == "disagreement" else mean_entropy(p))
+    return torch.topk(torch.stack(scores).mean(0), n).indices

@@ -35,11 +35,26 @@ def test_quick_run_writes_all_outputs(tmp_path, capsys):
     assert (out / "summary.json").read_text() == before
 
 
+def test_kwise_rankings_store_all_their_pairs(tmp_path):
+    out = tmp_path / "k3"
+    summary = textgen.main(["--synthetic-oracle", "--quick", "--model", "tiny", "--rank-k", "3",
+                            "--batch-size", "6", "--out", str(out)])
+    assert summary["labels_used"] == 6  # rankings of 3 completions of one prompt
+    assert summary["pairs_labeled"] == 6 * 3  # each gives C(3, 2) = 3 pairwise labels
+    from prefrl import PreferenceStore
+
+    store = PreferenceStore(out / "labels-seed0.sqlite")
+    assert len(store) == 18
+    store.close()
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
         (["--task", "poetry"], "unknown task"),
-        (["--batch-size", "5"], "even number"),
+        (["--batch-size", "5"], "multiple of --rank-k"),
+        (["--rank-k", "1"], "--rank-k must be >= 2"),
+        (["--rank-k", "3", "--batch-size", "16"], "multiple of --rank-k=3"),
         (["--labels", "1000", "--iterations", "2"], "exceed"),
         (["--labels", "0"], "--labels must be >= 1"),
         (["--noise", "1.5"], "--noise"),
