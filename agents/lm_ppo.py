@@ -29,31 +29,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from agents.factory import resolve_device
 from agents.lm_losses import (
     AdaptiveKLController,
     kl_penalized_rewards,
-    masked_mean,
     masked_whiten,
     ppo_clip_loss,
     token_gae,
     value_loss,
 )
 
-__all__ = ["LMPPO", "LMPPOConfig", "Rollout", "ptx_batch_from_texts", "resolve_device"]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``.
-
-    Raises:
-        ValueError: ``"cuda"`` asked for but not available.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device: use 'auto' or 'cpu'")
-    return dev
+__all__ = ["LMPPO", "LMPPOConfig", "Rollout", "ptx_batch_from_texts"]
 
 
 @dataclass
@@ -161,7 +147,7 @@ class LMPPO:
     def __init__(self, model: nn.Module, tokenizer: Any, config: LMPPOConfig | None = None,
                  device: str = "auto", ref_model: nn.Module | None = None):
         self.config = cfg = config or LMPPOConfig()
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.tokenizer = tokenizer
         self.vocab_size = int(len(tokenizer))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

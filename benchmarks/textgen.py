@@ -160,9 +160,9 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
     if args.lr <= 0 or args.train_layers < 0 or args.init_kl_coef < 0 or args.target_kl < 0 or args.ptx_coef < 0:
         fail("--lr must be > 0 and --train-layers, --init-kl-coef, --target-kl, --ptx-coef >= 0")
     try:
-        from agents.lm_ppo import resolve_device
+        from agents.factory import resolve_device
 
-        device = str(resolve_device(args.device))
+        device = resolve_device(args.device)
     except ValueError as err:
         fail(str(err))
     out = Path(args.out or f"runs/textgen-{args.task}")
@@ -501,7 +501,8 @@ def write_outputs(out: Path, cfg: TextBenchConfig, results: list[dict], summary:
         lines += [f"## Prompt {i + 1}", "", f"> {prompt}", ""]
         for arm in ("zero_shot", "true", "learned"):
             _, comp, score = r0[arm]["samples"][i]
-            lines.append(f"- **{arm.replace('_', '-')}** [{score:+.2f}]: {comp.strip() or '(empty)'}")
+            text = " ".join(comp.split()) or "(empty)"  # one line per completion
+            lines.append(f"- **{arm.replace('_', '-')}** [{score:+.2f}]: {text}")
         lines.append("")
     (out / "samples.md").write_text("\n".join(lines))
     plot(out / "curves.png", rows, summary)
@@ -514,28 +515,34 @@ def plot(path: Path, rows: list[dict], summary: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    seeds = sorted({r["seed"] for r in rows})
     for arm, color in (("learned", "tab:blue"), ("true", "tab:orange")):
-        pts = [(r["episodes"], r["true_score"], r["kl"]) for r in rows if r["run"] == arm]
-        if pts:
+        for n, seed in enumerate(seeds):
+            pts = [(r["episodes"], r["true_score"], r["kl"]) for r in rows if r["run"] == arm and r["seed"] == seed]
+            if not pts:
+                continue
             x, y, kl = zip(*pts)
-            k = 5
+            k = 5  # moving average over 5 rollouts
             smooth = [sum(y[max(0, i - k + 1) : i + 1]) / len(y[max(0, i - k + 1) : i + 1]) for i in range(len(y))]
-            ax1.plot(x, y, color=color, alpha=0.25)
-            ax1.plot(x, smooth, color=color, label=f"PPO on {arm} reward")
-            ax2.plot(x, kl, color=color, ls=":", label=f"KL to reference ({arm})")
+            first = n == 0
+            ax1.plot(x, y, color=color, alpha=0.2)
+            ax1.plot(x, smooth, color=color, label=f"PPO on {arm} reward" + (" (each seed)" if len(seeds) > 1 else "")
+                     if first else None)
+            ax2.plot(x, kl, color=color, ls=":", label=f"KL to reference ({arm})" if first else None)
     ax1.axhline(summary["score_zero_shot"], color="gray", ls="--", label="zero-shot (evaluation prompts)")
     ax1.set_xlabel("episodes (completions)")
-    ax1.set_ylabel("true score of training completions")
+    ax1.set_ylabel("true score of training completions (5-rollout mean)")
     ax1.set_title(f"{summary['task']}: {summary['model']}, {summary['labels_used']:.0f} labels")
     ax1.legend()
     learned = [r for r in rows if r["run"] == "learned"]
     if learned:
         x = [r["episodes"] for r in learned]
-        ax2.plot(x, [r["rm_accuracy"] for r in learned], ".", label="RM held-out accuracy")
-        ax2.plot(x, [r["reward_correlation"] for r in learned], ".", label="learned/true correlation (fresh)")
+        ax2.plot(x, [r["rm_accuracy"] for r in learned], ".", color="tab:green", label="RM held-out accuracy")
+        ax2.plot(x, [r["reward_correlation"] for r in learned], ".", color="tab:red",
+                 label="learned/true correlation (fresh, last 10 rollouts)")
     ax2.set_xlabel("episodes (completions)")
     ax2.set_title("reward model and KL (nats/sequence)")
-    ax2.legend(loc="lower right", fontsize=8)
+    ax2.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
