@@ -109,28 +109,29 @@ class Rollout:
     gen_tokens: int = 0
 
 
-def _decoder_layers(model: nn.Module) -> nn.ModuleList:
-    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+def _submodule(model: nn.Module, paths: tuple[str, ...], kind: type) -> Any:
+    """The first of the dotted ``paths`` that exists on ``model`` as a ``kind``, else None."""
+    for path in paths:
         obj: Any = model
         for part in path.split("."):
             obj = getattr(obj, part, None)
             if obj is None:
                 break
-        if isinstance(obj, nn.ModuleList):
+        if isinstance(obj, kind):
             return obj
-    raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}: use train_layers=None")
+    return None
+
+
+def _decoder_layers(model: nn.Module) -> nn.ModuleList:
+    blocks = _submodule(model, ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"),
+                        nn.ModuleList)
+    if blocks is None:
+        raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}: use train_layers=None")
+    return blocks
 
 
 def _final_norm(model: nn.Module) -> nn.Module | None:
-    for path in ("model.norm", "transformer.ln_f", "gpt_neox.final_layer_norm"):
-        obj: Any = model
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if isinstance(obj, nn.Module):
-            return obj
-    return None
+    return _submodule(model, ("model.norm", "transformer.ln_f", "gpt_neox.final_layer_norm"), nn.Module)
 
 
 class LMPPO:
