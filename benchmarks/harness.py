@@ -437,8 +437,13 @@ def print_table(s: dict) -> None:
         ("loop overhead (learned / true steps/s)", f"{s['overhead_ratio']:.2f} wall, {s['overhead_ratio_cpu']:.2f} CPU time"),
         ("wall time", f"{s['wall_seconds'] / 60:.1f} min"),
     ]
+    print_rows(f"{s['env']} ({s['agent']}, {s['steps']} steps, seeds {s['seeds']})", lines)
+
+
+def print_rows(title: str, lines: list[tuple[str, str]]) -> None:
+    """Prints a titled two-column table (the summary every benchmark ends with)."""
     width = max(len(k) for k, _ in lines)
-    print(f"\n{s['env']} ({s['agent']}, {s['steps']} steps, seeds {s['seeds']})")
+    print(f"\n{title}")
     for k, v in lines:
         print(f"  {k:<{width}}  {v}")
 

@@ -563,11 +563,10 @@ def print_table(s: dict) -> None:
         ("peak memory", f"{s['peak_rss_mb']:.0f} MB RSS" + (f", {s['peak_cuda_mb']:.0f} MB CUDA" if 'peak_cuda_mb' in s else "")),
         ("wall time", f"{s['wall_seconds'] / 60:.1f} min"),
     ]
-    width = max(len(k) for k, _ in lines)
-    print(f"\n{s['task']} ({s['model']}, {s['config']['iterations']} PPO updates x {s['config']['batch_size']} "
-          f"completions, seeds {list(s['config']['seeds'])}, {s['config']['device']})")
-    for k, v in lines:
-        print(f"  {k:<{width}}  {v}")
+    from benchmarks.harness import print_rows
+
+    print_rows(f"{s['task']} ({s['model']}, {s['config']['iterations']} PPO updates x {s['config']['batch_size']} "
+               f"completions, seeds {list(s['config']['seeds'])}, {s['config']['device']})", lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
