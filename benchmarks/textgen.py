@@ -281,7 +281,7 @@ class LearnedReward:
         """Labels the pairs the schedule asks for by now, chosen from the pool, refits and renormalises."""
         import torch
 
-        from prefrl import Segments, ranking_to_pairs, select_groups, select_queries
+        from prefrl import Segments, ranking_to_pairs, select_groups
 
         want = self.schedule.due(episodes) - self.labels_used
         if want <= 0 or not self.pool:
@@ -291,15 +291,13 @@ class LearnedReward:
         if self.labels_used == 0:  # standardise the heads' inputs once, on the initial pool
             feats = torch.cat([side.obs[:, 0] for side in sides])
             self.rm.heads.set_input_stats(feats, torch.zeros(len(feats), dtype=torch.long))
-        if len(sides) == 2:  # pairs
-            s1, s2 = sides
-            idx = select_queries(self.rm.heads, s1, s2, want, self.cfg.query, generator=self._qgen)
-            mu, answered = self.oracle.label(s1[idx], s2[idx])
-            keep = idx[answered]
-            self.store.add(s1[keep], s2[keep], mu[answered])
-            self.pairs_labeled += int(len(keep))
+        idx = select_groups(self.rm.heads, list(sides), want, self.cfg.query, generator=self._qgen)
+        if len(sides) == 2:  # pairs: the oracle's pairwise answer
+            s1, s2 = sides[0][idx], sides[1][idx]
+            mu, answered = self.oracle.label(s1, s2)
+            self.store.add(s1[answered], s2[answered], mu[answered])
+            self.pairs_labeled += int(answered.sum())
         else:  # K-wise rankings, stored as their C(K, 2) pairs
-            idx = select_groups(self.rm.heads, list(sides), want, self.cfg.query, generator=self._qgen)
             flat = Segments(*(torch.stack([getattr(side, f)[idx] for side in sides], 1).flatten(0, 1)
                               for f in ("obs", "act", "true_reward")))  # item k of group g at g * K + k
             K = len(sides)
