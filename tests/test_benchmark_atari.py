@@ -25,15 +25,19 @@ def test_reward_model_view_pools_and_masks_the_score():
     assert full.shape == (2, 84, 84, 4) and (full == 200).all()
 
 
-def test_quick_sized_run_writes_all_outputs(tmp_path):
+@pytest.mark.parametrize("flags, env_id, agent", [
+    ([], "ALE/Seaquest-v5", "ppo"),  # the defaults of the main job
+    (["--game", "Breakout", "--agent", "a2c"], "ALE/Breakout-v5", "a2c"),
+])
+def test_quick_sized_run_writes_all_outputs(tmp_path, flags, env_id, agent):
     out = tmp_path / "run"
-    summary = bench.main("benchmarks.atari", bench.FAMILY, "Breakout", "--game", bench.DEFAULTS, bench.QUICK,
-                         ["--synthetic-oracle", "--steps", "800", "--labels", "6", "--n-envs", "4",
+    summary = bench.main("benchmarks.atari", bench.FAMILY, bench.DEFAULT_GAME, "--game", bench.DEFAULTS, bench.QUICK,
+                         ["--synthetic-oracle", *flags, "--steps", "800", "--labels", "6", "--n-envs", "4",
                           "--workers", "1", "--out", str(out)], bench._extra_flags)
     for name in ("curves.csv", "curves.png", "summary.json", "labels-seed0.sqlite"):
         assert (out / name).stat().st_size > 0, name
     s = json.loads((out / "summary.json").read_text())
-    assert s["env"] == "ALE/Breakout-v5" and s["agent"] == "a2c" and s["labels_used"] == 6
+    assert s["env"] == env_id and s["agent"] == agent and s["labels_used"] == 6
     assert s["steps_per_second_learned"] > 0 and s["steps_per_second_true"] > 0
     assert math.isfinite(s["true_return_random"]) and s["true_return_random"] >= 0
     rows = list(csv.DictReader(open(out / "curves.csv")))
