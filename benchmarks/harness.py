@@ -91,6 +91,9 @@ def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -
     p.add_argument("--agent", choices=("ppo", "a2c"), default=defaults["agent"], help="RL algorithm")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds; each runs both arms")
     p.add_argument("--n-envs", type=int, default=defaults["n_envs"], help="parallel environments per run")
+    p.add_argument("--anchor-fraction", type=float, default=None,
+                   help="share of query candidates paired with a clip labeled before instead of a recent one "
+                        "(family default if unset; 0 = the paper)")
     p.add_argument("--segment-length", type=int, default=None, help="steps per segment (family default if unset)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--workers", type=int, default=None,
@@ -120,6 +123,8 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         parser.error(f"--labels {args.labels} is more than --steps {args.steps}: ask for fewer labels than steps")
     if not 0.0 <= args.noise <= 1.0:
         parser.error(f"--noise must be a probability in [0, 1], got {args.noise}")
+    if args.anchor_fraction is not None and not 0.0 <= args.anchor_fraction <= 1.0:
+        parser.error(f"--anchor-fraction must be a share in [0, 1], got {args.anchor_fraction}")
     if args.segment_length is not None and args.segment_length < 1:
         parser.error(f"--segment-length must be >= 1, got {args.segment_length}")
     if len(set(args.seeds)) != len(args.seeds):
@@ -164,8 +169,11 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     if arm == "learned":
         torch.manual_seed(seed)
         L = args.segment_length or family.segment_length
+        overrides = dict(family.loop_overrides)
+        if args.anchor_fraction is not None:
+            overrides["anchor_fraction"] = args.anchor_fraction
         cfg = LoopConfig(total_labels=args.labels, total_steps=args.steps, segment_length=L, query=args.query,
-                         seed=seed, **family.loop_overrides)
+                         seed=seed, **overrides)
         tcfg = TrainerConfig(device=args.device, seed=seed, label_noise=args.noise if args.noise < 1 else 0.99,
                              **family.trainer_overrides)
         store = PreferenceStore(args.out / f"labels-seed{seed}.sqlite", seed=seed)

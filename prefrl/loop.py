@@ -63,6 +63,12 @@ class LoopConfig:
     (budget - initial) / query_rounds, which bounds the time spent refitting."""
     buffer_steps: int = 10_000
     """Recent steps per env kept for sampling segments."""
+    anchor_fraction: float = 0.0
+    """Share of query candidates whose second clip is a clip labeled before (from the store)
+    instead of a recent one. 0 (the paper): every clip comes from recent steps. Above 0, the
+    current behaviour keeps being compared with earlier behaviour, so a policy that found a
+    blind spot of the reward model (Seaquest: parking at the surface, where every recent clip
+    scores 0) is still shown next to clips that scored."""
     target_std: float = 1.0
     """Std of the normalised learned reward (the mean is 0)."""
     calibration_samples: int = 4096
@@ -78,6 +84,8 @@ class LoopConfig:
         for name in ("segment_length", "candidate_factor", "buffer_steps", "calibration_samples", "query_rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.anchor_fraction <= 1.0:
+            raise ValueError(f"anchor_fraction must be in [0, 1], got {self.anchor_fraction}")
         if self.total_labels < 0:
             raise ValueError(f"the label budget must be >= 0, got {self.total_labels}")
         if self.total_labels > self.total_steps:
@@ -248,6 +256,9 @@ class PreferenceLoop:
         L = self.config.segment_length
         seg1 = self.recorder.sample(m, L, self._gen)
         seg2 = self.recorder.sample(m, L, self._gen)
+        n_anchor = round(m * self.config.anchor_fraction) if len(self.store) else 0
+        if n_anchor:
+            seg2 = Segments.cat([seg2[: m - n_anchor], self._labeled_clips(n_anchor, like=seg2)])
         method = self.config.query if self.labels_used > 0 else "random"  # an unfit model cannot disagree
         pick = select_queries(self.ensemble, seg1, seg2, n, method, self._gen)
         seg1, seg2 = seg1[pick], seg2[pick]
@@ -255,6 +266,14 @@ class PreferenceLoop:
         self.store.add(seg1[answered], seg2[answered], mu[answered])
         self.labels_used += n  # skipped queries still cost the labeler's time
         return int(answered.sum())
+
+    def _labeled_clips(self, n: int, like: Segments) -> Segments:
+        """n clips drawn uniformly (with replacement) from both sides of the stored labels, as ``like``'s dtypes."""
+        t = self.store.tensors()
+        pick = torch.randint(2 * len(t["mu"]), (n,), generator=self._gen)
+        pair, side = pick // 2, pick % 2
+        return Segments(t["obs"][pair, side].to(like.obs.dtype), t["act"][pair, side].to(like.act.dtype),
+                        t["true_reward"][pair, side].to(like.true_reward.dtype))
 
     def _fit(self, epochs: int) -> dict[str, float]:
         t = time.perf_counter()

@@ -57,6 +57,7 @@ def _cli(*args, cwd=None):
         (["--labels", "-3"], "--labels must be >= 1"),
         (["--steps", "0"], "--steps must be >= 1"),
         (["--noise", "1.5"], "--noise must be a probability"),
+        (["--anchor-fraction", "2"], "--anchor-fraction must be a share in [0, 1]"),
         (["--seeds", "0", "0"], "repeats a seed"),
     ],
 )

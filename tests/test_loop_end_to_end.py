@@ -142,3 +142,29 @@ def test_constant_inputs_are_not_blown_up():
     obs[:, 1] = 0.0  # e.g. contact forces that are all zero under a random policy
     ens.set_input_stats(obs, torch.randn(100, 1))
     assert ens.in_std[1].item() == 1.0 and ens.in_std[0].item() != 1.0
+
+
+def test_anchor_fraction_pairs_recent_clips_with_clips_labeled_before():
+    n_envs = 2
+    venv = DummyVecEnv([lambda: gym.make("HalfCheetah-v5") for _ in range(n_envs)])
+    ens = MLPEnsemble(venv.observation_space.shape, venv.action_space.shape)
+    cfg = LoopConfig(total_labels=40, total_steps=2000, segment_length=10, pretrain_epochs=2, query="random",
+                     anchor_fraction=1.0, buffer_steps=60)
+    loop = PreferenceLoop(ens, SyntheticOracle(), n_envs, cfg)
+    env = LearnedRewardVecEnv(venv, loop)
+    env.collect_random(60, seed=1)
+    loop.pretrain()  # the first labels: both clips recent (the store was empty)
+    first = loop.store.tensors()["obs"].clone()  # [M, 2, L, 17]
+    old_clips = first.flatten(0, 1)  # [2M, L, 17]
+    env.collect_random(60, seed=2)  # the buffer now holds only new steps
+    loop._query(5)
+    new = loop.store.tensors()["obs"][len(first):]  # [5, 2, L, 17]
+    assert len(new) == 5
+
+    def is_old(clip):
+        return bool((old_clips == clip).flatten(1).all(dim=1).any())
+
+    assert all(is_old(pair[1]) for pair in new)  # every second clip was labeled before
+    assert not any(is_old(pair[0]) for pair in new)  # every first clip is recent
+    with pytest.raises(ValueError, match="anchor_fraction"):
+        LoopConfig(anchor_fraction=1.5)
