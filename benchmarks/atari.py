@@ -153,7 +153,8 @@ FAMILY = Family(
     # A 16-pair step of the 3 CNNs costs ~0.29 s on one core: 15 rounds of 20 steps, 30 pretraining epochs.
     # Query candidates come from the last 10k steps per env (80k with 8 envs, ~570 MB of 42x42x4 frames):
     # with 2k (16k steps) the Seaquest seed-1 agent parked at the surface and every later query compared
-    # two scoreless clips; with 10k the same seed reached 560 (random 66). One seed: see the README.
+    # two scoreless clips; with 10k three seeds of the default command reached 300/180/402 (random 60).
+    # The same camping came back on an H100 with 16 envs and the full-res predictor: see the README.
     loop_overrides=dict(pretrain_epochs=30, fit_epochs=1, fit_min_steps=20, query_rounds=15,
                         calibration_samples=1024, correlation_segments=128, buffer_steps=10_000),
     gpu_defaults=GPU_DEFAULTS,
