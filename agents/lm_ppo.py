@@ -21,6 +21,7 @@ makes an update several times cheaper; ``train_layers=None`` trains all.
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -154,6 +155,8 @@ class LMPPO:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad)
         self.model = model.to(self.device)
+        # transformers 5.2x renamed the forward's `past_key_values` to `cache` (the old name warns and goes in 5.40)
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.ref_model = (ref_model or copy.deepcopy(model)).to(self.device).eval()
         for p in self.ref_model.parameters():
             p.requires_grad_(False)
@@ -227,9 +230,9 @@ class LMPPO:
         pos = (qmask.cumsum(1) - 1).clamp_min(0)
         inp, past, steps = query, None, 0
         for t in range(N):
-            out = self.model(input_ids=inp, attention_mask=attn, position_ids=pos, past_key_values=past,
-                             use_cache=True, logits_to_keep=1)
-            past = out.past_key_values
+            out = self.model(input_ids=inp, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1,
+                             **{self._cache_kwarg: past})
+            past = out["cache"] if "cache" in out else out.past_key_values
             logits = out.logits[:, -1, : self.vocab_size].float() / self.config.temperature
             logp_all = torch.log_softmax(logits, dim=-1)
             tok = torch.multinomial(logp_all.exp(), 1, generator=self._gen).squeeze(1)
