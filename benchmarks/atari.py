@@ -11,8 +11,8 @@ or SpaceInvaders at this budget; PPO did better than A2C on Breakout and
 costs less loop overhead. The README has the figures.
 
 What the reward model sees (the loop's ``obs_transform``): the 84x84x4
-frame stack average-pooled to 42x42x4 (a CPU budget; ``--rm-full-res`` keeps
-84x84 and the paper's exact CNN), with the score area blacked out unless
+frame stack average-pooled to 42x42x4 (a CPU budget; ``--rm paper84`` keeps
+84x84 and the paper's exact CNN; ``envs.atari_reward`` lists the variants), with the score area blacked out unless
 ``--show-score`` (the paper's protocol), and segments are cut only at game
 over, never at a life loss, so neither episode ends nor life losses leak into
 the learned reward. The true-reward agent trains with the standard preprocessing (life loss =
@@ -31,16 +31,18 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from benchmarks.harness import Family, main
 
 DEFAULTS = dict(steps=300_000, labels=500, agent="ppo", n_envs=8)
 DEFAULT_GAME = "Seaquest"
-QUICK = dict(steps=3_000, labels=16)
+QUICK = dict(steps=3_000, labels=16, eval_episodes=8)
 # With CUDA the reward model and the agent's CNN are cheap: 7x the steps, 4x the
 # labels and the paper's full-resolution predictor (the paper: 10M steps, 5.5k labels).
-GPU_DEFAULTS = dict(steps=2_000_000, labels=2_000, n_envs=16, rm_full_res=True)
+GPU_DEFAULTS = dict(steps=2_000_000, labels=2_000, n_envs=16, rm="paper84")
+DEFAULT_RM = "cnn42"
+EVAL_MAX_FRAMES = 27_000
+"""Emulator frames (7.5 min of play) after which an evaluation game is cut: a policy that stalls
+(e.g. parks the submarine at the surface) would otherwise play the 108k-frame limit."""
 CLIP_STEPS = 600
 """Agent steps in the GIF of the trained learned-reward agent (at most one game)."""
 
@@ -57,44 +59,17 @@ def _make_venv(args, n_envs: int, seed: int):
     return make_atari_vec_env(args.env, n_envs, seed, num_threads=getattr(args, "threads", None))
 
 
-def reward_model_view(game: str, mask_score: bool, full_res: bool):
-    """The obs_transform: [n, 84, 84, 4] uint8 -> [n, 42, 42, 4] (or 84x84) uint8, score area blacked out.
-
-    Pooling is cv2's area resize (the 2x2 mean, rounded: 0.2 ms per 8 frames,
-    ~14x faster than numpy here); the score rows are blacked out after pooling,
-    every pooled row that touches a score row included.
-    """
-    import cv2
-
-    from envs.atari import score_mask
-
-    rows = score_mask(game).any(axis=1) if mask_score else np.zeros(84, bool)  # [84] True on score rows
-    if not full_res:
-        rows = rows.reshape(42, 2).any(axis=1)
-
-    def view(obs: np.ndarray) -> np.ndarray:
-        if full_res:
-            out = np.array(obs, dtype=np.uint8, copy=True)
-        else:
-            n, h, w, c = obs.shape
-            out = np.stack([cv2.resize(f, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for f in obs])
-            out = out.reshape(n, h // 2, w // 2, c)
-        out[:, rows] = 0
-        return out
-
-    return view
-
-
 def _make_ensemble(venv, args):
-    from prefrl import ModuleEnsemble
-    from prefrl.members import FrameCNN
+    from envs.atari_reward import make_frame_ensemble
 
-    if args.rm_full_res:  # the paper's predictor exactly: batch norm and dropout 0.5
-        return ModuleEnsemble(lambda: FrameCNN((84, 84, 4)), (84, 84, 4), (), n_members=3)
-    # CPU default: without batch norm and dropout training is ~3x cheaper; the
-    # adaptive L2 and the bootstrap ensemble regularise instead.
-    shape = (42, 42, 4)
-    return ModuleEnsemble(lambda: FrameCNN(shape, batchnorm=False, dropout=0.0), shape, (), n_members=3)
+    return make_frame_ensemble(args.rm)
+
+
+def _make_eval_venv(args, n_envs: int, seed: int):
+    from envs.atari import make_atari_vec_env
+
+    return make_atari_vec_env(args.env, n_envs, seed, num_threads=getattr(args, "threads", None),
+                              max_episode_frames=EVAL_MAX_FRAMES)
 
 
 def _wrap_agent_env(venv, arm: str):
@@ -129,14 +104,18 @@ def record_agent(agent, args, seed: int, path) -> None:
 
 
 def _obs_transform(args):
-    return reward_model_view(args.env, mask_score=not args.show_score, full_res=args.rm_full_res)
+    from envs.atari_reward import RM_VARIANTS, reward_model_view
+
+    return reward_model_view(args.env, mask_score=not args.show_score, size=RM_VARIANTS[args.rm].size)
 
 
 def _extra_flags(parser) -> None:
+    from envs.atari_reward import RM_VARIANTS
+
     parser.add_argument("--show-score", action="store_true",
                         help="let the reward model see the score area (the paper blacked it out)")
-    parser.add_argument("--rm-full-res", action="store_true",
-                        help="reward model on full 84x84 frames with the paper's exact CNN (slow on a CPU)")
+    parser.add_argument("--rm", choices=tuple(RM_VARIANTS), default=DEFAULT_RM,
+                        help="reward predictor: " + "; ".join(f"{k}: {v.about}" for k, v in RM_VARIANTS.items()))
 
 
 FAMILY = Family(
@@ -159,6 +138,7 @@ FAMILY = Family(
                         calibration_samples=1024, correlation_segments=128, buffer_steps=10_000),
     gpu_defaults=GPU_DEFAULTS,
     record_agent=record_agent,
+    make_eval_venv=_make_eval_venv,
 )
 
 

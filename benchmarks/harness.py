@@ -24,8 +24,14 @@ from typing import Callable
 
 import numpy as np
 
-OUTPUTS = ("curves.csv", "curves.png", "summary.json")
+OUTPUTS = ("curves.csv", "curves.png", "summary.json", "timing.json")
 ARMS = ("learned", "true")
+UPPER = "upper"
+"""The optional third arm (``--upper-bound``): the true reward through everything the learned arm gets."""
+TIMING_KEYS = ("wall_seconds", "steps_per_second", "cpu_seconds", "steps_per_cpu_second", "fit_seconds",
+               "pretrain_seconds", "eval_seconds")
+"""Per-run figures that depend on the machine: they go to timing.json, so that summary.json of
+the same command and seed is identical from run to run."""
 
 
 @dataclass
@@ -53,6 +59,9 @@ class Family:
             device resolves to CUDA and the user did not set the flag.
         record_agent: (agent, args, seed, path) -> None, writes a short clip
             of the trained learned-reward agent to ``path`` (a GIF), or None.
+        make_eval_venv: (args, n_envs, seed) -> the VecEnv the final policy
+            is evaluated on (e.g. with a cap on episode length); default
+            ``make_venv``.
     """
 
     name: str
@@ -68,6 +77,7 @@ class Family:
     loop_overrides: dict = field(default_factory=dict)
     gpu_defaults: dict = field(default_factory=dict)
     record_agent: Callable | None = None
+    make_eval_venv: Callable | None = None
 
 
 def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -> argparse.ArgumentParser:
@@ -99,6 +109,11 @@ def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -
     p.add_argument("--workers", type=int, default=None,
                    help="runs in parallel processes (default: one per CPU core, at most one per run)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default runs/<family>-<env>-<time>)")
+    p.add_argument("--eval-episodes", type=int, default=30,
+                   help="fresh episodes on which each final policy (and the random policy) is evaluated")
+    p.add_argument("--upper-bound", action="store_true",
+                   help="add a third arm: the true reward through everything the learned arm gets (normalised per "
+                        "step, episode ends as time-outs): what a perfect reward model would give")
     p.add_argument("--quick", action="store_true", help="a ~1-minute smoke run: tiny budget, few labels")
     return p
 
@@ -129,6 +144,8 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         parser.error(f"--segment-length must be >= 1, got {args.segment_length}")
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; each seed's runs write their own labels file")
+    if args.eval_episodes < 1:
+        parser.error(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     from agents import resolve_device
@@ -186,7 +203,11 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         pre = loop.pretrain()
         pre["seconds"] = time.perf_counter() - t
         queue.put((arm, seed, 0, "pretrained"))
-    env = family.wrap_agent_env(venv, arm)
+    if arm == UPPER:
+        from agents.wrappers import NormalisedTrueReward
+
+        venv = NormalisedTrueReward(venv)
+    env = family.wrap_agent_env(venv, "learned" if arm == UPPER else arm)
     agent = make_agent(args.agent, env, family.name, seed=seed, device=args.device)
 
     rows: list[dict] = []
@@ -227,14 +248,19 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     steps = agent.num_timesteps  # SB3 finishes its last rollout, so this can exceed args.steps
     final = [r for _, r in episodes[-10:]]
+    queue.put((arm, seed, 0, f"trained; evaluating on {args.eval_episodes} fresh episodes"))
+    t = time.perf_counter()
+    evaluation = evaluate_final_policy(family, args, seed, agent)
     result = {
         "arm": arm, "seed": seed, "rows": rows, "wall_seconds": wall,
         "env_steps": steps,
         "steps_per_second": steps / wall,
         "cpu_seconds": cpu,
         "steps_per_cpu_second": steps / cpu,
-        "final_true_return": float(np.mean(final)) if final else float("nan"),
+        "final_true_return_last10": float(np.mean(final)) if final else float("nan"),
         "episodes": len(episodes),
+        **evaluation,
+        "eval_seconds": time.perf_counter() - t,
     }
     if loop is not None and family.record_agent is not None:
         family.record_agent(agent, args, seed, args.out / f"learned-agent-seed{seed}.gif")
@@ -245,6 +271,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         corr = loop.fresh_correlation() or {k: v for k, v in loop.metrics.items() if k.startswith("corr/")}
         result.update({
             "labels_used": loop.labels_used,
+            "label_tie_share": float((loop.store.tensors()["mu"] == 0.5).float().mean()) if len(loop.store) else float("nan"),
             "rm_accuracy": loop.metrics.get("rm/val_accuracy", float("nan")),
             "reward_correlation": corr.get("corr/pearson", float("nan")),
             "reward_correlation_spearman": corr.get("corr/spearman", float("nan")),
@@ -257,18 +284,53 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     return result
 
 
-def random_policy_return(family: Family, args, seed: int, max_steps: int = 20_000, n_envs: int = 4) -> float:
-    """Mean true return of (up to 10) completed episodes of a uniformly random policy."""
-    venv = family.make_venv(args, n_envs, seed + 10_000)
-    venv.reset()
-    returns = []
-    for _ in range(max_steps // n_envs):
-        _, _, _, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(n_envs)]))
-        returns += [float(i["episode"]["r"]) for i in infos if "episode" in i]
-        if len(returns) >= 10:
-            break
-    venv.close()
-    return float(np.mean(returns)) if returns else float("nan")
+EVAL_SEED_OFFSET = 30_000
+"""Evaluation envs are seeded with seed + this (training uses seed, the random baseline seed + 10_000)."""
+
+
+def _eval_venv(family: Family, args, seed: int, agent=None):
+    """Fresh envs for evaluation; observation normalisation (VecNormalize) copied from the agent's, frozen."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    make = family.make_eval_venv or family.make_venv
+    venv = make(args, min(args.n_envs, args.eval_episodes), seed)
+    train_env = agent.get_env() if agent is not None else None
+    if isinstance(train_env, VecNormalize):
+        venv = VecNormalize(venv, training=False, norm_obs=train_env.norm_obs, norm_reward=False)
+        venv.obs_rms = train_env.obs_rms
+    return venv
+
+
+def evaluate_final_policy(family: Family, args, seed: int, agent) -> dict:
+    """The final policy (sampling its actions, as in training) on ``args.eval_episodes`` fresh episodes.
+
+    Returns:
+        ``eval_returns`` (true return of each episode), ``eval_mean``, ``eval_ci95`` [low, high].
+    """
+    from benchmarks.evaluation import mean_ci, run_episodes
+
+    venv = _eval_venv(family, args, seed + EVAL_SEED_OFFSET, agent)
+    try:
+        returns, _ = run_episodes(lambda obs: agent.predict(obs, deterministic=False)[0], venv, args.eval_episodes)
+    finally:
+        venv.close()
+    mean, lo, hi = mean_ci(returns, seed=seed)
+    return {"eval_returns": returns, "eval_mean": mean, "eval_ci95": [lo, hi]}
+
+
+def random_policy_return(family: Family, args, seed: int) -> dict:
+    """The uniformly random policy on ``args.eval_episodes`` episodes (seeded actions and envs), as above."""
+    from benchmarks.evaluation import mean_ci, run_episodes
+
+    venv = _eval_venv(family, args, seed + 10_000)
+    space, n = venv.action_space, venv.num_envs
+    space.seed(seed + 10_000)
+    try:
+        returns, _ = run_episodes(lambda obs: np.stack([space.sample() for _ in range(n)]), venv, args.eval_episodes)
+    finally:
+        venv.close()
+    mean, lo, hi = mean_ci(returns, seed=seed)
+    return {"eval_returns": returns, "eval_mean": mean, "eval_ci95": [lo, hi]}
 
 
 # -- the whole benchmark ----------------------------------------------------------
@@ -277,7 +339,7 @@ def random_policy_return(family: Family, args, seed: int, max_steps: int = 20_00
 def run(family_module: str, family: Family, args: argparse.Namespace) -> dict:
     """Runs every (seed, arm), writes the outputs, prints a summary table; returns the summary."""
     args.out.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, arm) for seed in args.seeds for arm in ARMS]
+    jobs = [(seed, arm) for seed in args.seeds for arm in (*ARMS, *((UPPER,) if args.upper_bound else ()))]
     cores = os.cpu_count() or 1
     workers = args.workers or max(1, min(len(jobs), cores))
     threads = max(1, cores // workers)
@@ -303,10 +365,10 @@ def run(family_module: str, family: Family, args: argparse.Namespace) -> dict:
                 raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    random_ret = random_policy_return(family, args, args.seeds[0])
-    summary = summarize(args, results, random_ret, time.perf_counter() - t_start)
-    write_outputs(args.out, results, summary)
-    print_table(summary)
+    random = random_policy_return(family, args, args.seeds[0])
+    summary, timing = summarize(args, results, random, time.perf_counter() - t_start)
+    write_outputs(args.out, results, summary, timing)
+    print_table(summary, timing)
     return summary
 
 
@@ -338,38 +400,82 @@ def _mean(xs) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
-def summarize(args, results: list[dict], random_return: float, wall: float) -> dict:
-    learned = [r for r in results if r["arm"] == "learned"]
-    true = [r for r in results if r["arm"] == "true"]
-    tl, tt = _mean(r["final_true_return"] for r in learned), _mean(r["final_true_return"] for r in true)
-    sl, st = _mean(r["steps_per_second"] for r in learned), _mean(r["steps_per_second"] for r in true)
-    gain_true = tt - random_return
-    return {
+def summarize(args, results: list[dict], random: dict, wall: float) -> tuple[dict, dict]:
+    """(summary, timing): the run's figures, and the machine-dependent ones (wall/CPU time, steps/s).
+
+    Returns are the evaluation means of the final policies (``--eval-episodes`` fresh episodes per
+    seed); the mean of the last 10 training episodes is kept as ``*_last10``.
+    """
+    from benchmarks.evaluation import mean_ci
+
+    arms = [a for a in (*ARMS, UPPER) if any(r["arm"] == a for r in results)]
+    by_arm = {a: [r for r in results if r["arm"] == a] for a in arms}
+    rnd = random["eval_mean"]
+
+    def above_random(x: float, ref: float) -> float:
+        return (x - rnd) / (ref - rnd) if ref - rnd > 0 else float("nan")
+
+    summary = {
         "env": args.env, "agent": args.agent, "steps": args.steps, "seeds": args.seeds, "noise": args.noise,
-        "query": args.query, "device": args.device, "n_envs": args.n_envs,
-        "true_return_learned": tl,
-        "true_return_true": tt,
-        "true_return_random": random_return,
-        "ratio": tl / tt if tt > 0 else float("nan"),  # a ratio of negative returns means nothing
-        "normalized_ratio": (tl - random_return) / gain_true if gain_true > 0 else float("nan"),
+        "query": args.query, "device": args.device, "n_envs": args.n_envs, "eval_episodes": args.eval_episodes,
+        "final_return_is": f"mean true return of {args.eval_episodes} fresh evaluation episodes of the final policy "
+                           "per seed (actions sampled), averaged over seeds; ci95: bootstrap over the pooled episodes",
+        "true_return_random": rnd,
+        "true_return_random_ci95": random["eval_ci95"],
+    }
+    for a in arms:
+        pooled = [x for r in by_arm[a] for x in r["eval_returns"]]
+        summary[f"true_return_{a}"] = _mean(r["eval_mean"] for r in by_arm[a])
+        summary[f"true_return_{a}_ci95"] = list(mean_ci(pooled, seed=0)[1:])
+        summary[f"true_return_{a}_last10"] = _mean(r["final_true_return_last10"] for r in by_arm[a])
+    tl, tt = summary["true_return_learned"], summary["true_return_true"]
+    true_by_seed = {r["seed"]: r["eval_mean"] for r in by_arm["true"]}
+    summary["ratio"] = tl / tt if tt > 0 else float("nan")  # a ratio of negative returns means nothing
+    summary["normalized_ratio"] = above_random(tl, tt)
+    summary["normalized_ratio_per_seed"] = [above_random(r["eval_mean"], true_by_seed[r["seed"]])
+                                            for r in by_arm["learned"]]
+    if UPPER in by_arm:
+        summary["normalized_ratio_upper"] = above_random(summary["true_return_upper"], tt)
+    learned = by_arm["learned"]
+    summary.update({
         "labels_used": _mean(r["labels_used"] for r in learned),
+        "label_tie_share": _mean(r["label_tie_share"] for r in learned),
         "rm_accuracy": _mean(r["rm_accuracy"] for r in learned),
         "reward_correlation": _mean(r["reward_correlation"] for r in learned),
-        "steps_per_second_learned": sl,
-        "steps_per_second_true": st,
-        "overhead_ratio": sl / st if st else float("nan"),
+        "pretrain_accuracy": _mean(r["pretrain_accuracy"] for r in learned),
+    })
+    summary["warnings"] = _warnings(summary, random)
+    summary["per_seed"] = [{k: v for k, v in r.items() if k != "rows" and k not in TIMING_KEYS} for r in results]
+
+    sps = {a: _mean(r["steps_per_second"] for r in by_arm[a]) for a in arms}
+    timing = {
+        "wall_seconds": wall,
+        **{f"steps_per_second_{a}": sps[a] for a in arms},
+        "overhead_ratio": sps["learned"] / sps["true"] if sps["true"] else float("nan"),
         # CPU time is not skewed when the arms share the cores for part of the run
         "overhead_ratio_cpu": _mean(r["steps_per_cpu_second"] for r in learned)
-        / _mean(r["steps_per_cpu_second"] for r in true),
+        / _mean(r["steps_per_cpu_second"] for r in by_arm["true"]),
         "pretrain_seconds": _mean(r["pretrain_seconds"] for r in learned),
         "fit_seconds": _mean(r["fit_seconds"] for r in learned),
-        "wall_seconds": wall,
-        "per_seed": [{k: v for k, v in r.items() if k != "rows"} for r in results],
-        "final_return_is": "mean true return of the last 10 training episodes",
+        "per_seed": [{"arm": r["arm"], "seed": r["seed"], **{k: r[k] for k in TIMING_KEYS if k in r}}
+                     for r in results],
     }
+    return summary, timing
 
 
-def write_outputs(out: Path, results: list[dict], summary: dict) -> None:
+def _warnings(s: dict, random: dict) -> list[str]:
+    """Reasons why a run says little about preference learning (printed and kept in summary.json)."""
+    out = []
+    if not s["true_return_true_ci95"][0] > random["eval_ci95"][1]:
+        out.append("the true-reward agent is not clearly above the random policy (95% intervals overlap): "
+                   "the budget is too small for this task, so the learned arm cannot be judged")
+    if s["label_tie_share"] > 0.5:
+        out.append(f"{s['label_tie_share']:.0%} of the labels are ties (equal true returns): the behaviour "
+                   "compared rarely differs in score, so the reward model gets little to learn from")
+    return out
+
+
+def write_outputs(out: Path, results: list[dict], summary: dict, timing: dict) -> None:
     rows = [row for r in results for row in r["rows"]]
     cols = ["env_step", "run", "seed", "true_return", "episodes", "labels", "rm_accuracy", "reward_correlation",
             "wall_seconds"]
@@ -378,6 +484,7 @@ def write_outputs(out: Path, results: list[dict], summary: dict) -> None:
         w.writeheader()
         w.writerows(rows)
     (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    (out / "timing.json").write_text(json.dumps(_json_safe(timing), indent=2) + "\n")
     plot_curves(out / "curves.png", rows, summary)
 
 
@@ -431,21 +538,35 @@ def plot_curves(path: Path, rows: list[dict], summary: dict) -> None:
     plt.close(fig)
 
 
-def print_table(s: dict) -> None:
-    lines = [
-        ("true return, learned-reward agent", f"{s['true_return_learned']:.1f}"),
-        ("true return, true-reward agent", f"{s['true_return_true']:.1f}"),
-        ("true return, random policy", f"{s['true_return_random']:.1f}"),
-        ("ratio learned / true", f"{s['ratio']:.2f}"),
-        ("ratio above random", f"{s['normalized_ratio']:.2f}"),
-        ("labels used", f"{s['labels_used']:.0f}"),
+def print_table(s: dict, t: dict) -> None:
+    def ret(arm: str) -> str:
+        lo, hi = s[f"true_return_{arm}_ci95"]
+        return f"{s[f'true_return_{arm}']:.1f}  (95% CI {lo:.1f}..{hi:.1f})"
+
+    lines = [("true return, learned-reward agent", ret("learned")),
+             ("true return, true-reward agent", ret("true"))]
+    if "true_return_upper" in s:
+        lines.append(("true return, upper bound (true reward, learned pipeline)", ret("upper")))
+    lines += [
+        ("true return, random policy", ret("random")),
+        ("ratio above random (learned)", f"{s['normalized_ratio']:.2f}  per seed "
+         + " ".join(f"{x:.2f}" for x in s["normalized_ratio_per_seed"])),
+    ]
+    if "normalized_ratio_upper" in s:
+        lines.append(("ratio above random (upper bound)", f"{s['normalized_ratio_upper']:.2f}"))
+    lines += [
+        ("last 10 training games: learned | true", f"{s['true_return_learned_last10']:.1f} | "
+                                                   f"{s['true_return_true_last10']:.1f}"),
+        ("labels used (ties)", f"{s['labels_used']:.0f} ({s['label_tie_share']:.0%})"),
         ("RM held-out accuracy", f"{s['rm_accuracy']:.3f}"),
         ("learned/true reward correlation", f"{s['reward_correlation']:.3f}"),
-        ("steps/s learned | true", f"{s['steps_per_second_learned']:.0f} | {s['steps_per_second_true']:.0f}"),
-        ("loop overhead (learned / true steps/s)", f"{s['overhead_ratio']:.2f} wall, {s['overhead_ratio_cpu']:.2f} CPU time"),
-        ("wall time", f"{s['wall_seconds'] / 60:.1f} min"),
+        ("steps/s learned | true", f"{t['steps_per_second_learned']:.0f} | {t['steps_per_second_true']:.0f}"),
+        ("loop overhead (learned / true steps/s)", f"{t['overhead_ratio']:.2f} wall, {t['overhead_ratio_cpu']:.2f} CPU time"),
+        ("wall time", f"{t['wall_seconds'] / 60:.1f} min"),
     ]
     print_rows(f"{s['env']} ({s['agent']}, {s['steps']} steps, seeds {s['seeds']})", lines)
+    for w in s["warnings"]:
+        print(f"WARNING: {w}")
 
 
 def print_rows(title: str, lines: list[tuple[str, str]]) -> None:

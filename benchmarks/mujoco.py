@@ -19,7 +19,7 @@ import sys
 from benchmarks.harness import Family, main
 
 DEFAULTS = dict(steps=300_000, labels=700, agent="ppo", n_envs=4)
-QUICK = dict(steps=4096, labels=40)
+QUICK = dict(steps=4096, labels=40, eval_episodes=8)
 
 
 def _check_env_id(env_id: str) -> str:

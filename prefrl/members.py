@@ -26,6 +26,13 @@ class FrameCNN(nn.Module):
         dropout: dropout probability after each conv layer.
         batchnorm: use batch norm after each conv layer.
         hidden: width of the fully connected layer.
+        shift: random-shift augmentation (RAD, Laskin et al. 2020): in training
+            mode each frame stack is padded by ``shift`` pixels (edge
+            replicated) and cropped back at a random offset; 0 = off. Inference
+            is never augmented.
+        frame_diff: feed the newest frame and the K-1 differences of
+            consecutive frames instead of the K frames (reward events in Atari
+            are changes: an enemy explodes, a brick vanishes).
     """
 
     def __init__(
@@ -35,9 +42,15 @@ class FrameCNN(nn.Module):
         dropout: float = 0.5,
         batchnorm: bool = True,
         hidden: int = 64,
+        shift: int = 0,
+        frame_diff: bool = False,
     ):
         super().__init__()
+        if shift < 0:
+            raise ValueError(f"shift must be >= 0 pixels, got {shift}")
         self.channels_last = channels_last
+        self.shift = shift
+        self.frame_diff = frame_diff
         c, h = (frame_shape[2], frame_shape[0]) if channels_last else (frame_shape[0], frame_shape[1])
         specs = [(7, 3), (5, 2), (3, 1), (3, 1)] if h >= 76 else [(5, 2), (3, 2), (3, 1), (3, 1)]
         layers: list[nn.Module] = []
@@ -53,10 +66,30 @@ class FrameCNN(nn.Module):
         self.head = nn.Sequential(nn.Linear(n_flat, hidden), nn.LeakyReLU(0.01), nn.Linear(hidden, 1))
 
     def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        """uint8 frames -> float [B, C, H, W] in [0, 1] (differences in [-1, 1])."""
         x = obs.float() / 255.0
-        return x.permute(0, 3, 1, 2) if self.channels_last else x
+        x = x.permute(0, 3, 1, 2) if self.channels_last else x
+        if self.frame_diff:
+            x = torch.cat([x[:, -1:], x[:, 1:] - x[:, :-1]], dim=1)
+        return x
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Random shift of each sample by up to ``shift`` pixels: [B, C, H, W] -> same shape."""
+        B, _, H, W = x.shape
+        s = self.shift
+        padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")
+        dy = torch.randint(0, 2 * s + 1, (B,), device=x.device)
+        dx = torch.randint(0, 2 * s + 1, (B,), device=x.device)
+        rows = (dy[:, None] + torch.arange(H, device=x.device)[None, :])[:, None, :, None]  # [B, 1, H, 1]
+        cols = (dx[:, None] + torch.arange(W, device=x.device)[None, :])[:, None, None, :]  # [B, 1, 1, W]
+        b = torch.arange(B, device=x.device)[:, None, None, None]
+        c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        return padded[b, c, rows, cols]
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor | None = None) -> torch.Tensor:
         """obs [B, H, W, C] (or [B, C, H, W]) uint8 -> [B] rewards."""
-        x = self.convs(self._prepare(obs))
+        x = self._prepare(obs)
+        if self.training and self.shift:
+            x = self._augment(x)
+        x = self.convs(x)
         return self.head(x.flatten(1)).squeeze(-1)

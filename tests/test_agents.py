@@ -44,3 +44,25 @@ def test_reward_wrappers_on_real_atari():
     assert set(np.unique(np.concatenate(rewards))) <= {0.0, 1.0}
     assert ends > 0, "600 random steps of Breakout should lose a life"
     venv.close()
+
+
+def test_normalised_true_reward_standardises_the_recent_game_reward():
+    """The upper-bound arm's reward: the raw game reward, zero-mean and unit-std over its window."""
+    from agents.wrappers import NormalisedTrueReward
+
+    venv = NormalisedTrueReward(make_atari_vec_env("Breakout", 4, 0), window=400, recalibrate_every=100)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    raw, out = [], []
+    for t in range(400):
+        _, r, _, infos = venv.step(rng.integers(0, 4, 4))
+        raw.append([i["true_reward"] for i in infos])
+        out.append(r)
+    raw, out = np.array(raw), np.array(out)
+    assert raw.max() > 0, "random Breakout hits a brick within 400 steps"
+    np.testing.assert_allclose(out[:99], raw[:99], atol=1e-6)  # before the first recalibration (at step 100): mean 0, std 1
+    mean, std = raw.mean(), raw.std()  # the last recalibration (step 400) saw exactly these steps
+    assert venv.mean == pytest.approx(mean) and venv.std == pytest.approx(std)
+    with pytest.raises(ValueError, match="window"):
+        NormalisedTrueReward(make_atari_vec_env("Breakout", 1, 0), window=0)
+    venv.close()

@@ -16,32 +16,37 @@ def test_reward_model_view_pools_and_masks_the_score():
     from envs.atari import score_mask
 
     obs = np.full((2, 84, 84, 4), 200, np.uint8)
-    view = bench.reward_model_view("Breakout", mask_score=True, full_res=False)(obs)
+    from envs.atari_reward import reward_model_view
+
+    view = reward_model_view("Breakout", mask_score=True, size=42)(obs)
     assert view.shape == (2, 42, 42, 4) and view.dtype == np.uint8
     rows = np.nonzero(score_mask("Breakout").any(axis=1))[0]
     assert (view[:, : rows.max() // 2] == 0).all(), "score rows must be black"
     assert (view[:, rows.max() // 2 + 1 :] == 200).all(), "the rest of the frame is untouched"
-    full = bench.reward_model_view("Breakout", mask_score=False, full_res=True)(obs)
+    full = reward_model_view("Breakout", mask_score=False, size=84)(obs)
     assert full.shape == (2, 84, 84, 4) and (full == 200).all()
 
 
 @pytest.mark.parametrize("flags, env_id, agent", [
-    ([], "ALE/Seaquest-v5", "ppo"),  # the defaults of the main job
+    (["--upper-bound"], "ALE/Seaquest-v5", "ppo"),  # the defaults of the main job, with the upper-bound arm
     (["--game", "Breakout", "--agent", "a2c"], "ALE/Breakout-v5", "a2c"),
 ])
 def test_quick_sized_run_writes_all_outputs(tmp_path, flags, env_id, agent):
     out = tmp_path / "run"
     summary = bench.main("benchmarks.atari", bench.FAMILY, bench.DEFAULT_GAME, "--game", bench.DEFAULTS, bench.QUICK,
                          ["--synthetic-oracle", *flags, "--steps", "800", "--labels", "6", "--n-envs", "4",
-                          "--workers", "1", "--out", str(out)], bench._extra_flags)
+                          "--workers", "1", "--eval-episodes", "2", "--out", str(out)], bench._extra_flags)
     for name in ("curves.csv", "curves.png", "summary.json", "labels-seed0.sqlite"):
         assert (out / name).stat().st_size > 0, name
     s = json.loads((out / "summary.json").read_text())
     assert s["env"] == env_id and s["agent"] == agent and s["labels_used"] == 6
-    assert s["steps_per_second_learned"] > 0 and s["steps_per_second_true"] > 0
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["steps_per_second_learned"] > 0 and timing["steps_per_second_true"] > 0
     assert math.isfinite(s["true_return_random"]) and s["true_return_random"] >= 0
+    assert all(len(r["eval_returns"]) == 2 for r in s["per_seed"])
     rows = list(csv.DictReader(open(out / "curves.csv")))
-    assert {r["run"] for r in rows} == {"learned", "true"}
+    assert {r["run"] for r in rows} == ({"learned", "true", "upper"} if "--upper-bound" in flags else {"learned", "true"})
+    assert ("true_return_upper" in s) == ("--upper-bound" in flags)
     assert summary["labels_used"] == 6
     from PIL import Image
 
@@ -59,10 +64,10 @@ def test_gpu_defaults_apply_only_to_unset_flags(tmp_path, monkeypatch):
     bench.main("benchmarks.atari", bench.FAMILY, "Breakout", "--game", bench.DEFAULTS, bench.QUICK,
                ["--synthetic-oracle", "--labels", "900", "--out", str(tmp_path / "a")], bench._extra_flags)
     a = seen.pop("args")
-    assert a.steps == bench.GPU_DEFAULTS["steps"] and a.rm_full_res and a.labels == 900
+    assert a.steps == bench.GPU_DEFAULTS["steps"] and a.rm == "paper84" and a.labels == 900
     bench.main("benchmarks.atari", bench.FAMILY, "Breakout", "--game", bench.DEFAULTS, bench.QUICK,
                ["--synthetic-oracle", "--quick", "--out", str(tmp_path / "b")], bench._extra_flags)
-    assert seen["args"].steps == bench.QUICK["steps"] and not seen["args"].rm_full_res
+    assert seen["args"].steps == bench.QUICK["steps"] and seen["args"].rm == bench.DEFAULT_RM
 
 
 def _cli(*args):

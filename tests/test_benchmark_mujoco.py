@@ -10,7 +10,8 @@ import pytest
 
 from benchmarks import mujoco as bench
 
-TINY = ["--synthetic-oracle", "--env", "Reacher-v5", "--steps", "1024", "--labels", "12", "--n-envs", "2", "--workers", "1"]
+TINY = ["--synthetic-oracle", "--env", "Reacher-v5", "--steps", "1024", "--labels", "12", "--n-envs", "2", "--workers", "1",
+        "--eval-episodes", "3"]
 
 
 def _run(argv):
@@ -29,11 +30,15 @@ def test_smoke_run_writes_all_outputs(tmp_path, agent):
 
     assert s == _json_safe(summary)  # strict JSON: NaN is written as null
     for key in ("true_return_learned", "true_return_true", "ratio", "labels_used", "rm_accuracy",
-                "reward_correlation", "steps_per_second_learned", "steps_per_second_true"):
+                "reward_correlation", "true_return_learned_ci95", "true_return_learned_last10"):
         assert key in s, key
     assert s["labels_used"] == 12 and s["agent"] == agent
-    assert s["steps_per_second_learned"] > 0 and s["steps_per_second_true"] > 0
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["steps_per_second_learned"] > 0 and timing["steps_per_second_true"] > 0
+    assert not any("seconds" in k for k in s), "machine-dependent figures belong in timing.json"
     assert math.isfinite(s["true_return_learned"]) and math.isfinite(s["true_return_true"])
+    for run in s["per_seed"]:  # the final policy on --eval-episodes fresh episodes
+        assert len(run["eval_returns"]) == 3 and run["eval_ci95"][0] <= run["eval_mean"] <= run["eval_ci95"][1]
     assert s["reward_correlation"] is None or -1 <= s["reward_correlation"] <= 1
     rows = list(csv.DictReader(open(out / "curves.csv")))
     assert {r["run"] for r in rows} == {"learned", "true"}

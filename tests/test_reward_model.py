@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -124,3 +125,48 @@ def test_frame_cnn_member_paper_and_pooled_shapes():
     convs = [m for m in paper.convs if isinstance(m, nn.Conv2d)]
     assert [(c.kernel_size[0], c.stride[0], c.out_channels) for c in convs] == [(7, 3, 16), (5, 2, 16), (3, 1, 16), (3, 1, 16)]
     assert paper.head[0].out_features == 64
+
+
+def test_atari_reward_variants_shapes_and_score_mask():
+    """Every Atari predictor variant scores [E, B, L] and reads frames with the score area blacked out."""
+    from envs.atari import score_mask
+    from envs.atari_reward import RM_VARIANTS, make_frame_ensemble, reward_model_view
+
+    obs = np.full((3, 84, 84, 4), 180, np.uint8)
+    for name, spec in RM_VARIANTS.items():
+        view = reward_model_view("Seaquest", mask_score=True, size=spec.size)(obs)
+        assert view.shape == (3, *spec.frame_shape), name
+        rows = np.nonzero(score_mask("Seaquest").any(axis=1))[0] // (84 // spec.size)
+        assert (view[:, rows] == 0).all() and (view[:, rows.max() + 1 :] == 180).all(), name
+        ens = make_frame_ensemble(name)
+        frames = torch.from_numpy(np.stack([view, view]))  # [2, 3, H, W, C]: B=2 segments of L=3
+        assert ens(frames, torch.zeros(2, 3, dtype=torch.long)).shape == (3, 2, 3), name
+    with pytest.raises(ValueError, match="unknown reward-model variant"):
+        make_frame_ensemble("resnet")
+
+
+def test_frame_cnn_shift_augments_only_in_training():
+    from prefrl.members import FrameCNN
+
+    torch.manual_seed(0)
+    net = FrameCNN((42, 42, 4), batchnorm=False, dropout=0.0, shift=2)
+    x = torch.randint(0, 256, (16, 42, 42, 4), dtype=torch.uint8)
+    net.eval()
+    assert torch.equal(net(x), net(x)), "inference is deterministic"
+    net.train()
+    assert not torch.allclose(net(x), net(x)), "training sees randomly shifted frames"
+    flat = torch.full((4, 42, 42, 4), 77, dtype=torch.uint8)
+    net.eval()
+    ref = net(flat)
+    net.train()
+    assert torch.allclose(net(flat), ref, atol=1e-6), "a uniform frame is unchanged by a shift (edges replicated)"
+
+
+def test_frame_cnn_frame_diff_channels():
+    from prefrl.members import FrameCNN
+
+    net = FrameCNN((42, 42, 4), batchnorm=False, dropout=0.0, frame_diff=True)
+    x = torch.zeros(1, 42, 42, 4, dtype=torch.uint8)
+    x[..., 3] = 255  # newest frame white, older ones black
+    prepared = net._prepare(x)  # [1, 4, 42, 42]: newest frame, then f1-f0, f2-f1, f3-f2
+    assert torch.equal(prepared[0, :, 0, 0], torch.tensor([1.0, 0.0, 0.0, 1.0]))

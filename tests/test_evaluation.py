@@ -1,0 +1,40 @@
+"""Final-policy evaluation: episode quotas, whole episodes on a real env, bootstrap intervals."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.env_util import make_vec_env
+
+from benchmarks.evaluation import episode_quotas, mean_ci, run_episodes
+
+
+def test_episode_quotas_split_evenly():
+    assert episode_quotas(30, 8).tolist() == [4, 4, 4, 4, 4, 4, 3, 3]
+    assert episode_quotas(3, 8).sum() == 3
+    with pytest.raises(ValueError):
+        episode_quotas(0, 4)
+
+
+def test_run_episodes_counts_whole_episodes_per_env():
+    venv = make_vec_env("CartPole-v1", n_envs=3, seed=0)  # Monitor puts info["episode"] at each end
+    returns, steps = run_episodes(lambda obs: np.zeros(len(obs), int), venv, 7)
+    assert len(returns) == 7
+    # always pushing left ends CartPole in 8-12 steps; the return is the episode length
+    assert all(8 <= r <= 12 for r in returns) and steps <= 3 * 12
+    with pytest.raises(RuntimeError, match="did not finish"):
+        run_episodes(lambda obs: np.zeros(len(obs), int), venv, 30, max_steps=5)
+    venv.close()
+
+
+def test_mean_ci_known_values_and_reproducible():
+    assert mean_ci([5.0, 5.0, 5.0]) == (5.0, 5.0, 5.0)
+    assert mean_ci([2.0]) == (2.0, 2.0, 2.0)
+    x = np.random.default_rng(0).normal(10, 2, 200)
+    m, lo, hi = mean_ci(x)
+    assert m == pytest.approx(x.mean()) and lo < m < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * x.std() / np.sqrt(len(x)), rel=0.15)  # the normal-theory width
+    assert mean_ci(x, seed=3) == mean_ci(x, seed=3)
+    with pytest.raises(ValueError):
+        mean_ci([])
+    with pytest.raises(ValueError):
+        mean_ci([1.0, float("nan")])
