@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
-__all__ = ["EpisodeEndsAsTimeouts", "NormalisedTrueReward", "SignRewardVecEnv"]
+__all__ = ["ContinuingEpisodes", "EpisodeEndsAsTimeouts", "NormalisedTrueReward", "SignRewardVecEnv"]
 
 
 class SignRewardVecEnv(VecEnvWrapper):
@@ -46,6 +46,31 @@ class EpisodeEndsAsTimeouts(VecEnvWrapper):
                     raise KeyError("EpisodeEndsAsTimeouts needs info['terminal_observation'] on every done env")
                 info["TimeLimit.truncated"] = True
         return obs, reward, dones, infos
+
+
+class ContinuingEpisodes(VecEnvWrapper):
+    """No episode end reaches the agent: every ``done`` is cleared, as if the task never ended.
+
+    A life loss or a game over is then just another step of one endless
+    stream: the agent goes on into the respawn (or the next game) and feels
+    what that costs through the reward that follows (a learned reward pays
+    little while the game restarts), instead of being told that the episode
+    ended (which a zero-mean learned reward makes attractive) or bootstrapping
+    through it as a time-out (which makes dying free, since the value of the
+    last frame before the end is never trained on what follows it). The
+    information the agent gets is the paper's: pixels and the learned reward.
+    """
+
+    def reset(self) -> np.ndarray:
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, reward, dones, infos = self.venv.step_wait()
+        for done, info in zip(dones, infos):
+            if done:
+                info.pop("terminal_observation", None)
+                info.pop("TimeLimit.truncated", None)
+        return obs, reward, np.zeros_like(dones), infos
 
 
 class NormalisedTrueReward(VecEnvWrapper):

@@ -154,7 +154,7 @@ def _fit(args) -> None:
         test_envs = list(range(n_envs - max(1, n_envs // 4), n_envs))
         train_envs = [e for e in range(n_envs) if e not in test_envs]
         gen = torch.Generator().manual_seed(derive_seed(args.seed, "offline-test"))
-        t1, t2 = _pairs(obs, act, rew, done, pid, test_envs, args.test_pairs, args.segment_length, gen)
+        t1, t2 = _pairs(obs, act, rew, done, pid, test_envs, args.test_pairs, 25, gen)  # measured on 25-step clips
         clean = SyntheticOracle(noise=0.0, seed=args.seed).label(t1, t2)[0]
         noisy = SyntheticOracle(noise=0.1, seed=args.seed + 1).label(t1, t2)[0]
         test_obs = torch.from_numpy(obs[:, test_envs].reshape(-1, *spec.frame_shape))
@@ -167,9 +167,12 @@ def _fit(args) -> None:
             mu, _ = SyntheticOracle(noise=0.1, seed=args.seed).label(s1, s2)
             store = PreferenceStore(capacity=max(n_labels, 1), seed=args.seed)
             store.add(s1, s2, mu)
-            trainer = RewardTrainer(ens, TrainerConfig(batch_size=16, lr=3e-4, seed=args.seed))
+            trainer = RewardTrainer(ens, TrainerConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed))
             t = time.perf_counter()
-            fit = trainer.fit(store, args.epochs, min_steps=150)
+            if args.fit_steps:  # a fixed compute budget: about that many gradient steps, whatever the label count
+                fit = trainer.fit(store, 1, min_steps=args.fit_steps)
+            else:
+                fit = trainer.fit(store, args.epochs, min_steps=150)
             fit_s = time.perf_counter() - t
             ens.eval()
             with torch.no_grad():
@@ -180,9 +183,10 @@ def _fit(args) -> None:
             diff = R1 - R2
             decided_c, decided_n = clean != 0.5, noisy != 0.5
             row = {
-                "game": meta["game"], "variant": variant, "labels": n_labels, "epochs": args.epochs,
+                "game": meta["game"], "variant": variant, "segment_length": args.segment_length, "labels": n_labels, "epochs": None if args.fit_steps else args.epochs, "lr": args.lr,
                 "fit_seconds": round(fit_s, 1), "fit_steps": fit["rm/steps"],
-                "store_val_accuracy": fit["rm/val_accuracy"],
+                "store_val_accuracy": fit["rm/val_accuracy"], "train_accuracy": fit["rm/train_accuracy"],
+                "l2": fit["rm/l2"],
                 "test_accuracy_noisy": float(((diff[decided_n] > 0) == (noisy[decided_n] > 0.5)).float().mean()),
                 "test_accuracy_clean": float(((diff[decided_c] > 0) == (clean[decided_c] > 0.5)).float().mean()),
                 "test_tie_share": float((clean == 0.5).float().mean()),
@@ -234,7 +238,11 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--rm", nargs="+", default=["cnn42"], help="predictor variants (envs.atari_reward.RM_VARIANTS)")
     f.add_argument("--labels", type=int, nargs="+", default=[250, 500, 1000, 2000, 4000])
     f.add_argument("--epochs", type=int, default=8, help="passes over the training labels (at least 150 steps)")
-    f.add_argument("--segment-length", type=int, default=25)
+    f.add_argument("--fit-steps", type=int, default=None,
+                   help="fit for about this many gradient steps of 16 pairs instead of --epochs (a fixed budget)")
+    f.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (the Atari benchmark's)")
+    f.add_argument("--batch-size", type=int, default=16, help="pairs per gradient step (the Atari benchmark's)")
+    f.add_argument("--segment-length", type=int, default=25, help="steps per training clip (test clips: 25)")
     f.add_argument("--test-pairs", type=int, default=2000)
     f.add_argument("--show-score", action="store_true", help="do not black out the score")
     f.add_argument("--seed", type=int, default=0)

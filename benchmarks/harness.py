@@ -45,7 +45,7 @@ class Family:
         make_venv: (args, n_envs, seed) -> SB3 VecEnv for ``args.env`` whose
             envs are wrapped in SB3's Monitor (true episode returns in info).
         make_ensemble: (venv, args) -> RewardEnsemble for its observations.
-        wrap_agent_env: (venv, arm) -> the VecEnv the agent trains on (e.g.
+        wrap_agent_env: (venv, arm, args) -> the VecEnv the agent trains on (e.g.
             observation normalisation); the same for both arms.
         obs_transform: args -> the loop's obs_transform (what the reward
             model sees), or ``None`` for the observation as it is.
@@ -68,7 +68,7 @@ class Family:
     check_env_id: Callable[[str], str]
     make_venv: Callable
     make_ensemble: Callable
-    wrap_agent_env: Callable = lambda venv, arm: venv
+    wrap_agent_env: Callable = lambda venv, arm, args: venv
     obs_transform: Callable | None = None
     episode_end_key: str | None = None
     segment_length: int = 25
@@ -105,6 +105,8 @@ def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -
                    help="share of query candidates paired with a clip labeled before instead of a recent one "
                         "(family default if unset; 0 = the paper)")
     p.add_argument("--segment-length", type=int, default=None, help="steps per segment (family default if unset)")
+    p.add_argument("--reward-std", type=float, default=None,
+                   help="std of the normalised learned reward the agent gets (family default if unset)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--workers", type=int, default=None,
                    help="runs in parallel processes (default: one per CPU core, at most one per run)")
@@ -140,6 +142,8 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         parser.error(f"--noise must be a probability in [0, 1], got {args.noise}")
     if args.anchor_fraction is not None and not 0.0 <= args.anchor_fraction <= 1.0:
         parser.error(f"--anchor-fraction must be a share in [0, 1], got {args.anchor_fraction}")
+    if args.reward_std is not None and not 0 < args.reward_std < 1e6:
+        parser.error(f"--reward-std must be a positive number, got {args.reward_std}")
     if args.segment_length is not None and args.segment_length < 1:
         parser.error(f"--segment-length must be >= 1, got {args.segment_length}")
     if len(set(args.seeds)) != len(args.seeds):
@@ -189,6 +193,8 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         overrides = dict(family.loop_overrides)
         if args.anchor_fraction is not None:
             overrides["anchor_fraction"] = args.anchor_fraction
+        if args.reward_std is not None:
+            overrides["target_std"] = args.reward_std
         cfg = LoopConfig(total_labels=args.labels, total_steps=args.steps, segment_length=L, query=args.query,
                          seed=seed, **overrides)
         tcfg = TrainerConfig(device=args.device, seed=seed, label_noise=args.noise if args.noise < 1 else 0.99,
@@ -206,8 +212,9 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     if arm == UPPER:
         from agents.wrappers import NormalisedTrueReward
 
-        venv = NormalisedTrueReward(venv)
-    env = family.wrap_agent_env(venv, "learned" if arm == UPPER else arm)
+        std = args.reward_std if args.reward_std is not None else family.loop_overrides.get("target_std", 1.0)
+        venv = NormalisedTrueReward(venv, target_std=std)
+    env = family.wrap_agent_env(venv, "learned" if arm == UPPER else arm, args)
     agent = make_agent(args.agent, env, family.name, seed=seed, device=args.device)
 
     rows: list[dict] = []
@@ -275,6 +282,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
             "rm_accuracy": loop.metrics.get("rm/val_accuracy", float("nan")),
             "reward_correlation": corr.get("corr/pearson", float("nan")),
             "reward_correlation_spearman": corr.get("corr/spearman", float("nan")),
+            **{k.replace("corr/", "reward_correlation_"): v for k, v in loop.step_diagnostics().items()},
             "fit_seconds": loop.fit_seconds,
             "pretrain_seconds": pre.get("seconds", 0.0),
             "pretrain_accuracy": pre.get("rm/val_accuracy", float("nan")),
@@ -442,6 +450,7 @@ def summarize(args, results: list[dict], random: dict, wall: float) -> tuple[dic
         "label_tie_share": _mean(r["label_tie_share"] for r in learned),
         "rm_accuracy": _mean(r["rm_accuracy"] for r in learned),
         "reward_correlation": _mean(r["reward_correlation"] for r in learned),
+        "reward_correlation_step": _mean(r["reward_correlation_step"] for r in learned),
         "pretrain_accuracy": _mean(r["pretrain_accuracy"] for r in learned),
     })
     summary["warnings"] = _warnings(summary, random)
@@ -559,7 +568,8 @@ def print_table(s: dict, t: dict) -> None:
                                                    f"{s['true_return_true_last10']:.1f}"),
         ("labels used (ties)", f"{s['labels_used']:.0f} ({s['label_tie_share']:.0%})"),
         ("RM held-out accuracy", f"{s['rm_accuracy']:.3f}"),
-        ("learned/true reward correlation", f"{s['reward_correlation']:.3f}"),
+        ("learned/true reward correlation: segments | steps", f"{s['reward_correlation']:.3f} | "
+                                                             f"{s['reward_correlation_step']:.3f}"),
         ("steps/s learned | true", f"{t['steps_per_second_learned']:.0f} | {t['steps_per_second_true']:.0f}"),
         ("loop overhead (learned / true steps/s)", f"{t['overhead_ratio']:.2f} wall, {t['overhead_ratio_cpu']:.2f} CPU time"),
         ("wall time", f"{t['wall_seconds'] / 60:.1f} min"),

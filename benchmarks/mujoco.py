@@ -42,7 +42,7 @@ def _make_ensemble(venv, args):
     return MLPEnsemble(venv.observation_space.shape, venv.action_space.shape, n_members=3, hidden=(64, 64))
 
 
-def _wrap_agent_env(venv, arm: str):
+def _wrap_agent_env(venv, arm: str, args):
     from stable_baselines3.common.vec_env import VecNormalize
 
     return VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.99)

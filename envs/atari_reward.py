@@ -31,6 +31,7 @@ class RewardModelSpec:
         shift: random-shift augmentation in pixels during fits (0 = none).
         frame_diff: newest frame + consecutive-frame differences as channels.
         about: one line for ``--help``.
+        head: "fc" (the paper's) or "sum" (a sum of local rewards; see FrameCNN).
     """
 
     size: int
@@ -39,6 +40,7 @@ class RewardModelSpec:
     shift: int
     frame_diff: bool
     about: str
+    head: str = "fc"
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
@@ -53,6 +55,9 @@ RM_VARIANTS: dict[str, RewardModelSpec] = {
     "cnn42-shift": RewardModelSpec(42, False, 0.0, 2, False, "cnn42 + random shifts of up to 2 pixels"),
     "cnn42-diff": RewardModelSpec(42, False, 0.0, 0, True, "cnn42 on newest frame + frame differences"),
     "cnn84-diff": RewardModelSpec(84, False, 0.0, 0, True, "cnn84 on newest frame + frame differences"),
+    "cnn42-sum": RewardModelSpec(42, False, 0.0, 0, False, "cnn42 with a sum of local rewards as its head", "sum"),
+    "cnn42-sum-shift": RewardModelSpec(42, False, 0.0, 2, False, "cnn42-sum + random shifts of up to 2 pixels",
+                                       "sum"),
 }
 """Predictor variants by name (``--rm`` of ``benchmarks.atari``)."""
 
@@ -102,5 +107,5 @@ def make_frame_ensemble(variant: str, n_members: int = 3):
     s = RM_VARIANTS[variant]
     return ModuleEnsemble(
         lambda: FrameCNN(s.frame_shape, batchnorm=s.batchnorm, dropout=s.dropout, shift=s.shift,
-                         frame_diff=s.frame_diff),
+                         frame_diff=s.frame_diff, head=s.head),
         s.frame_shape, (), n_members=n_members)

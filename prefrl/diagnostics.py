@@ -7,7 +7,7 @@ import torch
 from prefrl.reward_model import RewardEnsemble
 from prefrl.segments import Segments
 
-__all__ = ["pearson", "spearman", "segment_return_correlation"]
+__all__ = ["pearson", "spearman", "segment_return_correlation", "event_triggered_average", "window_correlation"]
 
 
 def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -60,3 +60,43 @@ def segment_return_correlation(ensemble: RewardEnsemble, segments: Segments, bat
     ensemble.train(was_training)
     true = segments.true_return
     return {"corr/pearson": pearson(pred, true), "corr/spearman": spearman(pred, true)}
+
+
+def event_triggered_average(learned: torch.Tensor, true: torch.Tensor, span: int = 6) -> list[float]:
+    """What the agent is taught around the events that score.
+
+    z = (learned - mean) / std over all steps; for every step (t, e) whose
+    true reward is > 0, the mean of z[t + d, e] for d = -span..span (steps
+    outside the rollout are left out). A reward model that credits the right
+    moments peaks at d = 0 (or d = 1: the event shows in the next frame).
+
+    Args:
+        learned: [T, n_envs] learned rewards.
+        true: [T, n_envs] true rewards.
+        span: offsets on each side.
+
+    Returns:
+        2 * span + 1 means (NaN where no event had that offset inside the rollout).
+    """
+    assert learned.shape == true.shape and learned.dim() == 2, f"need two [T, n] tensors, got {tuple(learned.shape)}"
+    z = (learned.double() - learned.double().mean()) / learned.double().std().clamp_min(1e-12)
+    ts, es = (true > 0).nonzero(as_tuple=True)
+    out = []
+    for d in range(-span, span + 1):
+        ok = (ts + d >= 0) & (ts + d < len(z))
+        out.append(float(z[ts[ok] + d, es[ok]].mean()) if ok.any() else float("nan"))
+    return out
+
+
+def window_correlation(learned: torch.Tensor, true: torch.Tensor, k: int) -> float:
+    """Pearson correlation of k-step sums of learned and true reward (windows inside each env's column).
+
+    Args:
+        learned: [T, n_envs]; true: [T, n_envs]; k: window length (1 = per step).
+    """
+    assert learned.shape == true.shape and learned.dim() == 2, f"need two [T, n] tensors, got {tuple(learned.shape)}"
+    T = (len(learned) // k) * k
+    if T == 0:
+        return float("nan")
+    n = learned.shape[1]
+    return pearson(learned[:T].reshape(-1, k, n).sum(1).flatten(), true[:T].reshape(-1, k, n).sum(1).flatten())

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from prefrl.diagnostics import segment_return_correlation
+from prefrl.diagnostics import event_triggered_average, segment_return_correlation, window_correlation
 from prefrl.oracle import Labeler
 from prefrl.queries import QUERY_METHODS, select_queries
 from prefrl.reward_model import MLPEnsemble, RewardEnsemble
@@ -298,6 +298,28 @@ class PreferenceLoop:
         except ValueError:  # no window of L steps inside one episode among the new steps
             return {}
         return segment_return_correlation(self.ensemble, fresh)
+
+    def step_diagnostics(self, last: int = 2048, span: int = 6) -> dict:
+        """What the current model teaches, step by step, on the newest recorded steps.
+
+        Scores the newest ``last`` vector steps of every env with the current
+        model and compares with their true rewards: per-step and 5-step
+        Pearson correlations, and the event-triggered average of the learned
+        reward around steps that scored (see ``event_triggered_average``).
+        Steps across episode ends are included (the rewards are per step).
+
+        Returns:
+            ``corr/step``, ``corr/5step`` and ``event_profile`` (2 * span + 1 floats, d = -span..span).
+        """
+        a = self.recorder.arrays(last)
+        T, n = a["true_reward"].shape
+        obs = a["obs"].reshape(T * n, *a["obs"].shape[2:])
+        act = a["act"].reshape(T * n, *a["act"].shape[2:])
+        raw = np.concatenate([self.raw_reward(o, x, transformed=True) for o, x in _chunks(obs, act, 1024)])
+        learned = torch.from_numpy(raw.reshape(T, n))
+        true = torch.from_numpy(a["true_reward"])
+        return {"corr/step": window_correlation(learned, true, 1), "corr/5step": window_correlation(learned, true, 5),
+                "event_profile": event_triggered_average(learned, true, span)}
 
     def pretrain(self) -> dict[str, float]:
         """Labels the initial share of the budget from what was recorded so far and fits on it.

@@ -5,7 +5,30 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["FrameCNN"]
+__all__ = ["FrameCNN", "conv_specs", "random_shift"]
+
+
+def conv_specs(height: int) -> list[tuple[int, int]]:
+    """(kernel, stride) of the 4 convs: the paper's for 84x84 frames, a smaller stem below 76 pixels."""
+    return [(7, 3), (5, 2), (3, 1), (3, 1)] if height >= 76 else [(5, 2), (3, 2), (3, 1), (3, 1)]
+
+
+def random_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """Shifts each sample by up to ``shift`` pixels (RAD): [B, C, H, W] -> same shape.
+
+    The batch is padded by ``shift`` pixels (edges replicated) and every
+    sample cropped back at its own random offset (one offset for all its
+    channels).
+    """
+    B, C, H, W = x.shape
+    padded = torch.nn.functional.pad(x, (shift, shift, shift, shift), mode="replicate")
+    dy = torch.randint(0, 2 * shift + 1, (B,), device=x.device)
+    dx = torch.randint(0, 2 * shift + 1, (B,), device=x.device)
+    rows = (dy[:, None] + torch.arange(H, device=x.device)[None, :])[:, None, :, None]  # [B, 1, H, 1]
+    cols = (dx[:, None] + torch.arange(W, device=x.device)[None, :])[:, None, None, :]  # [B, 1, 1, W]
+    b = torch.arange(B, device=x.device)[:, None, None, None]
+    c = torch.arange(C, device=x.device)[None, :, None, None]
+    return padded[b, c, rows, cols]
 
 
 class FrameCNN(nn.Module):
@@ -30,6 +53,11 @@ class FrameCNN(nn.Module):
             mode each frame stack is padded by ``shift`` pixels (edge
             replicated) and cropped back at a random offset; 0 = off. Inference
             is never augmented.
+        head: ``"fc"`` (the paper: a fully connected layer over the whole
+            feature map) or ``"sum"``: the same two layers applied at every
+            position of the map (1x1 convs) and summed, i.e. the reward is a
+            sum of local contributions, the same detector everywhere on the
+            screen (an enemy explodes anywhere).
         frame_diff: feed the newest frame and the K-1 differences of
             consecutive frames instead of the K frames (reward events in Atari
             are changes: an enemy explodes, a brick vanishes).
@@ -43,6 +71,7 @@ class FrameCNN(nn.Module):
         batchnorm: bool = True,
         hidden: int = 64,
         shift: int = 0,
+        head: str = "fc",
         frame_diff: bool = False,
     ):
         super().__init__()
@@ -52,7 +81,7 @@ class FrameCNN(nn.Module):
         self.shift = shift
         self.frame_diff = frame_diff
         c, h = (frame_shape[2], frame_shape[0]) if channels_last else (frame_shape[0], frame_shape[1])
-        specs = [(7, 3), (5, 2), (3, 1), (3, 1)] if h >= 76 else [(5, 2), (3, 2), (3, 1), (3, 1)]
+        specs = conv_specs(h)
         layers: list[nn.Module] = []
         for k, s in specs:
             layers += [nn.Conv2d(c, 16, k, s)]
@@ -63,7 +92,13 @@ class FrameCNN(nn.Module):
         self.convs = nn.Sequential(*layers)
         with torch.no_grad():
             n_flat = self.convs(self._prepare(torch.zeros(1, *frame_shape))).numel()
-        self.head = nn.Sequential(nn.Linear(n_flat, hidden), nn.LeakyReLU(0.01), nn.Linear(hidden, 1))
+        if head == "fc":
+            self.head = nn.Sequential(nn.Flatten(1), nn.Linear(n_flat, hidden), nn.LeakyReLU(0.01), nn.Linear(hidden, 1))
+        elif head == "sum":
+            self.head = nn.Sequential(nn.Conv2d(c, hidden, 1), nn.LeakyReLU(0.01), nn.Conv2d(hidden, 1, 1),
+                                      nn.Flatten(1), _SumLastDim())
+        else:
+            raise ValueError(f"head must be 'fc' or 'sum', got {head!r}")
 
     def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
         """uint8 frames -> float [B, C, H, W] in [0, 1] (differences in [-1, 1])."""
@@ -73,23 +108,17 @@ class FrameCNN(nn.Module):
             x = torch.cat([x[:, -1:], x[:, 1:] - x[:, :-1]], dim=1)
         return x
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Random shift of each sample by up to ``shift`` pixels: [B, C, H, W] -> same shape."""
-        B, _, H, W = x.shape
-        s = self.shift
-        padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")
-        dy = torch.randint(0, 2 * s + 1, (B,), device=x.device)
-        dx = torch.randint(0, 2 * s + 1, (B,), device=x.device)
-        rows = (dy[:, None] + torch.arange(H, device=x.device)[None, :])[:, None, :, None]  # [B, 1, H, 1]
-        cols = (dx[:, None] + torch.arange(W, device=x.device)[None, :])[:, None, None, :]  # [B, 1, 1, W]
-        b = torch.arange(B, device=x.device)[:, None, None, None]
-        c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-        return padded[b, c, rows, cols]
-
     def forward(self, obs: torch.Tensor, act: torch.Tensor | None = None) -> torch.Tensor:
         """obs [B, H, W, C] (or [B, C, H, W]) uint8 -> [B] rewards."""
         x = self._prepare(obs)
         if self.training and self.shift:
-            x = self._augment(x)
+            x = random_shift(x, self.shift)
         x = self.convs(x)
-        return self.head(x.flatten(1)).squeeze(-1)
+        return self.head(x).squeeze(-1)
+
+
+class _SumLastDim(nn.Module):
+    """[B, N] -> [B, 1]: sums the per-position rewards."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=-1, keepdim=True)

@@ -230,3 +230,4 @@ class ModuleEnsemble(RewardEnsemble):
         return torch.stack(
             [sum(p.pow(2).sum() for n, p in m.named_parameters() if p.dim() > 1) for m in self.members]
         )
+

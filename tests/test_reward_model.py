@@ -1,9 +1,11 @@
+import math
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
-from prefrl.diagnostics import pearson, segment_return_correlation, spearman
+from prefrl.diagnostics import (event_triggered_average, pearson, segment_return_correlation, spearman,
+                                window_correlation)
 from prefrl.oracle import SyntheticOracle
 from prefrl.reward_model import MLPEnsemble, ModuleEnsemble
 from prefrl.segments import Segments
@@ -124,7 +126,7 @@ def test_frame_cnn_member_paper_and_pooled_shapes():
     paper = FrameCNN((84, 84, 4))
     convs = [m for m in paper.convs if isinstance(m, nn.Conv2d)]
     assert [(c.kernel_size[0], c.stride[0], c.out_channels) for c in convs] == [(7, 3, 16), (5, 2, 16), (3, 1, 16), (3, 1, 16)]
-    assert paper.head[0].out_features == 64
+    assert paper.head[1].out_features == 64
 
 
 def test_atari_reward_variants_shapes_and_score_mask():
@@ -170,3 +172,17 @@ def test_frame_cnn_frame_diff_channels():
     x[..., 3] = 255  # newest frame white, older ones black
     prepared = net._prepare(x)  # [1, 4, 42, 42]: newest frame, then f1-f0, f2-f1, f3-f2
     assert torch.equal(prepared[0, :, 0, 0], torch.tensor([1.0, 0.0, 0.0, 1.0]))
+
+
+def test_event_triggered_average_and_window_correlation_known_values():
+    true = torch.zeros(10, 2)
+    true[4, 0] = 1.0  # one scoring step
+    learned = torch.zeros(10, 2)
+    learned[5, 0] = 3.0  # the model credits the step after it (the event shows in the next frame)
+    profile = event_triggered_average(learned, true, span=2)
+    z = (learned - learned.mean()) / learned.std()
+    assert profile == pytest.approx([z[2, 0].item(), z[3, 0].item(), z[4, 0].item(), z[5, 0].item(), z[6, 0].item()])
+    assert max(range(5), key=lambda i: profile[i]) == 3  # peak at d = +1
+    assert window_correlation(learned, true, 1) < 0.1  # per step the credit is one step late...
+    assert window_correlation(learned, true, 2) == pytest.approx(1.0)  # ...over 2-step windows it lines up
+    assert math.isnan(event_triggered_average(learned, torch.zeros(10, 2), span=1)[0])
