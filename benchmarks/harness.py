@@ -183,7 +183,11 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     from prefrl import LearnedRewardVecEnv, LoopConfig, PreferenceLoop, PreferenceStore, SyntheticOracle
     from prefrl import TrainerConfig
 
-    torch.set_num_threads(threads)
+    # One torch thread per run on the CPU, whatever --workers says: some torch kernels round differently
+    # with more threads (LAPACK's QR behind SB3's orthogonal init, the gradient-norm reduction of its
+    # clipping), so the same seed would give another agent, other labels and other figures with
+    # --workers 1 (2 threads per run here) than with --workers 2. The envs may still use `threads`.
+    torch.set_num_threads(1 if args.device == "cpu" else threads)
     family: Family = importlib.import_module(family_module).FAMILY
     venv = family.make_venv(args, args.n_envs, seed)
     loop, pre = None, {}
@@ -351,7 +355,7 @@ def run(family_module: str, family: Family, args: argparse.Namespace) -> dict:
     cores = os.cpu_count() or 1
     workers = args.workers or max(1, min(len(jobs), cores))
     threads = max(1, cores // workers)
-    args.threads = threads  # per run: torch threads, and the env's own threads where it has any
+    args.threads = threads  # per run: the env's own threads where it has any (and torch's on a GPU machine)
     print(f"prefrl {family.name}: {args.env}, {args.agent}, {args.steps} steps x {len(jobs)} runs, "
           f"{args.labels} labels, noise {args.noise}, query {args.query}, device {args.device}, "
           f"{workers} worker(s) x {threads} thread(s) -> {args.out}", flush=True)

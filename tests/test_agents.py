@@ -66,3 +66,22 @@ def test_normalised_true_reward_standardises_the_recent_game_reward():
     with pytest.raises(ValueError, match="window"):
         NormalisedTrueReward(make_atari_vec_env("Breakout", 1, 0), window=0)
     venv.close()
+
+
+def test_continuing_episodes_hides_every_end():
+    """--episode-ends continue: life losses and game overs never reach the agent as dones."""
+    from agents.wrappers import ContinuingEpisodes
+
+    inner = make_atari_vec_env("Breakout", 2, 0)
+    venv = ContinuingEpisodes(inner)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    life_losses = games = 0
+    for _ in range(1500):
+        _, _, dones, infos = venv.step(rng.integers(0, 4, 2))
+        assert not dones.any()
+        assert all("terminal_observation" not in i and "TimeLimit.truncated" not in i for i in infos)
+        life_losses += sum(i["lives"] < 5 for i in infos)
+        games += sum("episode" in i for i in infos)
+    assert games >= 1 and life_losses > 0, "random Breakout loses lives and whole games in 1500 steps"
+    venv.close()

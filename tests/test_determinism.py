@@ -1,4 +1,5 @@
-"""The same command with the same seed gives identical labels and an identical summary.json (CPU)."""
+"""The same command with the same seed gives identical labels and an identical summary.json (CPU),
+whether its runs share the cores as parallel workers (1 torch thread each) or run one after the other."""
 
 import hashlib
 import sqlite3
@@ -29,9 +30,9 @@ def _run(module, argv):
 ])
 def test_same_seed_same_labels_and_summary(tmp_path, module, flags):
     outs = []
-    for k in range(2):
-        out = tmp_path / f"run{k}"
-        _run(module, ["--synthetic-oracle", *flags, "--seeds", "1", "--workers", "1", "--eval-episodes", "2",
+    for workers in ("1", "2"):
+        out = tmp_path / f"workers{workers}"
+        _run(module, ["--synthetic-oracle", *flags, "--seeds", "1", "--workers", workers, "--eval-episodes", "2",
                       "--out", str(out)])
         outs.append(out)
     a, b = outs
