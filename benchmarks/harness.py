@@ -515,13 +515,23 @@ def _json_safe(x):
 
 
 def plot_curves(path: Path, rows: list[dict], summary: dict) -> None:
+    """Writes ``curves.png``: true return per arm and seed, and the reward model's figures."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(rows, summary)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def curves_figure(rows: list[dict], summary: dict):
+    """The figure behind ``curves.png``: one line per (arm, seed), never one line across seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for arm, color in (("learned", "tab:blue"), ("true", "tab:orange")):
+    for arm, color in (("learned", "tab:blue"), ("true", "tab:orange"), ("upper", "tab:green")):
         for seed in sorted({r["seed"] for r in rows}):
             pts = [(r["env_step"], r["true_return"]) for r in rows if r["run"] == arm and r["seed"] == seed]
             if pts:
@@ -540,15 +550,16 @@ def plot_curves(path: Path, rows: list[dict], summary: dict) -> None:
         ax2.plot(x, [r["rm_accuracy"] for r in learned], ".", label="RM held-out accuracy")
         ax2.plot(x, [r["reward_correlation"] for r in learned], ".", label="learned/true return correlation")
         ax2b = ax2.twinx()
-        ax2b.plot(x, [r["labels"] for r in learned], color="gray", alpha=0.5, label="labels used")
-        ax2b.set_ylabel("labels used")
+        for seed in sorted({r["seed"] for r in learned}):  # one line per seed: joined, they draw a diagonal
+            pts = [(r["env_step"], r["labels"]) for r in learned if r["seed"] == seed]
+            ax2b.plot(*zip(*pts), color="gray", alpha=0.5)
+        ax2b.set_ylabel("labels used (gray)")
     ax2.set_ylim(-0.1, 1.05)
     ax2.set_xlabel("environment steps")
     ax2.set_title("reward model")
     ax2.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def print_table(s: dict, t: dict) -> None:

@@ -38,3 +38,19 @@ def test_mean_ci_known_values_and_reproducible():
         mean_ci([])
     with pytest.raises(ValueError):
         mean_ci([1.0, float("nan")])
+
+
+def test_curves_figure_draws_one_line_per_seed():
+    """Multi-seed curves: every line runs forward in env steps (joined seeds drew a stray diagonal back)."""
+    from benchmarks.harness import curves_figure
+
+    rows = [{"run": arm, "seed": seed, "env_step": t, "true_return": float(t + seed), "rm_accuracy": 0.7,
+             "reward_correlation": 0.5, "labels": t // 10}
+            for arm in ("learned", "true") for seed in (0, 1, 2) for t in (100, 200, 300)]
+    summary = {"seeds": [0, 1, 2], "true_return_random": 1.0, "env": "X", "agent": "ppo", "labels_used": 30}
+    fig = curves_figure(rows, summary)
+    lines = [ln for ax in fig.axes for ln in ax.get_lines() if len(ln.get_xdata()) > 1 and ln.get_linestyle() != "--"]
+    assert len(lines) == 2 * 3 + 3 + 2, "2 arms x 3 seeds returns, 3 label lines, accuracy and correlation"
+    for ln in lines:
+        if ln.get_linestyle() == "-":
+            assert np.all(np.diff(ln.get_xdata()) > 0), ln.get_label()
