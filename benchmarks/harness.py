@@ -3,7 +3,11 @@
 A family module (``benchmarks.mujoco``, ``benchmarks.atari``) describes how to
 build its environments and reward model in a ``Family``; this module parses
 the common flags, runs the two arms (same seed, same step budget) for every
-seed, and writes ``curves.csv``, ``curves.png`` and ``summary.json``.
+seed, and writes ``curves.csv``, ``curves.png`` and ``summary.json``. Each run
+also saves its trained agent (``agent-{arm}-seed{k}.zip``, with
+``vecnormalize-{arm}-seed{k}.pkl`` when the agent normalises observations) and
+the learned arm its reward model (``reward-model-seed{k}.pt``, read back by
+``prefrl.load_reward``).
 """
 
 from __future__ import annotations
@@ -162,7 +166,8 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         stamp = time.strftime("%Y%m%d-%H%M%S")
         args.out = Path("runs") / f"{family.name}-{args.env.replace('/', '_')}-{stamp}"
     clash = [f for f in (*OUTPUTS, "labels-seed0.sqlite") if (args.out / f).exists()]
-    clash += [p.name for p in (*args.out.glob("labels-seed*.sqlite"), *args.out.glob("learned-agent-seed*.gif"))] \
+    clash += [p.name for pattern in ("labels-seed*.sqlite", "learned-agent-seed*.gif", "agent-*-seed*.zip",
+                                     "reward-model-seed*.pt") for p in args.out.glob(pattern)] \
         if args.out.exists() else []
     if clash:
         parser.error(f"--out {args.out} already holds another run's files ({', '.join(sorted(set(clash)))}); "
@@ -275,6 +280,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     }
     if loop is not None and family.record_agent is not None:
         family.record_agent(agent, args, seed, args.out / f"learned-agent-seed{seed}.gif")
+    save_run(args.out, arm, seed, agent, loop)
     if loop is not None:
         # The final model on the steps since its last fit (never query candidates). When the
         # last fit came at the very end there are none: report the last round's measurement,
@@ -294,6 +300,20 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         loop.store.close()
     venv.close()
     return result
+
+
+def save_run(out: Path, arm: str, seed: int, agent, loop=None) -> None:
+    """Saves what an arm trained: ``agent-{arm}-seed{seed}.zip`` (SB3's ``save``), the agent's
+    observation normalisation ``vecnormalize-{arm}-seed{seed}.pkl`` when it has one, and for the
+    learned arm the reward model ``reward-model-seed{seed}.pt`` (``prefrl.save_reward``)."""
+    from prefrl import save_reward
+
+    agent.save(out / f"agent-{arm}-seed{seed}.zip")
+    vecnorm = agent.get_vec_normalize_env()
+    if vecnorm is not None:
+        vecnorm.save(out / f"vecnormalize-{arm}-seed{seed}.pkl")
+    if loop is not None:
+        save_reward(loop, out, seed=seed)
 
 
 EVAL_SEED_OFFSET = 30_000

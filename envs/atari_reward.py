@@ -73,6 +73,10 @@ def reward_model_view(game: str, mask_score: bool, size: int) -> Callable[[np.nd
         game: any spelling :func:`envs.atari.atari_game_name` accepts.
         mask_score: black out :data:`envs.atari.SCORE_MASK_ROWS` (the paper's protocol).
         size: 84 (as is) or 42 (2x2 average pooled).
+
+    The returned function carries a ``build_spec`` (this call's name and
+    arguments), so that :func:`prefrl.save_reward` can store it and
+    :func:`prefrl.load_reward` rebuild it.
     """
     import cv2
 
@@ -94,18 +98,27 @@ def reward_model_view(game: str, mask_score: bool, size: int) -> Callable[[np.nd
         out[:, rows] = 0
         return out
 
+    view.build_spec = {"factory": "envs.atari_reward:reward_model_view",  # how prefrl.save_reward rebuilds it
+                       "kwargs": {"game": game, "mask_score": bool(mask_score), "size": int(size)}}
     return view
 
 
 def make_frame_ensemble(variant: str, n_members: int = 3):
-    """A ``ModuleEnsemble`` of ``n_members`` FrameCNNs of the named variant (see :data:`RM_VARIANTS`)."""
+    """A ``ModuleEnsemble`` of ``n_members`` FrameCNNs of the named variant (see :data:`RM_VARIANTS`).
+
+    The ensemble carries a ``build_spec`` (this call's name and arguments) for
+    :func:`prefrl.save_reward` / :func:`prefrl.load_reward`.
+    """
     from prefrl import ModuleEnsemble
     from prefrl.members import FrameCNN
 
     if variant not in RM_VARIANTS:
         raise ValueError(f"unknown reward-model variant {variant!r}; choose one of {', '.join(RM_VARIANTS)}")
     s = RM_VARIANTS[variant]
-    return ModuleEnsemble(
+    ensemble = ModuleEnsemble(
         lambda: FrameCNN(s.frame_shape, batchnorm=s.batchnorm, dropout=s.dropout, shift=s.shift,
                          frame_diff=s.frame_diff, head=s.head),
         s.frame_shape, (), n_members=n_members)
+    ensemble.build_spec = {"factory": "envs.atari_reward:make_frame_ensemble",  # how prefrl.save_reward rebuilds it
+                           "kwargs": {"variant": variant, "n_members": int(n_members)}}
+    return ensemble

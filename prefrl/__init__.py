@@ -11,6 +11,7 @@ from prefrl.losses import bt_log_probs, bt_loss, bt_probability, disagreement, k
 from prefrl.oracle import Labeler, SyntheticOracle, ranking_to_pairs
 from prefrl.queries import QUERY_METHODS, pair_probabilities, select_groups, select_queries
 from prefrl.reward_model import MLPEnsemble, ModuleEnsemble, RewardEnsemble
+from prefrl.saving import RewardFunction, load_reward, save_reward
 from prefrl.schedule import LabelSchedule
 from prefrl.segments import Segments, sample_segments, valid_starts
 from prefrl.store import PreferenceStore
@@ -20,9 +21,9 @@ from prefrl.wrappers import LearnedRewardVecEnv, LearnedRewardVectorEnv, Prefere
 __all__ = [
     "Labeler", "LabelSchedule", "LearnedRewardVecEnv", "LearnedRewardVectorEnv", "LoopConfig", "MLPEnsemble",
     "ModuleEnsemble", "PreferenceCallback", "PreferenceLoop", "PreferenceStore", "QUERY_METHODS",
-    "RewardEnsemble", "RewardTrainer", "RolloutRecorder", "Segments", "SyntheticOracle", "TrainerConfig",
-    "bt_log_probs", "bt_loss", "bt_probability", "disagreement", "kwise_ranking_loss", "mean_entropy",
-    "pair_probabilities", "pearson", "ranking_to_pairs", "sample_segments", "segment_return_correlation", "select_groups", "select_queries",
+    "RewardEnsemble", "RewardFunction", "RewardTrainer", "RolloutRecorder", "Segments", "SyntheticOracle", "TrainerConfig",
+    "bt_log_probs", "bt_loss", "bt_probability", "disagreement", "kwise_ranking_loss", "load_reward", "mean_entropy",
+    "pair_probabilities", "pearson", "ranking_to_pairs", "sample_segments", "save_reward", "segment_return_correlation", "select_groups", "select_queries",
     "spearman", "valid_starts",
 ]
 __version__ = "0.1.0"

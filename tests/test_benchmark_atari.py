@@ -52,6 +52,15 @@ def test_quick_sized_run_writes_all_outputs(tmp_path, flags, env_id, agent):
 
     gif = Image.open(out / "learned-agent-seed0.gif")
     assert gif.size == (252, 252) and 1 <= gif.n_frames <= bench.CLIP_STEPS // 2
+    arms = ("learned", "true", "upper") if "--upper-bound" in flags else ("learned", "true")
+    assert all((out / f"agent-{arm}-seed0.zip").stat().st_size > 0 for arm in arms)
+    assert not list(out.glob("vecnormalize-*"))  # the Atari agents do not normalise observations
+    from prefrl import load_reward
+
+    reward = load_reward(out)  # the masked, pooled view comes back with the CNN
+    assert reward.info["obs_transform"]["kwargs"] == {"game": env_id, "mask_score": True, "size": 42}
+    r = reward(np.zeros((3, 84, 84, 4), np.uint8), np.zeros(3, np.int64))
+    assert r.shape == (3,) and np.isfinite(r).all()
 
 
 def test_gpu_defaults_apply_only_to_unset_flags(tmp_path, monkeypatch):

@@ -46,6 +46,32 @@ def test_smoke_run_writes_all_outputs(tmp_path, agent):
     assert steps == sorted(steps) and steps[-1] <= 1024
     assert all(r["labels"] not in ("", "nan") for r in rows if r["run"] == "learned")
     assert open(out / "curves.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    _saved_run_loads(out, agent)
+
+
+def _saved_run_loads(out, agent):
+    """Both agents, their VecNormalize statistics and the reward model are saved and load back."""
+    import numpy as np
+    from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from envs.mujoco import make_mujoco_vec_env
+    from prefrl import load_reward
+
+    venv = make_mujoco_vec_env("Reacher-v5", 2, 99, paper_variant=True)
+    for arm in ("learned", "true"):
+        env = VecNormalize.load(str(out / f"vecnormalize-{arm}-seed0.pkl"), venv)
+        env.training, env.norm_reward = False, False
+        model = {"ppo": PPO, "a2c": A2C}[agent].load(out / f"agent-{arm}-seed0.zip", device="cpu")
+        obs = env.reset()
+        action, _ = model.predict(obs, deterministic=True)
+        assert action.shape == (2, *venv.action_space.shape)
+    reward = load_reward(out)  # one seed: no seed= needed
+    assert reward.seed == 0 and reward.info["labels_used"] == 12
+    raw_obs = venv.reset()
+    r = reward(raw_obs, np.zeros((2, *venv.action_space.shape), np.float32))
+    assert r.shape == (2,) and r.dtype == np.float32 and np.isfinite(r).all()
+    venv.close()
 
 
 def _cli(*args, cwd=None):
@@ -85,6 +111,11 @@ def test_existing_run_is_never_overwritten(tmp_path):
     r = _cli("--synthetic-oracle", "--out", str(out))
     assert r.returncode == 2 and "already holds another run" in r.stderr
     assert (out / "summary.json").read_text() == '{"from": "another run"}'
+    saved = tmp_path / "saved"  # a directory with only a saved agent or reward model is another run's too
+    saved.mkdir()
+    (saved / "reward-model-seed3.pt").write_bytes(b"x")
+    r = _cli("--synthetic-oracle", "--out", str(saved))
+    assert r.returncode == 2 and "reward-model-seed3.pt" in r.stderr
 
 
 def test_help_lists_the_flags():
