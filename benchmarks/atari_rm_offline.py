@@ -121,10 +121,16 @@ def _load(data: Path, size: int, mask_score: bool):
 
 def _pairs(obs, act, rew, done, pid, envs, n, L, gen):
     """n pairs of L-step clips; both clips of a pair come from the same policy's rollout (as in the loop,
-    where both come from the recent steps), the envs given; policies take equal shares."""
+    where both come from the recent steps), the envs given; policies take equal shares.
+
+    Returns:
+        the first clips, the second clips, and the policy id of each pair ``[n]``.
+    """
+    import torch
+
     from prefrl import Segments, sample_segments
 
-    firsts, seconds = [], []
+    firsts, seconds, which = [], [], []
     policies = np.unique(pid)
     for i, k in enumerate(policies):
         rows = np.nonzero(pid == k)[0]
@@ -134,7 +140,8 @@ def _pairs(obs, act, rew, done, pid, envs, n, L, gen):
         block = [x[rows][:, envs] for x in (obs, act, rew, done)]
         firsts.append(sample_segments(*block, L, m, gen))
         seconds.append(sample_segments(*block, L, m, gen))
-    return Segments.cat(firsts), Segments.cat(seconds)
+        which.append(torch.full((m,), int(k)))
+    return Segments.cat(firsts), Segments.cat(seconds), torch.cat(which)
 
 
 def _fit(args) -> None:
@@ -154,7 +161,7 @@ def _fit(args) -> None:
         test_envs = list(range(n_envs - max(1, n_envs // 4), n_envs))
         train_envs = [e for e in range(n_envs) if e not in test_envs]
         gen = torch.Generator().manual_seed(derive_seed(args.seed, "offline-test"))
-        t1, t2 = _pairs(obs, act, rew, done, pid, test_envs, args.test_pairs, 25, gen)  # measured on 25-step clips
+        t1, t2, t_pid = _pairs(obs, act, rew, done, pid, test_envs, args.test_pairs, 25, gen)  # measured on 25-step clips
         clean = SyntheticOracle(noise=0.0, seed=args.seed).label(t1, t2)[0]
         noisy = SyntheticOracle(noise=0.1, seed=args.seed + 1).label(t1, t2)[0]
         test_obs = torch.from_numpy(obs[:, test_envs].reshape(-1, *spec.frame_shape))
@@ -163,7 +170,7 @@ def _fit(args) -> None:
             torch.manual_seed(args.seed)
             ens = make_frame_ensemble(variant)
             gen = torch.Generator().manual_seed(derive_seed(args.seed, f"offline-train-{n_labels}"))
-            s1, s2 = _pairs(obs, act, rew, done, pid, train_envs, n_labels, args.segment_length, gen)
+            s1, s2, _ = _pairs(obs, act, rew, done, pid, train_envs, n_labels, args.segment_length, gen)
             mu, _ = SyntheticOracle(noise=0.1, seed=args.seed).label(s1, s2)
             store = PreferenceStore(capacity=max(n_labels, 1), seed=args.seed)
             store.add(s1, s2, mu)
@@ -190,6 +197,10 @@ def _fit(args) -> None:
                 "test_accuracy_noisy": float(((diff[decided_n] > 0) == (noisy[decided_n] > 0.5)).float().mean()),
                 "test_accuracy_clean": float(((diff[decided_c] > 0) == (clean[decided_c] > 0.5)).float().mean()),
                 "test_tie_share": float((clean == 0.5).float().mean()),
+                # the decided held-out pairs of each policy (random, then the checkpoints in meta["policies"])
+                "test_accuracy_clean_by_policy": {
+                    meta["policies"][k]: round(float(((diff[m] > 0) == (clean[m] > 0.5)).float().mean()), 3)
+                    for k in range(len(meta["policies"])) if (m := decided_c & (t_pid == k)).any()},
                 "corr_segment": pearson(torch.cat([R1, R2]), torch.cat([t1.true_return, t2.true_return])),
                 "corr_step": pearson(per_step, test_rew),
                 "corr_5step": _window_corr(per_step, test_rew, len(test_envs), 5),
