@@ -79,6 +79,7 @@ __all__ = [
     "close_renderers",
     "gl_backend",
     "make_mujoco_env",
+    "make_mujoco_paper_env",
     "make_mujoco_vec_env",
     "render_states",
     "sim_state_dims",
@@ -246,7 +247,8 @@ def make_mujoco_env(
             (see :data:`PAPER_VARIANT_CHANGES`).
         render_mode: Passed to ``gym.make`` (``None`` or ``"rgb_array"``).
         max_episode_steps: Time limit; ``None`` keeps the registered default
-            (1000, or 50 for Reacher).
+            (1000, or 50 for Reacher); ``-1`` applies no ``TimeLimit``
+            (gymnasium's convention).
         **make_kwargs: Extra ``gym.make`` kwargs (e.g. ``width``/``height``);
             they override the paper-variant kwargs.
 
@@ -267,6 +269,37 @@ def make_mujoco_env(
     if paper_variant and env_id in _NEEDS_NO_TERMINATION_WRAPPER:
         env = NoTerminationWrapper(env)
     return SimStateInfoWrapper(env)
+
+
+def make_mujoco_paper_env(
+    task: str, *, render_mode: str | None = None, **make_kwargs: Any
+) -> gym.Env:
+    """Entry point of the registered ``prefrl/<Task>Paper-v5`` ids (envs/__init__.py).
+
+    :func:`make_mujoco_env` with ``paper_variant=True`` but without a
+    ``TimeLimit`` (gymnasium's ``max_episode_steps=-1``) and without an inner
+    env checker: ``gymnasium.make`` adds both on top, from the registered
+    ``max_episode_steps`` (the task's own: 1000, or 50 for Reacher) or its own
+    ``max_episode_steps`` argument. Use it through ``gymnasium.make``; to build
+    the variant directly, call :func:`make_mujoco_env`.
+
+    Args:
+        task: One of :data:`MUJOCO_TASKS`, e.g. ``"Hopper-v5"``.
+        render_mode: ``None`` or ``"rgb_array"``.
+        **make_kwargs: Extra keyword arguments of the gymnasium v5 class; they
+            override the paper-variant kwargs.
+
+    Returns:
+        The paper variant of ``task`` with ``info["sim_state"]``, no time limit.
+    """
+    return make_mujoco_env(
+        task,
+        paper_variant=True,
+        render_mode=render_mode,
+        max_episode_steps=-1,
+        disable_env_checker=True,
+        **make_kwargs,
+    )
 
 
 def make_mujoco_vec_env(
