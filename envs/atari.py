@@ -13,6 +13,12 @@ SB3's ``CnnPolicy`` transposes itself) with the usual DQN preprocessing:
   "NoFrameskip" dynamics used by Christiano et al. 2017), minimal action set,
   at most 108,000 emulator frames (30 min) per game.
 
+:func:`make_atari_env` builds one game with the same preprocessing as a plain
+``gymnasium.Env`` (gymnasium's ``AtariPreprocessing`` and
+``FrameStackObservation`` plus the FIRE wrappers here): same observation space,
+same frames for the same actions without no-ops, but an episode is a whole game
+(no life-loss ``done``). It backs the registered ``prefrl/<Game>DQN-v5`` ids.
+
 **Rewards are not clipped.** The vector env's reward is the raw game-score
 change, also given as ``info["game_reward"]``; clipping for the agent is the
 agent's business.
