@@ -1,9 +1,10 @@
-"""prefrl.export: labels out of a store, exactly, without touching it."""
+"""prefrl.export and `python -m prefrl export`: labels out of a store, exactly, without touching it."""
 
 import hashlib
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from prefrl.oracle import ranking_to_pairs
 from prefrl.segments import Segments
 from prefrl.store import PreferenceStore
 
+REPO = Path(__file__).resolve().parents[1]
 L = 4
 
 
@@ -243,7 +245,9 @@ def test_missing_store_and_existing_output_are_refused(store, tmp_path):
         export_store(path, tmp_path / "x.csv", "csv")
 
 
-def test_missing_optional_package_is_named(store, tmp_path, monkeypatch):
+def test_missing_optional_package_is_named(store, tmp_path, monkeypatch, capsys):
+    from prefrl.__main__ import main
+
     path, _ = store
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
@@ -252,6 +256,9 @@ def test_missing_optional_package_is_named(store, tmp_path, monkeypatch):
         export_store(path, tmp_path / "x.parquet", "parquet")
     with pytest.raises(ImportError, match="pip install datasets"):
         export_store(path, tmp_path / "x-hf", "hf")
+    assert main(["export", str(path), "--format", "parquet", "--out", str(tmp_path / "x.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install pyarrow" in err and "Traceback" not in err
     assert sorted(os.listdir(tmp_path)) == ["labels-seed0.sqlite"]
 
 
@@ -268,3 +275,37 @@ def test_an_interrupted_export_leaves_nothing(store, tmp_path):
         with pytest.raises(KeyboardInterrupt):
             export_store(path, tmp_path / name, fmt, progress=stop)
         assert sorted(os.listdir(tmp_path)) == ["labels-seed0.sqlite"]
+
+
+def test_cli_help(capsys):
+    from prefrl.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["export", "--help"])
+    assert done.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--format {jsonl,parquet,hf}" in help_text and "np.asarray(row['obs']" in help_text
+
+
+def _cli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "prefrl", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_exit_codes(store, tmp_path):
+    path, expected = store
+    ok = _cli("export", path.name, "--format", "jsonl", "--out", "labels.jsonl", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "wrote 8 rows (8 pairs, 0 rankings) to labels.jsonl" in ok.stdout
+    _check_rows([json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()], expected)
+    again = _cli("export", path.name, "--out", "labels.jsonl", cwd=tmp_path)
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr == "prefrl export: error: labels.jsonl already exists; pass another output path " \
+                           "or delete it first (nothing was written)\n"
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"x" * 50)
+    bad = _cli("export", "junk.db", "--format", "parquet", cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+    assert "junk.db is not a prefrl preference store" in bad.stderr
+    assert sorted(os.listdir(tmp_path)) == ["junk.db", "labels-seed0.sqlite", "labels.jsonl"]
