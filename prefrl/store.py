@@ -91,6 +91,7 @@ class PreferenceStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path)
+            self._refuse_foreign_db()
             self._db.execute(_SCHEMA)
             self._db.commit()
             rows = self._db.execute(
@@ -105,6 +106,18 @@ class PreferenceStore:
         for mu, is_val, obs, act, rew in reversed(rows):
             o, a, r = _from_blob(obs), _from_blob(act), _from_blob(rew)
             self._append(o[None], a[None], r[None], torch.tensor([mu]), torch.tensor([bool(is_val)]))
+
+    def _refuse_foreign_db(self) -> None:
+        """Refuses, before writing anything, an SQLite file that holds tables but not prefrl's labels."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables.discard("sqlite_sequence")
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(labels)")}
+        expected = {"mu", "is_val", "obs", "act", "true_reward"}
+        if (tables and "labels" not in tables) or ("labels" in tables and not expected <= columns):
+            self._db.close()
+            self._db = None
+            raise ValueError(f"{self.path} is an SQLite file of another program (tables: {', '.join(sorted(tables))}), "
+                             "not a prefrl preference store; pass another path, nothing was changed")
 
     def close(self) -> None:
         """Closes the SQLite file (labels already written stay there)."""

@@ -86,3 +86,22 @@ def test_split_is_independent_of_an_oracle_with_the_same_seed():
     is_val = store.tensors()["is_val"]
     # the mistaken labels are split like the others (~1/e each), not all sent to validation
     assert abs(is_val[flipped].float().mean().item() - is_val[~flipped].float().mean().item()) < 0.08
+
+
+def test_another_programs_sqlite_file_is_refused_and_left_unchanged(tmp_path):
+    import hashlib
+    import sqlite3
+
+    path = tmp_path / "app.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("INSERT INTO users (name) VALUES ('ada')")
+    db.commit()
+    db.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match="another program .*users.*nothing was changed"):
+        PreferenceStore(capacity=8, path=path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    db = sqlite3.connect(path)
+    assert {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {"users"}
+    db.close()
