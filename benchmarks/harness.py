@@ -278,9 +278,11 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         **evaluation,
         "eval_seconds": time.perf_counter() - t,
     }
+    failed = save_run(args.out, arm, seed, agent, loop)
+    if failed:
+        result["save_failures"] = failed
     if loop is not None and family.record_agent is not None:
         family.record_agent(agent, args, seed, args.out / f"learned-agent-seed{seed}.gif")
-    save_run(args.out, arm, seed, agent, loop)
     if loop is not None:
         # The final model on the steps since its last fit (never query candidates). When the
         # last fit came at the very end there are none: report the last round's measurement,
@@ -302,18 +304,33 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     return result
 
 
-def save_run(out: Path, arm: str, seed: int, agent, loop=None) -> None:
-    """Saves what an arm trained: ``agent-{arm}-seed{seed}.zip`` (SB3's ``save``), the agent's
-    observation normalisation ``vecnormalize-{arm}-seed{seed}.pkl`` when it has one, and for the
-    learned arm the reward model ``reward-model-seed{seed}.pt`` (``prefrl.save_reward``)."""
+def save_run(out: Path, arm: str, seed: int, agent, loop=None) -> list[str]:
+    """Saves what an arm trained: for the learned arm the reward model ``reward-model-seed{seed}.pt``
+    (``prefrl.save_reward``), ``agent-{arm}-seed{seed}.zip`` (SB3's ``save``) and the agent's
+    observation normalisation ``vecnormalize-{arm}-seed{seed}.pkl`` when it has one.
+
+    A file that cannot be written does not cost the run: each save is tried on its own, and what
+    failed is printed and returned (``["agent-learned-seed0.zip: TypeError: ..."]``), so the
+    evaluation, the figures and the other files still come out.
+    """
     from prefrl import save_reward
 
-    agent.save(out / f"agent-{arm}-seed{seed}.zip")
+    saves = []
+    if loop is not None:
+        saves.append((f"reward-model-seed{seed}.pt", lambda: save_reward(loop, out, seed=seed)))
+    saves.append((f"agent-{arm}-seed{seed}.zip", lambda: agent.save(out / f"agent-{arm}-seed{seed}.zip")))
     vecnorm = agent.get_vec_normalize_env()
     if vecnorm is not None:
-        vecnorm.save(out / f"vecnormalize-{arm}-seed{seed}.pkl")
-    if loop is not None:
-        save_reward(loop, out, seed=seed)
+        name = f"vecnormalize-{arm}-seed{seed}.pkl"
+        saves.append((name, lambda: vecnorm.save(out / name)))
+    failed = []
+    for name, save in saves:
+        try:
+            save()
+        except Exception as err:  # noqa: BLE001 -- any failure to write one file must not lose the run
+            failed.append(f"{name}: {type(err).__name__}: {err}")
+            print(f"prefrl: could not save {failed[-1]} (the run goes on)", file=sys.stderr, flush=True)
+    return failed
 
 
 EVAL_SEED_OFFSET = 30_000

@@ -1,6 +1,5 @@
 """Final-policy evaluation: episode quotas, whole episodes on a real env, bootstrap intervals."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
@@ -54,3 +53,24 @@ def test_curves_figure_draws_one_line_per_seed():
     for ln in lines:
         if ln.get_linestyle() == "-":
             assert np.all(np.diff(ln.get_xdata()) > 0), ln.get_label()
+
+
+def test_save_run_keeps_going_when_one_file_cannot_be_written(tmp_path):
+    """An agent that cannot be pickled (here: it holds an SQLite connection) costs its own file only."""
+    import sqlite3
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from benchmarks.harness import save_run
+
+    venv = VecNormalize(make_vec_env("CartPole-v1", n_envs=1, seed=0))
+    agent = PPO("MlpPolicy", venv, n_steps=32, batch_size=32, seed=0, device="cpu")
+    agent.unpicklable = sqlite3.connect(":memory:")
+    failed = save_run(tmp_path, "true", 0, agent)
+    assert len(failed) == 1 and failed[0].startswith("agent-true-seed0.zip: TypeError")
+    assert (tmp_path / "vecnormalize-true-seed0.pkl").exists()
+    del agent.unpicklable
+    assert save_run(tmp_path, "true", 0, agent) == []
+    assert PPO.load(tmp_path / "agent-true-seed0.zip", device="cpu").n_steps == 32
+    venv.close()
