@@ -66,11 +66,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from prefrl.store import labels_table_problem
+
 __all__ = ["FORMATS", "export_store", "iter_records", "default_out"]
 
 FORMATS = ("jsonl", "parquet", "hf")
 _ARRAYS = ("obs", "act", "true_reward")
-_COLUMNS = {"id", "created", "mu", "is_val", *_ARRAYS}  # what a prefrl store's labels table holds
 _SCALARS = ("id", "created", "kind", "mu", "is_val", "n_clips", "length")
 _CHUNK_ROWS = 64  # most rows per SQLite read: one short read each, the lock is free in between
 _CHUNK_BYTES = 16 << 20  # ... and about this many bytes of arrays (fewer rows when clips are large)
@@ -105,16 +106,9 @@ def _open_ro(store_path: str | Path) -> sqlite3.Connection:
     db = None
     try:
         db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        if "labels" not in tables:
-            held = f"its tables: {', '.join(tables)}" if tables else "it has no tables"
-            raise ValueError(f"{path} is not a prefrl preference store (no 'labels' table; {held}); nothing was changed")
-        cols = {r[1] for r in db.execute("PRAGMA table_info(labels)")}
-        if not _COLUMNS <= cols:
-            missing = ", ".join(sorted(_COLUMNS - cols))
-            raise ValueError(
-                f"{path} is not a prefrl preference store (its 'labels' table lacks {missing}); nothing was changed"
-            )
+        problem = labels_table_problem(db)
+        if problem is not None:
+            raise ValueError(f"{path} is not a prefrl preference store ({problem}); nothing was changed")
     except BaseException as err:
         if db is not None:
             db.close()

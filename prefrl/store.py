@@ -35,7 +35,25 @@ CREATE TABLE IF NOT EXISTS labels (
 )
 """
 
+LABEL_COLUMNS = frozenset({"id", "created", "mu", "is_val", "obs", "act", "true_reward"})
+"""The columns of a prefrl store's ``labels`` table (``_SCHEMA``)."""
+
 _VALID_MU = (0.0, 0.5, 1.0)
+
+
+def labels_table_problem(db: sqlite3.Connection) -> str | None:
+    """Why an open SQLite database is not a prefrl preference store, or None when it is one.
+
+    Returns:
+        ``"no 'labels' table; its tables: a, b"`` (or ``"...; it has no tables"``),
+        ``"its 'labels' table lacks x, y"``, or None.
+    """
+    tables = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    if r[0] != "sqlite_sequence")
+    if "labels" not in tables:
+        return "no 'labels' table; " + (f"its tables: {', '.join(tables)}" if tables else "it has no tables")
+    missing = LABEL_COLUMNS - {r[1] for r in db.execute("PRAGMA table_info(labels)")}
+    return f"its 'labels' table lacks {', '.join(sorted(missing))}" if missing else None
 
 
 def _to_blob(x: torch.Tensor) -> bytes:
@@ -109,14 +127,11 @@ class PreferenceStore:
 
     def _refuse_foreign_db(self) -> None:
         """Refuses, before writing anything, an SQLite file that holds tables but not prefrl's labels."""
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        tables.discard("sqlite_sequence")
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(labels)")}
-        expected = {"mu", "is_val", "obs", "act", "true_reward"}
-        if (tables and "labels" not in tables) or ("labels" in tables and not expected <= columns):
+        problem = labels_table_problem(self._db)
+        if problem is not None and not problem.endswith("it has no tables"):
             self._db.close()
             self._db = None
-            raise ValueError(f"{self.path} is an SQLite file of another program (tables: {', '.join(sorted(tables))}), "
+            raise ValueError(f"{self.path} is an SQLite file of another program ({problem}), "
                              "not a prefrl preference store; pass another path, nothing was changed")
 
     def close(self) -> None:

@@ -191,13 +191,8 @@ def test_empty_store_exports_zero_rows(tmp_path):
     assert pq.read_table(tmp_path / "e.parquet").num_rows == 0
 
 
-def test_another_programs_database_is_refused_and_left_alone(tmp_path):
-    other = tmp_path / "app.db"
-    db = sqlite3.connect(other)
-    db.execute("CREATE TABLE users (name TEXT)")
-    db.execute("INSERT INTO users VALUES ('ada')")
-    db.commit()
-    db.close()
+def test_another_programs_database_is_refused_and_left_alone(tmp_path, foreign_sqlite):
+    other = foreign_sqlite
     before = _fingerprint(other)
     for fmt in ("jsonl", "parquet"):
         with pytest.raises(ValueError, match=r"not a prefrl preference store \(no 'labels' table; its tables: users\)"):

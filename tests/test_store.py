@@ -88,16 +88,11 @@ def test_split_is_independent_of_an_oracle_with_the_same_seed():
     assert abs(is_val[flipped].float().mean().item() - is_val[~flipped].float().mean().item()) < 0.08
 
 
-def test_another_programs_sqlite_file_is_refused_and_left_unchanged(tmp_path):
+def test_another_programs_sqlite_file_is_refused_and_left_unchanged(foreign_sqlite):
     import hashlib
     import sqlite3
 
-    path = tmp_path / "app.sqlite"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
-    db.execute("INSERT INTO users (name) VALUES ('ada')")
-    db.commit()
-    db.close()
+    path = foreign_sqlite
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     with pytest.raises(ValueError, match="another program .*users.*nothing was changed"):
         PreferenceStore(capacity=8, path=path)
