@@ -310,14 +310,7 @@ def _sb3_thunk(
         )
         from stable_baselines3.common.monitor import Monitor
 
-        _register_ale()  # also needed in SubprocVecEnv workers
-        env = gym.make(
-            f"ALE/{game}-v5",
-            frameskip=1,
-            repeat_action_probability=repeat_action_probability,
-            full_action_space=False,
-            max_num_frames_per_episode=max_episode_frames,
-        )
+        env = _make_ale(game, repeat_action_probability, max_episode_frames)  # registers in SubprocVecEnv workers too
         env = NoopResetEnv(env, noop_max=noop_max)
         env = MaxAndSkipEnv(env, skip=_FRAME_SKIP)
         env = Monitor(env)  # counts agent steps and whole-game returns
@@ -345,6 +338,15 @@ def _register_ale() -> None:
     import ale_py
 
     gym.register_envs(ale_py)
+
+
+def _make_ale(game: str, repeat_action_probability: float, max_episode_frames: int, **kwargs) -> gym.Env:
+    """ale-py's ``ALE/<game>-v5`` as both our Atari stacks start from it: every frame (no frame
+    skip; the wrappers repeat actions), the minimal action set, the given sticky-action
+    probability and emulator-frame limit; ``kwargs`` go on to ``gym.make``."""
+    _register_ale()
+    return gym.make(f"ALE/{game}-v5", frameskip=1, repeat_action_probability=repeat_action_probability,
+                    full_action_space=False, max_num_frames_per_episode=max_episode_frames, **kwargs)
 
 
 def make_atari_vec_env(
@@ -585,17 +587,9 @@ def make_atari_env(
     name = atari_game_name(game)
     if frame_stack < 1:
         raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
-    _register_ale()
-    env = gym.make(
-        f"ALE/{name}-v5",
-        frameskip=1,
-        repeat_action_probability=repeat_action_probability,
-        full_action_space=False,
-        max_num_frames_per_episode=max_episode_frames,
-        obs_type="grayscale",  # AtariPreprocessing reads the screen from ALE itself
-        render_mode=render_mode,
-        disable_env_checker=True,
-    )
+    env = _make_ale(name, repeat_action_probability, max_episode_frames,
+                    obs_type="grayscale",  # AtariPreprocessing reads the screen from ALE itself
+                    render_mode=render_mode, disable_env_checker=True)
     has_fire = "FIRE" in env.unwrapped.get_action_meanings()
     if has_fire:
         env = FireOnResetWrapper(env)
