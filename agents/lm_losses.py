@@ -18,6 +18,7 @@ import torch
 __all__ = [
     "AdaptiveKLController",
     "kl_penalized_rewards",
+    "lm_loss",
     "masked_mean",
     "masked_whiten",
     "ppo_clip_loss",
@@ -36,6 +37,38 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """sum(x * mask) / sum(mask) over all elements ([] tensor; 0 if the mask is empty)."""
     m = mask.to(x.dtype)
     return (x * m).sum() / m.sum().clamp_min(1.0)
+
+
+def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of a causal LM over the real tokens of a batch.
+
+    L = -(1 / N) * sum_{b, t} m_{b,t} * m_{b,t+1} * log softmax(z_{b,t})[x_{b,t+1}],
+    N = sum_{b, t} m_{b,t} * m_{b,t+1},
+
+    i.e. the mean over every real next token of -log p(x_{t+1} | x_<=t), with
+    z the logits, x the token ids and m the attention mask. A pair counts only
+    when both the context token t and the target t+1 are real, so padding on
+    either side (right or left) contributes nothing. The mean is over tokens,
+    not per sequence: a long text weighs more than a short one (the
+    pretraining objective of PPO-ptx and the SFT objective of InstructGPT).
+
+    Args:
+        logits: [B, T, V] logits; position t scores the token at t + 1 (the
+            last position is unused). Computed in float32.
+        input_ids: [B, T] token ids in [0, V).
+        attention_mask: [B, T] 1 on real tokens, 0 on padding.
+
+    Returns:
+        [] loss in nats per token (0 when the batch has no real next token).
+    """
+    assert logits.dim() == 3, f"logits must be [B, T, V], got {tuple(logits.shape)}"
+    assert input_ids.shape == logits.shape[:2], (
+        f"input_ids must be {tuple(logits.shape[:2])}, got {tuple(input_ids.shape)}")
+    _check(input_ids, attention_mask)
+    z = logits[:, :-1].float()
+    nll = torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), input_ids[:, 1:].reshape(-1), reduction="none")
+    pair = attention_mask[:, :-1] * attention_mask[:, 1:]
+    return masked_mean(nll.reshape(pair.shape), pair)
 
 
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -34,6 +34,7 @@ from agents.factory import resolve_device
 from agents.lm_losses import (
     AdaptiveKLController,
     kl_penalized_rewards,
+    lm_loss,
     masked_whiten,
     ppo_clip_loss,
     token_gae,
@@ -370,13 +371,14 @@ class LMPPO:
         }
 
     def pretraining_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross-entropy of the policy on pretraining text (PPO-ptx)."""
+        """Mean next-token cross-entropy of the policy on pretraining text (PPO-ptx), see ``lm_loss``.
+
+        Args:
+            input_ids: [b, T] right-padded ids (``ptx_batch_from_texts``).
+            attention_mask: [b, T] 1 on real tokens.
+        """
         ids, am = input_ids.to(self.device), attention_mask.to(self.device)
-        logits = self.model(input_ids=ids, attention_mask=am).logits[:, :-1, : self.vocab_size].float()
-        target = ids[:, 1:]
-        nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
-        m = am[:, 1:].reshape(-1).float()
-        return (nll * m).sum() / m.sum().clamp_min(1.0)
+        return lm_loss(self.model(input_ids=ids, attention_mask=am).logits[..., : self.vocab_size], ids, am)
 
     @torch.no_grad()
     def generate_baseline(self, ro: Rollout) -> tuple[float, int]:
