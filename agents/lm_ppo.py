@@ -136,6 +136,39 @@ def _final_norm(model: nn.Module) -> nn.Module | None:
     return _submodule(model, ("model.norm", "transformer.ln_f", "gpt_neox.final_layer_norm"), nn.Module)
 
 
+def _set_trainable(model: nn.Module, train_layers: int | None) -> list[nn.Parameter]:
+    """Sets ``requires_grad`` so that only the top ``train_layers`` blocks and the final norm train.
+
+    ``None`` makes every parameter trainable (a copy of a frozen reference
+    comes in frozen, so this sets them all, not just leaves them). A
+    ``train_layers`` above the number of blocks trains every block (but not
+    the embeddings).
+
+    Returns:
+        The trainable parameters, in ``model.parameters()`` order.
+
+    Raises:
+        ValueError: ``train_layers < 1``, blocks not found, or nothing trainable.
+    """
+    if train_layers is None:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        if train_layers < 1:
+            raise ValueError(f"train_layers must be >= 1 or None, got {train_layers}")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        blocks = list(_decoder_layers(model))[-train_layers:]
+        norm = _final_norm(model)
+        for m in blocks + ([norm] if norm is not None else []):
+            for p in m.parameters():
+                p.requires_grad_(True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameter in the policy model")
+    return params
+
+
 class LMPPO:
     """A causal LM trained with token-level PPO against a sequence-level score.
 
@@ -165,22 +198,7 @@ class LMPPO:
         self.value_head = nn.Linear(hidden, 1).to(self.device)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
-        if cfg.train_layers is None:
-            for p in self.model.parameters():  # a copy of a frozen reference comes in frozen
-                p.requires_grad_(True)
-        else:
-            if cfg.train_layers < 1:
-                raise ValueError(f"train_layers must be >= 1 or None, got {cfg.train_layers}")
-            for p in self.model.parameters():
-                p.requires_grad_(False)
-            blocks = list(_decoder_layers(self.model))[-cfg.train_layers :]
-            norm = _final_norm(self.model)
-            for m in blocks + ([norm] if norm is not None else []):
-                for p in m.parameters():
-                    p.requires_grad_(True)
-        policy_params = [p for p in self.model.parameters() if p.requires_grad]
-        if not policy_params:
-            raise ValueError("no trainable parameter in the policy model")
+        policy_params = _set_trainable(self.model, cfg.train_layers)
         self.trainable = policy_params + list(self.value_head.parameters())
         self.optimizer = torch.optim.Adam(self.trainable, lr=cfg.lr)
         self.kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
