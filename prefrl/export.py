@@ -32,9 +32,17 @@ Schema, one row per comparison (``N`` clips of ``L`` steps each):
 ``<a>_shape``          list of int, the full shape of array ``<a>``
 =====================  =====================================================
 
-The store records no annotator, so no row has one. A text run's store keeps
-each completion as a length-1 clip of its encoder features (``obs`` ``[2, 1,
-feature_dim]``), not its text: no prompt/chosen/rejected strings to export. Rebuild an array exactly
+A text store (``meta['obs_format'] == prefrl.store.TEXT_FORMAT``, written by
+:class:`prefrl.TextPreferenceLoop`) adds, decoded from ``obs``:
+
+=====================  =====================================================
+``prompt``             str, the prompt both completions continue
+``completion_0/1``     str, the two completions (clip 0 and clip 1)
+``chosen``             str, the preferred completion; None for a tie (mu 0.5)
+``rejected``           str, the other one; None for a tie
+=====================  =====================================================
+
+The store records no annotator, so no row has one. Rebuild an array exactly
 (same values, dtype and shape as when it was added to the store)::
 
     obs = np.asarray(rec["obs"], dtype=rec["obs_dtype"]).reshape(rec["obs_shape"])
@@ -56,7 +64,6 @@ leaves no partial file behind.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -65,14 +72,16 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import torch
 
-from prefrl.store import labels_table_problem
+from prefrl.store import TEXT_FORMAT, blob_to_array, labels_table_problem
 
 __all__ = ["FORMATS", "export_store", "iter_records", "default_out"]
 
 FORMATS = ("jsonl", "parquet", "hf")
 _ARRAYS = ("obs", "act", "true_reward")
 _SCALARS = ("id", "created", "kind", "mu", "is_val", "n_clips", "length")
+_TEXT_FIELDS = ("prompt", "completion_0", "completion_1", "chosen", "rejected")  # text stores only
 _CHUNK_ROWS = 64  # most rows per SQLite read: one short read each, the lock is free in between
 _CHUNK_BYTES = 16 << 20  # ... and about this many bytes of arrays (fewer rows when clips are large)
 _BATCH_VALUES = 1 << 22  # array elements per Parquet row group / Arrow batch (writing costs ~100 B each)
@@ -120,15 +129,18 @@ def _open_ro(store_path: str | Path) -> sqlite3.Connection:
 
 def _from_blob(blob: bytes, what: str, row_id: int) -> np.ndarray:
     try:
-        return np.load(io.BytesIO(blob), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise ValueError(f"label id {row_id}: its {what} is not a stored array ({err}); the store is damaged") from err
+        return blob_to_array(blob)
+    except ValueError as err:
+        raise ValueError(f"label id {row_id}: its {what} is {err}; the store is damaged") from err
 
 
 def _iter_rows(store_path: str | Path) -> Iterator[tuple[dict, dict[str, np.ndarray]]]:
     """Yields (scalar fields, {obs, act, true_reward} arrays) per stored label, in id order."""
     db = _open_ro(store_path)
     try:
+        has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall()) if has_meta else {}
+        is_text = meta.get("obs_format") == TEXT_FORMAT
         last = db.execute("SELECT MAX(id) FROM labels").fetchone()[0]
         after, chunk = -1, 1  # the first read takes one row, to learn its size
         while last is not None and after < last:
@@ -148,12 +160,27 @@ def _iter_rows(store_path: str | Path) -> Iterator[tuple[dict, dict[str, np.ndar
                     "id": int(row_id), "created": float(created), "kind": "pair", "mu": float(mu),
                     "is_val": bool(is_val), "n_clips": int(n), "length": int(length),
                 }
+                if is_text:
+                    fields.update(_text_fields(arrays["obs"], float(mu), int(row_id)))
                 yield fields, arrays
             after = rows[-1][0]
     except sqlite3.Error as err:
         raise ValueError(f"cannot read the preference store {store_path} ({err})") from err
     finally:
         db.close()
+
+
+def _text_fields(obs: np.ndarray, mu: float, row_id: int) -> dict:
+    """prompt, completion_0/1, chosen/rejected (None for a tie) of a text store's row (obs [2, 1, 2, W])."""
+    from prefrl.text_reward import decode_texts
+
+    try:
+        prompts, completions = decode_texts(torch.from_numpy(obs.reshape(2, 2, obs.shape[-1])))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"label id {row_id}: its texts cannot be decoded ({err}); the store is damaged") from err
+    pick = {1.0: (0, 1), 0.0: (1, 0)}.get(mu)
+    return {"prompt": prompts[0], "completion_0": completions[0], "completion_1": completions[1],
+            "chosen": completions[pick[0]] if pick else None, "rejected": completions[pick[1]] if pick else None}
 
 
 def _count(store_path: str | Path) -> int:
@@ -231,6 +258,8 @@ def _arrow_batches(pa, store_path, progress) -> Iterator:
 
     def flush():
         data = {k: pa.array([f[k] for f, _ in pending]) for k in _SCALARS}
+        for k in _TEXT_FIELDS if "prompt" in pending[0][0] else ():
+            data[k] = pa.array([f[k] for f, _ in pending], type=pa.string())
         for k in _ARRAYS:
             data[k] = _nested(pa, np.stack([a[k] for _, a in pending]))
             data[f"{k}_dtype"] = pa.array([f[f"{k}_dtype"] for f, _ in pending])

@@ -13,6 +13,8 @@ import io
 import math
 import sqlite3
 import time
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ import torch
 from prefrl.seeding import derive_seed
 from prefrl.segments import Segments
 
-__all__ = ["PreferenceStore"]
+__all__ = ["PreferenceStore", "TEXT_FORMAT", "blob_to_array"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
@@ -34,6 +36,11 @@ CREATE TABLE IF NOT EXISTS labels (
     true_reward BLOB NOT NULL
 )
 """
+
+_META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+TEXT_FORMAT = "text-utf8-v1"
+"""``meta['obs_format']`` of a store whose observations are texts (:func:`prefrl.text_reward.encode_texts`)."""
 
 LABEL_COLUMNS = frozenset({"id", "created", "mu", "is_val", "obs", "act", "true_reward"})
 """The columns of a prefrl store's ``labels`` table (``_SCHEMA``)."""
@@ -56,14 +63,31 @@ def labels_table_problem(db: sqlite3.Connection) -> str | None:
     return f"its 'labels' table lacks {', '.join(sorted(missing))}" if missing else None
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def _to_blob(x: torch.Tensor) -> bytes:
+    """An array as zlib-compressed ``.npy`` bytes (lossless; Atari frames and padded texts shrink ~10x)."""
     buf = io.BytesIO()
     np.save(buf, x.numpy(), allow_pickle=False)
-    return buf.getvalue()
+    return zlib.compress(buf.getvalue(), 3)
+
+
+def blob_to_array(b: bytes) -> np.ndarray:
+    """A stored blob -> its array: zlib-compressed ``.npy`` or, in stores written before 0.1.1, plain ``.npy``.
+
+    Raises:
+        ValueError: the bytes are neither (the store is damaged).
+    """
+    try:
+        raw = b if bytes(b[:6]) == _NPY_MAGIC else zlib.decompress(b)
+        return np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"not a stored array ({err})") from err
 
 
 def _from_blob(b: bytes) -> torch.Tensor:
-    return torch.from_numpy(np.load(io.BytesIO(b), allow_pickle=False))
+    return torch.from_numpy(blob_to_array(b))
 
 
 class PreferenceStore:
@@ -101,6 +125,8 @@ class PreferenceStore:
         self.total_added = 0  # labels ever stored (disk included)
         self.path = Path(path) if path is not None else None
         self._db: sqlite3.Connection | None = None
+        self.damaged_ids: list[int] = []
+        self.meta: dict[str, str] = {}  # what the observations are, e.g. {"obs_format": TEXT_FORMAT}
         if self.path is not None:
             self._open_db()
 
@@ -111,9 +137,11 @@ class PreferenceStore:
             self._db = sqlite3.connect(self.path)
             self._refuse_foreign_db()
             self._db.execute(_SCHEMA)
+            self._db.execute(_META_SCHEMA)
             self._db.commit()
+            self.meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
             rows = self._db.execute(
-                "SELECT mu, is_val, obs, act, true_reward FROM labels ORDER BY id DESC LIMIT ?", (self.capacity,)
+                "SELECT id, mu, is_val, obs, act, true_reward FROM labels ORDER BY id DESC LIMIT ?", (self.capacity,)
             ).fetchall()
             self.total_added = self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
         except sqlite3.DatabaseError as err:
@@ -121,9 +149,21 @@ class PreferenceStore:
                 f"{self.path} is not a prefrl preference store ({err}); pass another path, nothing was changed"
             ) from err
         torch.rand(self.total_added, generator=self._rng)  # resume the split stream where the file left it
-        for mu, is_val, obs, act, rew in reversed(rows):
-            o, a, r = _from_blob(obs), _from_blob(act), _from_blob(rew)
-            self._append(o[None], a[None], r[None], torch.tensor([mu]), torch.tensor([bool(is_val)]))
+        self.damaged_ids: list[int] = []  # rows that could not be read; kept on disk, left out of training
+        for row_id, mu, is_val, obs, act, rew in reversed(rows):
+            try:
+                o, a, r = _from_blob(obs), _from_blob(act), _from_blob(rew)
+                if float(mu) not in _VALID_MU:
+                    raise ValueError(f"label mu={mu} is not 0, 0.5 or 1")
+                self._append(o[None], a[None], r[None], torch.tensor([mu]), torch.tensor([bool(is_val)]))
+            except (ValueError, TypeError) as err:
+                if "per pair, the store holds" in str(err):
+                    raise ValueError(f"{self.path}, label id {row_id}: {err}") from err
+                self.damaged_ids.append(int(row_id))
+        if self.damaged_ids:
+            warnings.warn(f"{self.path}: {len(self.damaged_ids)} damaged label row(s) left out (ids "
+                          f"{self.damaged_ids[:10]}{'...' if len(self.damaged_ids) > 10 else ''}); the other "
+                          f"{len(rows) - len(self.damaged_ids)} were loaded and the file is unchanged", stacklevel=2)
 
     def _refuse_foreign_db(self) -> None:
         """Refuses, before writing anything, an SQLite file that holds tables but not prefrl's labels."""
@@ -133,6 +173,20 @@ class PreferenceStore:
             self._db = None
             raise ValueError(f"{self.path} is an SQLite file of another program ({problem}), "
                              "not a prefrl preference store; pass another path, nothing was changed")
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Records what the stored data is (kept in the file's ``meta`` table); refuses to change a recorded value.
+
+        Raises:
+            ValueError: ``key`` already holds another value (labels of two kinds in one store).
+        """
+        old = self.meta.get(key)
+        if old is not None and old != value:
+            raise ValueError(f"{self.path or 'this store'} holds {key}={old!r}, not {value!r}: use a separate store")
+        self.meta[key] = value
+        if self._db is not None and old is None:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
         """Closes the SQLite file (labels already written stay there)."""

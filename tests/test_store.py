@@ -100,3 +100,45 @@ def test_another_programs_sqlite_file_is_refused_and_left_unchanged(foreign_sqli
     db = sqlite3.connect(path)
     assert {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {"users"}
     db.close()
+
+
+def test_blobs_are_compressed_and_old_plain_npy_rows_still_load(tmp_path):
+    import io
+
+    import numpy as np
+
+    path = tmp_path / "labels.sqlite"
+    store = PreferenceStore(path)
+    frames = torch.zeros(4, 2, 50, 84, 84, dtype=torch.uint8)  # mostly-blank Atari-like clips
+    frames[..., 40:44, 40:44] = 200
+    s = Segments(frames[:, 0], torch.zeros(4, 50, dtype=torch.long), torch.zeros(4, 50))
+    store.add(s, Segments(frames[:, 1], s.act, s.true_reward), torch.tensor([1.0, 0.0, 0.5, 1.0]))
+    store.close()
+    raw = 4 * 2 * 50 * 84 * 84
+    assert path.stat().st_size < raw / 20  # lossless zlib, far below the raw bytes
+    db = sqlite3.connect(path)  # a row written by an older prefrl: plain .npy blobs
+    buf = io.BytesIO()
+    np.save(buf, frames[0].numpy())
+    plain = buf.getvalue()
+    db.execute("UPDATE labels SET obs = ? WHERE id = 1", (plain,))
+    db.commit()
+    db.close()
+    again = PreferenceStore(path).tensors()
+    assert torch.equal(again["obs"], frames) and again["mu"].tolist() == [1.0, 0.0, 0.5, 1.0]
+
+
+def test_a_damaged_row_is_left_out_with_a_warning_and_the_rest_load(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    store = PreferenceStore(path)
+    store.add(segs(3), segs(3, start=10), torch.tensor([1.0, 0.0, 1.0]))
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE labels SET obs = ? WHERE id = 2", (b"garbage",))
+    db.commit()
+    db.close()
+    size = path.stat().st_size
+    with pytest.warns(UserWarning, match=r"1 damaged label row\(s\) left out \(ids \[2\]\)"):
+        again = PreferenceStore(path)
+    assert again.damaged_ids == [2] and len(again) == 2 and again.tensors()["mu"].tolist() == [1.0, 1.0]
+    again.close()
+    assert path.stat().st_size == size
