@@ -59,6 +59,14 @@ class RewardEnsemble(nn.Module):
         """[E] sum of squared weights of each member (biases excluded)."""
         raise NotImplementedError
 
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Optimizer parameter groups; the default trains everything at ``lr``.
+
+        Models with pretrained parts (a fine-tuned text encoder) override this
+        to give those parts a smaller rate.
+        """
+        return [{"params": list(self.parameters()), "lr": lr}]
+
     def forward(self, obs: torch.Tensor, act: torch.Tensor, per_member: bool = False) -> torch.Tensor:
         """Rewards of every step under every member.
 

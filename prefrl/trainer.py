@@ -46,6 +46,10 @@ class TrainerConfig:
     """Where the ensemble trains; batches are moved there."""
     seed: int = 0
     """Seeds bootstrap resamples and minibatch order."""
+    bootstrap: bool = True
+    """Each member trains on its own bootstrap resample (the paper). False: every member sees the same
+    minibatches, so members differ only by initialisation; a shared trunk (the fine-tuned text model)
+    then reads each text once per step instead of once per member."""
 
 
 @dataclass
@@ -63,7 +67,7 @@ class RewardTrainer:
     def __post_init__(self) -> None:
         cfg = self.config
         self.ensemble.to(cfg.device)
-        self.optimizer = torch.optim.Adam(self.ensemble.parameters(), lr=cfg.lr)
+        self.optimizer = torch.optim.Adam(self.ensemble.parameter_groups(cfg.lr))
         self.l2 = torch.full((self.ensemble.n_members,), cfg.l2_init)
         self._rng = torch.Generator().manual_seed(derive_seed(cfg.seed, "trainer"))
 
@@ -126,14 +130,17 @@ class RewardTrainer:
         if len(train_idx) == 0:  # tiny stores: train on everything, report no validation
             train_idx, val_idx = torch.arange(len(is_val)), torch.zeros(0, dtype=torch.long)
         cfg, E, n = self.config, self.ensemble.n_members, len(train_idx)
-        boot = train_idx[torch.randint(n, (E, n), generator=self._rng)]  # [E, n] bootstrap resamples
+        if cfg.bootstrap:
+            boot = train_idx[torch.randint(n, (E, n), generator=self._rng)]  # [E, n] bootstrap resamples
+        else:
+            boot = train_idx.expand(E, n)
         mu_all = data["mu"]
         l2 = self.l2.to(cfg.device)
         self.ensemble.train()
         epochs = max(epochs, math.ceil(min_steps / math.ceil(n / cfg.batch_size)))
         steps = 0
         for _ in range(epochs):
-            perm = torch.argsort(torch.rand(E, n, generator=self._rng), dim=1)
+            perm = torch.argsort(torch.rand(E if cfg.bootstrap else 1, n, generator=self._rng), dim=1).expand(E, n)
             order = torch.gather(boot, 1, perm)
             for start in range(0, n, cfg.batch_size):
                 idx = order[:, start : start + cfg.batch_size]  # [E, B]
