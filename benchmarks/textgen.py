@@ -33,8 +33,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.text_learned_reward import LearnedReward
-
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "samples.md")
 LABELERS = {"synthetic-oracle": "labels pairs by the task's true score, answering at random with probability --noise"}
 
@@ -60,6 +58,15 @@ class TextBenchConfig:
     """Prompt length range in tokens (first tokens of a review)."""
     labels: int = 300
     """Label budget of the learned arm."""
+    reward_model: str = "finetune"
+    """Learned reward model: finetune (MiniLM fine-tuned on the comparisons, 3 heads) or frozen (MLP heads on
+    frozen MiniLM embeddings)."""
+    round_completions: int = 128
+    """Labels are gathered and the reward model refit every N completions (8 rollouts at the defaults)."""
+    initial_fit_steps: int = 150
+    """Reward-model gradient steps on the labels of the zero-shot model."""
+    refit_steps: int = 40
+    """Gradient steps of each later refit (warm start)."""
     noise: float = 0.1
     """Probability that the synthetic oracle answers at random."""
     query: str = "disagreement"
@@ -106,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="completions per query: 2 = pairs (default); K > 2 = K-wise rankings, --labels counts rankings")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"default {d.max_new_tokens}")
     p.add_argument("--labels", type=int, default=d.labels, help=f"label budget of the learned arm (default {d.labels})")
+    p.add_argument("--reward-model", choices=("finetune", "frozen"), default=d.reward_model,
+                   help=f"learned reward model (default {d.reward_model}): finetune = all-MiniLM-L6-v2 fine-tuned on "
+                        "the comparisons with 3 heads; frozen = 3 MLP heads on frozen MiniLM embeddings")
+    p.add_argument("--round-completions", type=int, default=d.round_completions,
+                   help=f"completions between label rounds and refits (default {d.round_completions})")
+    p.add_argument("--initial-fit-steps", type=int, default=d.initial_fit_steps,
+                   help=f"reward-model steps on the zero-shot labels (default {d.initial_fit_steps})")
+    p.add_argument("--refit-steps", type=int, default=d.refit_steps,
+                   help=f"reward-model steps per later refit (default {d.refit_steps})")
     p.add_argument("--noise", type=float, default=d.noise, help=f"oracle's random-answer probability (default {d.noise})")
     p.add_argument("--query", choices=("disagreement", "entropy", "random"), default=d.query)
     p.add_argument("--pool-rollouts", type=int, default=d.pool_rollouts,
@@ -124,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 ARMS = ("true", "learned")  # the PPO arms, in the order they run
-QUICK = dict(iterations=3, batch_size=4, max_new_tokens=8, labels=6, eval_prompts=4)
+QUICK = dict(iterations=3, batch_size=4, max_new_tokens=8, labels=6, eval_prompts=4, round_completions=4,
+             initial_fit_steps=5, refit_steps=2)
 
 
 def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
@@ -142,7 +159,8 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
 
     if args.task not in TEXT_TASKS:
         fail(f"unknown task {args.task!r}; choose one of {', '.join(sorted(TEXT_TASKS))}")
-    for name in ("iterations", "max_new_tokens", "eval_prompts", "pool_rollouts"):
+    for name in ("iterations", "max_new_tokens", "eval_prompts", "pool_rollouts", "round_completions",
+                 "initial_fit_steps", "refit_steps"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.rank_k < 2:
@@ -176,6 +194,8 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
     cfg = TextBenchConfig(
         task=args.task, model=args.model, iterations=args.iterations, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, rank_k=args.rank_k, labels=args.labels, noise=args.noise, query=args.query,
+        reward_model=args.reward_model, round_completions=args.round_completions,
+        initial_fit_steps=args.initial_fit_steps, refit_steps=args.refit_steps,
         eval_prompts=args.eval_prompts, pool_rollouts=args.pool_rollouts, lr=args.lr, train_layers=args.train_layers,
         init_kl_coef=args.init_kl_coef, target_kl=args.target_kl, ptx_coef=args.ptx_coef,
         seeds=tuple(args.seeds), device=device,
@@ -208,6 +228,24 @@ def make_ppo(cfg: TextBenchConfig, base_model, tokenizer, seed: int):
                        target_kl=cfg.target_kl or None, ptx_coef=cfg.ptx_coef, seed=seed,
                        minibatch_size=min(8, cfg.batch_size))
     return LMPPO(copy.deepcopy(base_model), tokenizer, pcfg, device=cfg.device, ref_model=base_model)
+
+
+def make_loop(cfg: TextBenchConfig, seed: int, out: Path, tokenizer):
+    """The learned arm's core loop: text RM, SQLite store of texts, synthetic oracle, schedule."""
+    import torch
+
+    from prefrl import SyntheticOracle, TextLoopConfig, TextPreferenceLoop
+    from prefrl.text_reward import make_text_reward_model, text_width
+
+    torch.manual_seed(seed)
+    width = text_width(tokenizer, max(cfg.prompt_tokens[1], cfg.max_new_tokens))
+    loop_cfg = TextLoopConfig(labels=cfg.labels, total_completions=cfg.iterations * cfg.batch_size, rank_k=cfg.rank_k,
+                              query=cfg.query, pool_rollouts=cfg.pool_rollouts,
+                              round_completions=cfg.round_completions, initial_steps=cfg.initial_fit_steps,
+                              refit_steps=cfg.refit_steps, reward_std=cfg.reward_std, seed=seed)
+    rm = make_text_reward_model(cfg.reward_model, width).to(cfg.device)
+    return TextPreferenceLoop.with_store_file(out / f"labels-seed{seed}.sqlite", rm,
+                                              SyntheticOracle(noise=cfg.noise, seed=seed), loop_cfg)
 
 
 def train_seeds(seed: int, it: int, batch: int, k: int = 2) -> list[int]:
@@ -278,17 +316,14 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
         t_arm = time.perf_counter()
         gen_time = gen_tokens = train_time = train_tokens = 0.0
         if arm == "learned":
-            lr = LearnedReward(cfg, seed, out)
+            lr = make_loop(cfg, seed, out, tokenizer)
             n0 = lr.schedule.initial_labels
-            n_pool = math.ceil(cfg.pool_factor * n0 / (cfg.batch_size // cfg.rank_k))
-            lr.pool_cap = max(n_pool, 1)
-            for k in range(n_pool):  # candidate pairs from the zero-shot model
+            for k in range(math.ceil(cfg.pool_factor * n0 / (cfg.batch_size // cfg.rank_k))):
                 ro = ppo.rollout(envs, train_seeds(seed, 10_000 + k, cfg.batch_size, cfg.rank_k))
-                lr.add_candidates(ro)
-            lr.label_due(0, epochs=50)
-            lr.pool_cap = cfg.pool_rollouts  # from now on, candidates come from the recent rollouts
+                lr.add_rollout(ro.prompts, ro.completions, ro.true_scores)  # candidates from the zero-shot model
+            lr.label_due(0)
             bar.write(f"  seed {seed} learned: {lr.labels_used} initial labels, RM held-out accuracy "
-                      f"{lr.metrics['rm/val_accuracy']:.3f}")
+                      f"{lr.metrics['rm/val_accuracy']:.3f} ({lr.metrics['rm/fit_seconds']:.0f} s)")
         episodes, fresh = 0, []
         ptx_gen = torch.Generator().manual_seed(seed)  # the same pretraining batches in both arms
         for it in range(cfg.iterations):
@@ -300,12 +335,12 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
                    "true_score": float(ro.true_scores.mean()), "labels": "", "rm_accuracy": "",
                    "reward_correlation": ""}
             if arm == "learned":
-                segs = lr.add_candidates(ro)
+                segs = lr.add_rollout(ro.prompts, ro.completions, ro.true_scores)
                 score, raw = lr.reward(segs)
                 fresh.append((raw, ro.true_scores))  # scored before any of these pairs is labeled
                 fresh = fresh[-10:]
                 row["reward_correlation"] = pearson(torch.cat([f[0] for f in fresh]), torch.cat([f[1] for f in fresh]))
-                lr.label_due(episodes, epochs=5)
+                lr.label_due(episodes)
                 row["labels"] = lr.labels_used
                 row["rm_accuracy"] = lr.metrics["rm/val_accuracy"]
             else:
@@ -329,9 +364,10 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             "wall_seconds": time.perf_counter() - t_arm,
         }
         if lr is not None:
-            result[arm].update(labels_used=lr.labels_used, pairs_labeled=lr.pairs_labeled, rm_accuracy=lr.metrics["rm/val_accuracy"],
+            result[arm].update(labels_used=lr.labels_used, pairs_labeled=lr.pairs_labeled, label_ties=lr.ties,
+                               rm_accuracy=lr.metrics["rm/val_accuracy"],
                                reward_correlation=rows[-1]["reward_correlation"],
-                               fit_seconds=lr.fit_seconds)
+                               fit_seconds=lr.metrics["rm/fit_seconds"])
             lr.store.close()
         bar.update(1)
         del ppo

@@ -1,0 +1,245 @@
+"""The preference loop for completions: candidate groups, labels, refits and the learned reward.
+
+The same steps as :class:`prefrl.PreferenceLoop` runs for env steps, for
+texts: completions arrive in rollouts of groups of K completions of one
+prompt; the label schedule (25% up front, then T0 / (T + T0)) says how many
+queries are due; :func:`prefrl.select_groups` picks the most informative
+groups from the recent rollouts; the labeler answers pairs (K = 2) or ranks K
+completions (stored as their C(K, 2) pairs); the reward ensemble is refit on
+the store; the learned reward is the ensemble mean, normalised over recent
+completions. Everything is text: the store holds each prompt and completion
+(:func:`prefrl.text_reward.decode_texts` rebuilds it), so a run's labels can be
+read, exported and refit with another model.
+
+Usage, with any policy that returns prompts and completions::
+
+    from prefrl import SyntheticOracle, TextLoopConfig, TextPreferenceLoop
+    from prefrl.text_reward import FineTunedTextEnsemble
+
+    loop = TextPreferenceLoop(FineTunedTextEnsemble(width=2048), SyntheticOracle(noise=0.1),
+                              TextLoopConfig(labels=1000, total_completions=2560))
+    for it in range(iterations):
+        prompts, completions, true_scores = sample(...)         # K completions per prompt, adjacent
+        segs = loop.add_rollout(prompts, completions, true_scores)
+        reward, _ = loop.reward(segs)                           # [B] learned reward for the agent
+        loop.label_due(completions_seen=(it + 1) * len(prompts))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from prefrl.oracle import Labeler, ranking_to_pairs
+from prefrl.queries import QUERY_METHODS, select_groups
+from prefrl.schedule import LabelSchedule
+from prefrl.segments import Segments
+from prefrl.store import TEXT_FORMAT, PreferenceStore
+from prefrl.text_reward import TextRewardEnsemble
+from prefrl.trainer import RewardTrainer, TrainerConfig
+
+__all__ = ["TextLoopConfig", "TextPreferenceLoop"]
+
+
+@dataclass(frozen=True)
+class TextLoopConfig:
+    """How a text preference loop gathers labels and fits (defaults: the text benchmark's)."""
+
+    labels: int = 1000
+    """Label budget: queries answered (pairs, or K-wise rankings when rank_k > 2)."""
+    total_completions: int = 2560
+    """Completions the policy will generate over the run; the schedule spreads the later labels over them."""
+    rank_k: int = 2
+    """Completions per query and per prompt in a rollout: 2 = pairs, K > 2 = rankings."""
+    query: str = "disagreement"
+    """Query selection among candidate groups: disagreement, entropy or random."""
+    pool_rollouts: int = 32
+    """Candidates are the unlabeled groups of the last N rollouts (before the first round: every rollout
+    added, e.g. extra samples of the initial policy); the reward is normalised over their completions."""
+    round_completions: int = 128
+    """Labels are gathered and the model refit once this many completions arrived since the last round."""
+    initial_steps: int = 150
+    """Gradient steps of the first fit, on the labels of the initial policy."""
+    refit_steps: int = 40
+    """Gradient steps of each later refit (warm start)."""
+    reward_std: float = 0.5
+    """Std the learned reward is normalised to (zero mean over the recent completions)."""
+    seed: int = 0
+    """Seeds query selection and the trainer."""
+
+    def __post_init__(self) -> None:
+        checks = {"labels": self.labels >= 1, "total_completions": self.total_completions >= 1,
+                  "rank_k": self.rank_k >= 2, "pool_rollouts": self.pool_rollouts >= 1,
+                  "round_completions": self.round_completions >= 1, "initial_steps": self.initial_steps >= 1,
+                  "refit_steps": self.refit_steps >= 1, "reward_std": self.reward_std > 0}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"TextLoopConfig: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} out of range "
+                             "(labels, total_completions, steps >= 1; rank_k >= 2; reward_std > 0)")
+        if self.query not in QUERY_METHODS:
+            raise ValueError(f"unknown query method {self.query!r}; choose one of {QUERY_METHODS}")
+
+
+@dataclass
+class _Pool:
+    """Candidate groups of recent rollouts: per rollout, K Segments [G] (item k of each group)."""
+
+    cap: int
+    entries: list[tuple[Segments, ...]] = field(default_factory=list)
+
+    def add(self, sides: tuple[Segments, ...]) -> None:
+        self.entries = [*self.entries, sides][-self.cap :]
+
+    def sides(self) -> tuple[Segments, ...]:
+        cat = lambda k: Segments(*(torch.cat([getattr(e[k], f) for e in self.entries])  # noqa: E731
+                                   for f in ("obs", "act", "true_reward")))
+        return tuple(cat(k) for k in range(len(self.entries[0])))
+
+    def remove(self, idx: torch.Tensor) -> None:
+        """Drops the groups at flat indices ``idx``; rollouts keep their own entries so old ones age out."""
+        used = torch.zeros(sum(len(e[0]) for e in self.entries), dtype=torch.bool)
+        used[idx] = True
+        kept, start = [], 0
+        for e in self.entries:
+            keep = ~used[start : start + len(e[0])]
+            start += len(e[0])
+            if keep.any():
+                kept.append(tuple(side[keep] for side in e))
+        self.entries = kept
+
+    def __len__(self) -> int:
+        return sum(len(e[0]) for e in self.entries)
+
+
+class TextPreferenceLoop:
+    """Preference learning over completions, as the core does it for steps.
+
+    Args:
+        reward_model: a :class:`~prefrl.text_reward.TextRewardEnsemble` (fine-tuned or frozen).
+        labeler: answers pairs (``label``) and, for rank_k > 2, rankings (``rank``):
+            :class:`~prefrl.SyntheticOracle` or your own.
+        config: see :class:`TextLoopConfig`.
+        store: where labels go; default an in-memory store. Give a path-backed
+            :class:`~prefrl.PreferenceStore` to keep them.
+        trainer: fit settings; default batch 32, no bootstrap when the model
+            shares a trunk (each text read once per step).
+
+    Attributes:
+        labels_used: queries answered so far; pairs_labeled: pairwise labels stored.
+        metrics: the last fit's ``rm/*`` metrics plus ``rm/fit_seconds`` (total).
+    """
+
+    def __init__(self, reward_model: TextRewardEnsemble, labeler: Labeler, config: TextLoopConfig | None = None,
+                 store: PreferenceStore | None = None, trainer: TrainerConfig | None = None):
+        self.config = cfg = config or TextLoopConfig()
+        self.rm = reward_model
+        self.labeler = labeler
+        self.store = store if store is not None else PreferenceStore(seed=cfg.seed)
+        self.store.set_meta("obs_format", TEXT_FORMAT)  # an export writes prompt / chosen / rejected text
+        shared = hasattr(reward_model, "trunk")
+        device = str(next(reward_model.parameters()).device)
+        self.trainer = RewardTrainer(reward_model, trainer or TrainerConfig(seed=cfg.seed, batch_size=32,
+                                                                             bootstrap=not shared, device=device))
+        self.schedule = LabelSchedule(cfg.labels, cfg.total_completions)
+        self.pool = _Pool(cfg.pool_rollouts)
+        self.recent: list[torch.Tensor] = []  # text bytes [B, 2, W] of the recent rollouts (normalisation)
+        self.labels_used = 0
+        self.pairs_labeled = 0
+        self.ties = 0  # pairwise labels that were ties (mu = 0.5)
+        self.mean, self.std = 0.0, 1.0
+        self.metrics: dict[str, float] = {"rm/val_accuracy": float("nan"), "rm/fit_seconds": 0.0}
+        self._last_round = 0
+        self._qgen = torch.Generator().manual_seed(cfg.seed)
+
+    @classmethod
+    def with_store_file(cls, path: str | Path, reward_model: TextRewardEnsemble, labeler: Labeler,
+                        config: TextLoopConfig | None = None, **kwargs) -> TextPreferenceLoop:
+        """A loop whose labels go to the SQLite file ``path`` as they arrive."""
+        cfg = config or TextLoopConfig()
+        return cls(reward_model, labeler, cfg, store=PreferenceStore(path, seed=cfg.seed), **kwargs)
+
+    def add_rollout(self, prompts: Sequence[str], completions: Sequence[str],
+                    true_scores: Sequence[float] | torch.Tensor) -> Segments:
+        """Adds a rollout's groups (completions kK..kK+K-1 share a prompt) as candidates.
+
+        Returns:
+            the completions as Segments (``obs`` uint8 [B, 1, 2, width]).
+        """
+        K = self.config.rank_k
+        if len(completions) % K:
+            raise ValueError(f"{len(completions)} completions do not form groups of rank_k={K}")
+        for g in range(0, len(prompts), K):
+            if len(set(prompts[g : g + K])) != 1:
+                raise ValueError(f"completions {g}..{g + K - 1} must share one prompt (groups of rank_k={K})")
+        segs = self.rm.segments(prompts, completions, true_scores)
+        self.pool.cap = self.config.pool_rollouts if self.labels_used else 1 << 30  # all initial rollouts count
+        self.pool.add(tuple(segs[k::K] for k in range(K)))
+        self.recent = [*self.recent, segs.obs[:, 0]][-self.config.pool_rollouts :]
+        return segs
+
+    def label_due(self, completions_seen: int) -> int:
+        """Labels what the schedule asks for by now (in rounds), refits and renormalises.
+
+        Args:
+            completions_seen: completions the policy generated so far (0 before training).
+
+        Returns:
+            queries answered in this call (0 between rounds).
+        """
+        cfg = self.config
+        first = self.labels_used == 0
+        if not first and completions_seen - self._last_round < cfg.round_completions:
+            return 0
+        want = self.schedule.due(completions_seen) - self.labels_used
+        if want <= 0 or not len(self.pool):
+            return 0
+        self._last_round = completions_seen
+        sides = self.pool.sides()
+        want = min(want, len(sides[0]))
+        if first:  # standardise the heads' inputs once, on the initial candidates
+            self.rm.set_input_stats(torch.cat([side.obs[:, 0] for side in sides]))
+        idx = select_groups(self.rm, list(sides), want, cfg.query, generator=self._qgen)
+        self._label(sides, idx)
+        self.pool.remove(idx)
+        self.pool.entries = self.pool.entries[-cfg.pool_rollouts :]
+        self.refit(cfg.initial_steps if first else cfg.refit_steps)
+        return int(len(idx))
+
+    def _label(self, sides: tuple[Segments, ...], idx: torch.Tensor) -> None:
+        if len(sides) == 2:
+            s1, s2 = sides[0][idx], sides[1][idx]
+            mu, answered = self.labeler.label(s1, s2)
+            self.store.add(s1[answered], s2[answered], mu[answered])
+            self.pairs_labeled += int(answered.sum())
+            self.ties += int((mu[answered] == 0.5).sum())
+        else:
+            K = len(sides)
+            flat = Segments(*(torch.stack([getattr(side, f)[idx] for side in sides], 1).flatten(0, 1)
+                              for f in ("obs", "act", "true_reward")))  # item k of group g at g * K + k
+            ranks = self.labeler.rank(flat.true_reward.reshape(len(idx), K, -1))
+            first, second, mu = ranking_to_pairs(ranks)
+            self.store.add(flat[first], flat[second], mu)
+            self.pairs_labeled += int(len(mu))
+            self.ties += int((mu == 0.5).sum())
+        self.labels_used += int(len(idx))  # a skipped pair still cost a query
+
+    def refit(self, steps: int) -> dict[str, float]:
+        """Fits the ensemble for ``steps`` gradient steps (at least one epoch) and renormalises the reward."""
+        t0 = time.perf_counter()
+        total = self.metrics.get("rm/fit_seconds", 0.0)
+        self.metrics = self.trainer.fit(self.store, epochs=1, min_steps=steps)
+        if self.recent:
+            r = self.rm.rewards(torch.cat(self.recent)).mean(0)
+            self.mean = float(r.mean())
+            self.std = float(r.std().clamp_min(1e-6)) if len(r) > 1 else 1.0
+        self.metrics["rm/fit_seconds"] = total + time.perf_counter() - t0
+        return self.metrics
+
+    def reward(self, segs: Segments) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B] normalised learned reward of a rollout's completions, and [B] the raw ensemble mean."""
+        raw = self.rm.rewards(segs.obs[:, 0]).mean(0)
+        return (raw - self.mean) / self.std * self.config.reward_std, raw
