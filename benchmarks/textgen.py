@@ -56,22 +56,22 @@ class TextBenchConfig:
     """Tokens generated per completion (fewer if the model ends with EOS)."""
     prompt_tokens: tuple[int, int] = (8, 16)
     """Prompt length range in tokens (first tokens of a review)."""
-    labels: int = 300
+    labels: int = 500
     """Label budget of the learned arm."""
     reward_model: str = "finetune"
     """Learned reward model: finetune (MiniLM fine-tuned on the comparisons, 3 heads) or frozen (MLP heads on
     frozen MiniLM embeddings)."""
     round_completions: int = 128
     """Labels are gathered and the reward model refit every N completions (8 rollouts at the defaults)."""
-    initial_fit_steps: int = 150
+    initial_fit_steps: int = 120
     """Reward-model gradient steps on the labels of the zero-shot model."""
-    refit_steps: int = 40
+    refit_steps: int = 30
     """Gradient steps of each later refit (warm start)."""
     noise: float = 0.1
     """Probability that the synthetic oracle answers at random."""
     query: str = "disagreement"
     """Query selection: disagreement, entropy or random."""
-    pool_factor: int = 4
+    pool_factor: int = 2
     """Candidate queries per wanted label for the initial batch, from the zero-shot model."""
     pool_rollouts: int = 32
     """After the initial batch, candidates are the unlabeled groups of the last N rollouts, and the learned

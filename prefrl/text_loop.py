@@ -62,9 +62,9 @@ class TextLoopConfig:
     added, e.g. extra samples of the initial policy); the reward is normalised over their completions."""
     round_completions: int = 128
     """Labels are gathered and the model refit once this many completions arrived since the last round."""
-    initial_steps: int = 150
+    initial_steps: int = 120
     """Gradient steps of the first fit, on the labels of the initial policy."""
-    refit_steps: int = 40
+    refit_steps: int = 30
     """Gradient steps of each later refit (warm start)."""
     reward_std: float = 0.5
     """Std the learned reward is normalised to (zero mean over the recent completions)."""
@@ -125,7 +125,7 @@ class TextPreferenceLoop:
         config: see :class:`TextLoopConfig`.
         store: where labels go; default an in-memory store. Give a path-backed
             :class:`~prefrl.PreferenceStore` to keep them.
-        trainer: fit settings; default batch 32, no bootstrap when the model
+        trainer: fit settings; default batch 24, no bootstrap when the model
             shares a trunk (each text read once per step).
 
     Attributes:
@@ -142,7 +142,7 @@ class TextPreferenceLoop:
         self.store.set_meta("obs_format", TEXT_FORMAT)  # an export writes prompt / chosen / rejected text
         shared = hasattr(reward_model, "trunk")
         device = str(next(reward_model.parameters()).device)
-        self.trainer = RewardTrainer(reward_model, trainer or TrainerConfig(seed=cfg.seed, batch_size=32,
+        self.trainer = RewardTrainer(reward_model, trainer or TrainerConfig(seed=cfg.seed, batch_size=24,
                                                                              bootstrap=not shared, device=device))
         self.schedule = LabelSchedule(cfg.labels, cfg.total_completions)
         self.pool = _Pool(cfg.pool_rollouts)

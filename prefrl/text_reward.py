@@ -331,15 +331,16 @@ class FineTunedTextEnsemble(TextRewardEnsemble):
         width: bytes per text (:func:`text_width`).
         n_members: E, default 3.
         encoder: ``"all-MiniLM-L6-v2"`` (default) or a local encoder directory.
-        train_layers: top encoder blocks trained (default 6 = all of MiniLM-L6; 0 = frozen trunk).
-        trunk_lr: learning rate of the trained blocks, default 5e-5 (pretrained weights move slowly).
+        train_layers: top encoder blocks trained (default 2 of MiniLM's 6: on 2 CPU cores a step costs ~1 s,
+            against ~2 s for all 6, for about the same held-out accuracy from 750 labels; 0 = frozen trunk).
+        trunk_lr: learning rate of the trained blocks, default 2e-4.
         hidden: head widths, default (64,).
         max_length: encoder tokens per (prompt, completion), default 128.
         batch_size: pairs per encoder pass when scoring, default 64.
     """
 
     def __init__(self, width: int, n_members: int = 3, encoder: str | os.PathLike[str] = DEFAULT_ENCODER,
-                 train_layers: int = 6, trunk_lr: float = 5e-5, hidden: tuple[int, ...] = (64,),
+                 train_layers: int = 2, trunk_lr: float = 2e-4, hidden: tuple[int, ...] = (64,),
                  max_length: int = 128, batch_size: int = 64):
         super().__init__(n_members, width)
         self.tokenizer, self.trunk = _load_encoder(encoder)
