@@ -86,6 +86,10 @@ class TextBenchConfig:
     """Starting KL coefficient beta."""
     target_kl: float = 4.0
     """Per-sequence KL target of the adaptive controller (0 = fixed beta)."""
+    sft_steps: int = 0
+    """Supervised fine-tuning steps on the task's review text before PPO (InstructGPT step 1; 0 = off). When on,
+    the SFT model is a third evaluated arm, both PPO arms start from it and it is their KL reference. Off by
+    default: 150 steps take ~7 min on 2 cores and lower the held-out loss by ~5%."""
     ptx_coef: float = 0.0
     """PPO-ptx gamma: weight of the LM loss on real review text (0 = off)."""
     reward_std: float = 0.5
@@ -131,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-layers", type=int, default=d.train_layers, help=f"top blocks trained, 0 = all (default {d.train_layers})")
     p.add_argument("--init-kl-coef", type=float, default=d.init_kl_coef, help=f"default {d.init_kl_coef}")
     p.add_argument("--target-kl", type=float, default=d.target_kl, help=f"adaptive KL target, 0 = fixed beta (default {d.target_kl})")
+    p.add_argument("--sft-steps", type=int, default=d.sft_steps,
+                   help="supervised fine-tuning steps on review text before PPO; the SFT model is then an arm, "
+                        f"the PPO start and the KL reference (default {d.sft_steps} = off)")
     p.add_argument("--ptx-coef", type=float, default=d.ptx_coef, help=f"PPO-ptx weight (default {d.ptx_coef})")
     p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help="seeds (default 0)")
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda (default auto)")
@@ -177,6 +184,8 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
              f"run generates (--iterations x --batch-size / --rank-k): lower --labels or raise --iterations")
     if not 0.0 <= args.noise <= 1.0:
         fail(f"--noise must be in [0, 1], got {args.noise}")
+    if args.sft_steps < 0:
+        fail(f"--sft-steps must be >= 0, got {args.sft_steps}")
     if args.lr <= 0 or args.train_layers < 0 or args.init_kl_coef < 0 or args.target_kl < 0 or args.ptx_coef < 0:
         fail("--lr must be > 0 and --train-layers, --init-kl-coef, --target-kl, --ptx-coef >= 0")
     try:
@@ -197,7 +206,7 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
         reward_model=args.reward_model, round_completions=args.round_completions,
         initial_fit_steps=args.initial_fit_steps, refit_steps=args.refit_steps,
         eval_prompts=args.eval_prompts, pool_rollouts=args.pool_rollouts, lr=args.lr, train_layers=args.train_layers,
-        init_kl_coef=args.init_kl_coef, target_kl=args.target_kl, ptx_coef=args.ptx_coef,
+        init_kl_coef=args.init_kl_coef, target_kl=args.target_kl, ptx_coef=args.ptx_coef, sft_steps=args.sft_steps,
         seeds=tuple(args.seeds), device=device,
     )
     return cfg, out
@@ -277,6 +286,20 @@ def evaluate(ppo, envs, cfg: TextBenchConfig) -> dict:
     return {"score": sum(scores) / len(scores), "kl": sum(kls) / len(kls), "samples": samples}
 
 
+def run_sft(cfg: TextBenchConfig, base_model, tokenizer, envs, seed: int):
+    """Fine-tunes a copy of the model on the task's review text; returns it and its metrics + evaluation."""
+    from agents.lm_sft import SFTConfig, sft_texts, supervised_finetune
+
+    scfg = SFTConfig(steps=cfg.sft_steps, train_layers=cfg.train_layers or None, seed=seed)
+    train, held_out = sft_texts(cfg.task, scfg.steps * scfg.batch_size, scfg.eval_texts, seed=seed)
+    model = copy.deepcopy(base_model)
+    metrics = supervised_finetune(model, tokenizer, train, held_out, scfg, device=cfg.device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ev = evaluate(make_ppo(cfg, model, tokenizer, seed), envs, cfg)
+    return model, {**{k: v for k, v in metrics.items() if k != "sft/curve"}, **ev}
+
+
 # ---------------------------------------------------------------- arms
 
 
@@ -295,6 +318,10 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
     ev = evaluate(zero, envs, cfg)
     result["zero_shot"] = ev
     bar.update(1)
+    if cfg.sft_steps:  # InstructGPT step 1: PPO starts from the SFT model and is held near it
+        base_model, result["sft"] = run_sft(cfg, base_model, tokenizer, envs, seed)
+        bar.write(f"  seed {seed} SFT: held-out loss {result['sft']['sft/eval_loss_before']:.3f} -> "
+                  f"{result['sft']['sft/eval_loss_after']:.3f}, score {result['sft']['score']:+.3f}")
     # Rollout speed of our KV-cached loop vs transformers' generate, same batch and length.
     ro = zero.rollout(envs, train_seeds(seed, -1, cfg.batch_size))
     gen_s, gen_tok = zero.generate_baseline(ro)
@@ -390,7 +417,14 @@ def summarize(cfg: TextBenchConfig, results: list[dict], wall: float) -> dict:
     t = mean([r["true"]["score"] for r in results])
     lrn = mean([r["learned"]["score"] for r in results])
     gain_t, gain_l = t - z, lrn - z
+    sft = {}
+    if all("sft" in r for r in results):
+        sft = {"score_sft": mean([r["sft"]["score"] for r in results]), "kl_sft": mean([r["sft"]["kl"] for r in results]),
+               "sft_eval_loss_before": mean([r["sft"]["sft/eval_loss_before"] for r in results]),
+               "sft_eval_loss_after": mean([r["sft"]["sft/eval_loss_after"] for r in results]),
+               "sft_seconds": mean([r["sft"]["sft/seconds"] for r in results])}
     return {
+        **sft,
         "task": cfg.task, "model": cfg.model, "config": asdict(cfg),
         "score_zero_shot": z, "score_true": t, "score_learned": lrn,
         "gain_true": gain_t, "gain_learned": gain_l,
@@ -399,6 +433,7 @@ def summarize(cfg: TextBenchConfig, results: list[dict], wall: float) -> dict:
         "kl_learned": mean([r["learned"]["kl"] for r in results]),
         "labels_used": mean([r["learned"]["labels_used"] for r in results]),
         "pairs_labeled": mean([r["learned"]["pairs_labeled"] for r in results]),
+        "label_ties": mean([r["learned"]["label_ties"] for r in results]),
         "rm_accuracy": mean([r["learned"]["rm_accuracy"] for r in results]),
         "reward_correlation": mean([r["learned"]["reward_correlation"] for r in results]),
         "rollout_tokens_per_second": mean([r["rollout_tokens_per_second"] for r in results]),
@@ -432,7 +467,7 @@ def write_outputs(out: Path, cfg: TextBenchConfig, results: list[dict], summary:
     for i in range(min(6, len(r0["zero_shot"]["samples"]))):
         prompt = r0["zero_shot"]["samples"][i][0]
         lines += [f"## Prompt {i + 1}", "", f"> {prompt}", ""]
-        for arm in ("zero_shot", "true", "learned"):
+        for arm in ("zero_shot", "sft", "true", "learned") if "sft" in r0 else ("zero_shot", "true", "learned"):
             _, comp, score = r0[arm]["samples"][i]
             text = " ".join(comp.split()) or "(empty)"  # one line per completion
             lines.append(f"- **{arm.replace('_', '-')}** [{score:+.2f}]: {text}")
@@ -484,10 +519,13 @@ def plot(path: Path, rows: list[dict], summary: dict) -> None:
 def print_table(s: dict) -> None:
     lines = [
         ("true score, zero-shot", f"{s['score_zero_shot']:+.3f}"),
+        *([("true score, SFT (held-out loss)", f"{s['score_sft']:+.3f}  ({s['sft_eval_loss_before']:.3f} -> "
+                                                 f"{s['sft_eval_loss_after']:.3f})")] if "score_sft" in s else []),
         ("true score, PPO on true score", f"{s['score_true']:+.3f}  (KL {s['kl_true']:.2f})"),
         ("true score, PPO on learned reward", f"{s['score_learned']:+.3f}  (KL {s['kl_learned']:.2f})"),
         ("gain learned / gain true", f"{s['gain_ratio']:.2f}"),
-        ("labels used", f"{s['labels_used']:.0f}"),
+        ("labels used (pairwise labels, ties)", f"{s['labels_used']:.0f} ({s['pairs_labeled']:.0f}, "
+                                                f"{s['label_ties']:.0f})"),
         ("RM held-out accuracy", f"{s['rm_accuracy']:.3f}"),
         ("learned/true reward correlation", f"{s['reward_correlation']:.3f}"),
         ("rollout tokens/s (vs generate)", f"{s['rollout_tokens_per_second']:.0f} "

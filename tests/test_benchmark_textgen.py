@@ -12,7 +12,14 @@ def test_quick_run_writes_all_outputs(tmp_path, capsys):
     summary = textgen.main(["--synthetic-oracle", "--quick", "--model", "tiny", "--out", str(out)])
     for name in textgen.OUTPUTS:
         assert (out / name).stat().st_size > 0, name
-    assert (out / "labels-seed0.sqlite").exists()
+    # the labels are stored as text: the export gives prompt / chosen / rejected
+    from prefrl import iter_records
+
+    recs = list(iter_records(out / "labels-seed0.sqlite"))
+    assert len(recs) == summary["pairs_labeled"] > 0
+    assert all(isinstance(r["prompt"], str) and r["prompt"] and isinstance(r["completion_0"], str) for r in recs)
+    decided = [r for r in recs if r["mu"] != 0.5]
+    assert all(r["chosen"] == (r["completion_0"] if r["mu"] == 1.0 else r["completion_1"]) for r in decided)
     saved = json.loads((out / "summary.json").read_text())
     for key in ("score_zero_shot", "score_true", "score_learned", "kl_true", "kl_learned", "labels_used",
                 "rm_accuracy", "reward_correlation", "rollout_tokens_per_second", "generate_tokens_per_second",
@@ -35,10 +42,12 @@ def test_quick_run_writes_all_outputs(tmp_path, capsys):
     assert (out / "summary.json").read_text() == before
 
 
-def test_kwise_rankings_store_all_their_pairs(tmp_path):
+def test_kwise_rankings_store_all_their_pairs_and_sft_is_an_arm(tmp_path):
     out = tmp_path / "k3"
     summary = textgen.main(["--synthetic-oracle", "--quick", "--model", "tiny", "--rank-k", "3",
-                            "--batch-size", "6", "--out", str(out)])
+                            "--batch-size", "6", "--sft-steps", "3", "--reward-model", "frozen", "--out", str(out)])
+    assert summary["sft_eval_loss_after"] < summary["sft_eval_loss_before"]
+    assert "score_sft" in summary and "**sft**" in (out / "samples.md").read_text()
     assert summary["labels_used"] == 6  # rankings of 3 completions of one prompt
     assert summary["pairs_labeled"] == 6 * 3  # each gives C(3, 2) = 3 pairwise labels
     from prefrl import PreferenceStore
@@ -58,6 +67,8 @@ def test_kwise_rankings_store_all_their_pairs(tmp_path):
         (["--labels", "1000", "--iterations", "2"], "exceed"),
         (["--labels", "0"], "--labels must be >= 1"),
         (["--noise", "1.5"], "--noise"),
+        (["--sft-steps", "-1"], "--sft-steps must be >= 0"),
+        (["--round-completions", "0"], "--round-completions must be >= 1"),
         (["--iterations", "0"], "--iterations must be >= 1"),
     ],
 )
