@@ -28,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 
+from benchmarks.checks import MAX_STEPS, out_problem, remove_empty_stores, seeds_problem
+
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "timing.json")
 ARMS = ("learned", "true")
 UPPER = "upper"
@@ -138,6 +140,8 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
     for name in ("steps", "n_envs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.steps > MAX_STEPS:
+        parser.error(f"--steps {args.steps} is more than {MAX_STEPS:.0e}: that would run for months here")
     if args.labels < 1:
         parser.error(f"--labels must be >= 1, got {args.labels}")
     if args.labels > args.steps:
@@ -150,8 +154,9 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         parser.error(f"--reward-std must be a positive number, got {args.reward_std}")
     if args.segment_length is not None and args.segment_length < 1:
         parser.error(f"--segment-length must be >= 1, got {args.segment_length}")
-    if len(set(args.seeds)) != len(args.seeds):
-        parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; each seed's runs write their own labels file")
+    problem = seeds_problem(args.seeds)
+    if problem:
+        parser.error(problem)
     if args.eval_episodes < 1:
         parser.error(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
     if args.workers is not None and args.workers < 1:
@@ -172,6 +177,9 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
     if clash:
         parser.error(f"--out {args.out} already holds another run's files ({', '.join(sorted(set(clash)))}); "
                      "choose a new directory, nothing was overwritten")
+    problem = out_problem(args.out)
+    if problem:
+        parser.error(problem)
 
 
 # -- one arm -------------------------------------------------------------------
@@ -411,6 +419,10 @@ def run(family_module: str, family: Family, args: argparse.Namespace) -> dict:
                 for proc in list(getattr(pool, "_processes", {}).values()):
                     proc.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
+                removed = remove_empty_stores(args.out, [f"labels-seed{s}.sqlite" for s in args.seeds])
+                if removed:  # so that the same --out can be used again
+                    print(f"prefrl: removed the empty label store(s) {', '.join(removed)} of this failed run",
+                          file=sys.stderr)
                 raise
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -432,6 +444,9 @@ def _follow(futures, queue, total: int) -> None:
     bar = tqdm(total=total, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stdout, desc="training")
     try:
         while not all(f.done() for f in futures):
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:  # report a failed run now, not after the others spent their budgets
+                raise failed.exception()
             while not queue.empty():
                 arm, seed, n, event = queue.get()
                 bar.update(n)

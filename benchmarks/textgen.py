@@ -28,6 +28,7 @@ import json
 import math
 import os
 import resource
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -186,6 +187,12 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
         fail(f"--noise must be in [0, 1], got {args.noise}")
     if args.sft_steps < 0:
         fail(f"--sft-steps must be >= 0, got {args.sft_steps}")
+    from benchmarks.checks import finite_problem, out_problem, seeds_problem
+
+    problem = seeds_problem(args.seeds) or finite_problem(lr=args.lr, init_kl_coef=args.init_kl_coef,
+                                                          target_kl=args.target_kl, ptx_coef=args.ptx_coef)
+    if problem:
+        fail(problem)
     if args.lr <= 0 or args.train_layers < 0 or args.init_kl_coef < 0 or args.target_kl < 0 or args.ptx_coef < 0:
         fail("--lr must be > 0 and --train-layers, --init-kl-coef, --target-kl, --ptx-coef >= 0")
     try:
@@ -195,11 +202,12 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
     except ValueError as err:
         fail(str(err))
     out = Path(args.out or f"runs/textgen-{args.task}")
-    if out.exists() and not out.is_dir():
-        fail(f"--out {out} is a file; give a directory")
     taken = [f for f in (*OUTPUTS, *(f"labels-seed{s}.sqlite" for s in args.seeds)) if (out / f).exists()]
     if taken:
         fail(f"--out {out} already holds another run's {', '.join(taken)}; nothing was overwritten: give a new --out")
+    problem = out_problem(out)
+    if problem:
+        fail(problem)
     cfg = TextBenchConfig(
         task=args.task, model=args.model, iterations=args.iterations, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, rank_k=args.rank_k, labels=args.labels, noise=args.noise, query=args.query,
@@ -540,6 +548,10 @@ def print_table(s: dict) -> None:
                f"completions, seeds {list(s['config']['seeds'])}, {s['config']['device']})", lines)
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg, out = parse_config(argv)
@@ -555,6 +567,7 @@ def main(argv: list[str] | None = None) -> dict:
     total = len(cfg.seeds) * (3 + 2 * cfg.iterations)
     results = []
     bar = tqdm(total=total, desc="textgen", unit="step", dynamic_ncols=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops the run as Ctrl-C does
     try:
         for seed in cfg.seeds:
             results.append(run_seed(cfg, seed, out, base_model, tokenizer, bar))
@@ -563,6 +576,16 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\nprefrl: interrupted; the labels gathered so far are kept in {out}/labels-seed*.sqlite",
               file=sys.stderr)
         raise SystemExit(130) from None
+    except BaseException:
+        bar.close()
+        from benchmarks.checks import remove_empty_stores
+
+        removed = remove_empty_stores(out, [f"labels-seed{s}.sqlite" for s in cfg.seeds])
+        if removed:  # so that the same --out can be used again
+            print(f"prefrl: removed the empty label store(s) {', '.join(removed)} of this failed run", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     bar.close()
     summary = summarize(cfg, results, time.perf_counter() - t0)
     write_outputs(out, cfg, results, summary)

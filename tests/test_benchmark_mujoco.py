@@ -90,6 +90,12 @@ def _cli(*args, cwd=None):
         (["--noise", "1.5"], "--noise must be a probability"),
         (["--anchor-fraction", "2"], "--anchor-fraction must be a share in [0, 1]"),
         (["--seeds", "0", "0"], "repeats a seed"),
+        (["--seeds", "-1"], "a seed must be in 0..2147483647"),
+        (["--seeds", "1180591620717411303424"], "a seed must be in 0.."),
+        (["--steps", "1000000000000000"], "that would run for months"),
+        (["--out", "/proc/prefrl-out"], "cannot be written"),
+        (["--out", "pyproject.toml"], "is a file; give a directory"),
+        (["--out", "pyproject.toml/sub"], "which is a file; give a directory"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message):
