@@ -9,6 +9,7 @@ skip a query).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,6 +71,9 @@ class SyntheticOracle:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("noise", "beta", "gamma", "skip_threshold", "equal_threshold", "mistake"):
+            if math.isnan(getattr(self, name)):
+                raise ValueError(f"{name} is NaN; give a number (see the SyntheticOracle docstring)")
         for name in ("noise", "mistake"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -97,8 +101,11 @@ class SyntheticOracle:
         if len(seg1) != len(seg2):
             raise ValueError(f"cannot pair {len(seg1)} segments with {len(seg2)}")
         R1, R2 = self.returns(seg1.true_reward), self.returns(seg2.true_reward)
-        if torch.isnan(R1).any() or torch.isnan(R2).any():
-            raise ValueError("segment true rewards contain NaN; cannot label")
+        broken = torch.isnan(R1) | torch.isnan(R2)
+        if broken.any():  # the env gave a NaN reward: such a pair cannot be judged, the rest still can
+            warnings.warn(f"{int(broken.sum())} of {len(R1)} pairs have a NaN true return (the environment gave "
+                          "a NaN reward); they are left unanswered", stacklevel=2)
+            R1, R2 = R1.nan_to_num(0.0), R2.nan_to_num(0.0)
         n = len(R1)
         if math.isinf(self.beta):
             mu = (R1 > R2).float()
@@ -111,7 +118,7 @@ class SyntheticOracle:
         rand = torch.rand(n, generator=self._rng) < self.noise
         coin = torch.randint(0, 2, (n,), generator=self._rng).float()
         mu[rand] = coin[rand]
-        answered = torch.maximum(R1, R2) >= self.skip_threshold
+        answered = (torch.maximum(R1, R2) >= self.skip_threshold) & ~broken
         return mu, answered
 
 

@@ -8,6 +8,8 @@ sub-env was resetting).
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,10 +150,12 @@ def sample_segments(
     for name, x in (("obs", obs), ("act", act), ("dones", dones)):
         if tuple(x.shape[:2]) != (T, n_envs):
             raise ValueError(f"{name} leads with {tuple(x.shape[:2])}, expected [T, n_envs] = {(T, n_envs)}")
-    if torch.isnan(reward.float()).any():
-        raise ValueError("reward contains NaN; the oracle cannot rank segments with NaN returns")
     if n < 1:
         raise ValueError(f"number of segments must be >= 1, got {n}")
+    nan = torch.isnan(reward.float())
+    if nan.any():  # a broken env step: clips around it cannot be judged, the others still can
+        warnings.warn(f"{int(nan.sum())} steps have a NaN true reward; no clip includes them", stacklevel=2)
+        valid = ~nan if valid is None else _as_tensor(valid).bool() & ~nan
     ok = valid_starts(dones, length, valid)
     t_idx, e_idx = ok.nonzero(as_tuple=True)
     if len(t_idx) == 0:

@@ -65,7 +65,7 @@ def test_sb3_ppo_on_learned_reward_halfcheetah(tmp_path):
     assert last["rm/val_accuracy"] > 0.6, last
     # every label is on disk; the agent saw the learned reward, the info kept the true one
     assert PreferenceStore(tmp_path / "labels.sqlite").total_added == store.total_added
-    obs = env.reset()
+    env.reset()
     _, r, _, infos = env.step(np.stack([env.action_space.sample() for _ in range(n_envs)]))
     assert all("true_reward" in i for i in infos)
     assert not np.allclose(r, [i["true_reward"] for i in infos])
@@ -168,3 +168,35 @@ def test_anchor_fraction_pairs_recent_clips_with_clips_labeled_before():
     assert not any(is_old(pair[0]) for pair in new)  # every first clip is recent
     with pytest.raises(ValueError, match="anchor_fraction"):
         LoopConfig(anchor_fraction=1.5)
+
+
+class _NaNRewardOnce(gym.Wrapper):
+    """An env that pays a NaN reward at step 3 of every other episode: a broken simulator step."""
+
+    def reset(self, **kw):
+        self.t = 0
+        return self.env.reset(**kw)
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(action)
+        self.t += 1
+        self.episodes = getattr(self, "episodes", 0) + (term or trunc)
+        return obs, (float("nan") if self.t == 3 and self.episodes % 2 == 0 else r), term, trunc, info
+
+
+def test_one_nan_true_reward_skips_its_pairs_and_later_fits_still_run():
+    venv = DummyVecEnv([lambda: _NaNRewardOnce(gym.make("InvertedPendulum-v5"))])
+    ens = MLPEnsemble(venv.observation_space.shape, venv.action_space.shape)
+    cfg = LoopConfig(total_labels=30, total_steps=400, segment_length=5, pretrain_epochs=2, query="random")
+    loop = PreferenceLoop(ens, SyntheticOracle(noise=0.0), 1, cfg)
+    env = LearnedRewardVecEnv(venv, loop)
+    env.collect_random(100, seed=0)
+    with pytest.warns(UserWarning, match="NaN true reward; no clip includes them"):
+        loop.pretrain()
+    for k in range(1, 4):  # later rounds fit as usual on the labels that could be given
+        env.collect_random(100, seed=k)
+        with pytest.warns(UserWarning, match="NaN true reward"):
+            loop.update(100 * k)
+    data = loop.store.tensors()
+    assert len(loop.store) > 0 and not torch.isnan(data["true_reward"]).any()
+    assert np.isfinite(loop.metrics["rm/train_loss"])

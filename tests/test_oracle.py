@@ -63,7 +63,13 @@ def test_same_seed_same_labels_and_bad_input():
     assert torch.equal(a, b) and not torch.equal(a, c)
     with pytest.raises(ValueError, match="probability"):
         SyntheticOracle(noise=1.5)
-    with pytest.raises(ValueError, match="NaN"):
-        SyntheticOracle().label(_segs(torch.tensor([float("nan")])), _segs(torch.tensor([0.0])))
+    for name in ("beta", "equal_threshold", "skip_threshold", "noise"):
+        with pytest.raises(ValueError, match=f"{name} is NaN"):
+            SyntheticOracle(**{name: float("nan")})
+    # a NaN true return leaves that pair unanswered (with a warning); the other pairs are labeled as usual
+    with pytest.warns(UserWarning, match="1 of 3 pairs have a NaN true return"):
+        mu, answered = SyntheticOracle(noise=0.0).label(_segs(torch.tensor([float("nan"), 2.0, 0.0])),
+                                                        _segs(torch.tensor([0.0, 1.0, 1.0])))
+    assert answered.tolist() == [False, True, True] and mu[1:].tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="cannot pair"):
         SyntheticOracle().label(_segs(R1), _segs(R2[:3]))
