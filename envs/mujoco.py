@@ -52,6 +52,7 @@ file is called ``mujoco.py``, never run it as a script from inside ``envs/``
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
 import gymnasium as gym
@@ -231,6 +232,26 @@ def _check_task(env_id: str) -> None:
         )
 
 
+_KNOWN_ASSET_DEPRECATION = "compiler attribute 'settotalmass' is deprecated"
+"""MuJoCo 4 says this on every load of gymnasium 1.4's own half_cheetah.xml; the model is still built the same."""
+
+
+def _mujoco_warning(message: str) -> None:
+    if not message.startswith(_KNOWN_ASSET_DEPRECATION):
+        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
+def _route_mujoco_warnings() -> None:
+    """Sends MuJoCo's C-level warnings to Python's ``warnings`` (filterable), minus gymnasium's asset deprecation.
+
+    Installed only when no one else set a MuJoCo warning handler.
+    """
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
 def make_mujoco_env(
     env_id: str,
     *,
@@ -261,6 +282,7 @@ def make_mujoco_env(
     """
     _check_task(env_id)
     gl_backend()
+    _route_mujoco_warnings()
     kwargs: dict[str, Any] = dict(PAPER_VARIANT_KWARGS[env_id]) if paper_variant else {}
     kwargs.update(make_kwargs)
     if max_episode_steps is not None:

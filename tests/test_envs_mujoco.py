@@ -238,3 +238,14 @@ def test_render_states_shape_and_content() -> None:
     np.testing.assert_array_equal(again, frames[0])
     with pytest.raises(ValueError):
         render_states("HalfCheetah-v5", states[:, :5])
+
+
+def test_gymnasium_asset_deprecation_is_not_printed_and_other_mujoco_warnings_reach_python(capfd):
+    from envs import mujoco as envs_mujoco
+
+    env = make_mujoco_env("HalfCheetah-v5", paper_variant=True)
+    env.reset(seed=0)
+    env.close()
+    assert "settotalmass" not in capfd.readouterr().err
+    with pytest.warns(RuntimeWarning, match="MuJoCo: Nan, Inf or huge value in QACC"):
+        envs_mujoco._mujoco_warning("Nan, Inf or huge value in QACC at DOF 0.")
