@@ -18,14 +18,14 @@ from prefrl.segments import Segments, sample_segments, valid_starts
 from prefrl.store import PreferenceStore
 from prefrl.text_loop import TextLoopConfig, TextPreferenceLoop
 from prefrl.trainer import RewardTrainer, TrainerConfig
-from prefrl.wrappers import LearnedRewardVecEnv, LearnedRewardVectorEnv, PreferenceCallback
+from prefrl.wrappers import LearnedRewardVecEnv, LearnedRewardVectorEnv, PreferenceCallback, relabel_replay_buffer
 
 __all__ = [
     "Labeler", "LabelSchedule", "LearnedRewardVecEnv", "LearnedRewardVectorEnv", "LoopConfig", "MLPEnsemble",
     "ModuleEnsemble", "PreferenceCallback", "PreferenceLoop", "PreferenceStore", "QUERY_METHODS",
     "RewardEnsemble", "RewardFunction", "RewardTrainer", "RolloutRecorder", "Segments", "SyntheticOracle", "TextLoopConfig", "TextPreferenceLoop", "TrainerConfig",
     "bt_log_probs", "bt_loss", "bt_probability", "disagreement", "export_store", "iter_records", "kwise_ranking_loss", "load_reward", "mean_entropy",
-    "pair_probabilities", "pearson", "ranking_to_pairs", "sample_segments", "save_reward", "segment_return_correlation", "select_groups", "select_queries",
+    "pair_probabilities", "pearson", "ranking_to_pairs", "relabel_replay_buffer", "sample_segments", "save_reward", "segment_return_correlation", "select_groups", "select_queries",
     "spearman", "valid_starts",
 ]
 __version__ = "0.1.0"

@@ -19,7 +19,7 @@ import gymnasium as gym
 
 from prefrl.loop import PreferenceLoop
 
-__all__ = ["LearnedRewardVecEnv", "LearnedRewardVectorEnv", "PreferenceCallback"]
+__all__ = ["LearnedRewardVecEnv", "LearnedRewardVectorEnv", "PreferenceCallback", "relabel_replay_buffer"]
 
 
 def _random_actions(space: gym.Space, n: int) -> np.ndarray:
@@ -142,15 +142,22 @@ class PreferenceCallback(BaseCallback):
     """Runs ``loop.update`` at the end of every rollout of an SB3 algorithm.
 
     The metrics of each round are kept in ``history`` as (env step, metrics)
-    and recorded under ``pref/`` in the algorithm's logger.
+    and recorded under ``pref/`` in the algorithm's logger (and dumped at
+    once, so even a run shorter than an off-policy algorithm's log interval
+    shows them). For off-policy algorithms (SAC, TD3, DQN, ...) the rewards
+    already in the replay buffer were computed by older reward models: after
+    every refit they are recomputed with the current one
+    (:func:`relabel_replay_buffer`), as the loop would pay them now.
 
     Args:
         loop: the preference loop whose wrapper the algorithm is training on.
+        relabel: recompute the replay buffer's rewards after each refit (default True).
     """
 
-    def __init__(self, loop: PreferenceLoop, verbose: int = 0):
+    def __init__(self, loop: PreferenceLoop, verbose: int = 0, relabel: bool = True):
         super().__init__(verbose)
         self.loop = loop
+        self.relabel = relabel
         self.history: list[tuple[int, dict[str, float]]] = []
 
     def _on_step(self) -> bool:
@@ -159,6 +166,45 @@ class PreferenceCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         metrics = self.loop.update(self.num_timesteps)
         if metrics:
+            buffer = getattr(self.model, "replay_buffer", None)
+            if self.relabel and buffer is not None:
+                metrics = {**metrics, "relabeled": float(relabel_replay_buffer(buffer, self.loop))}
             self.history.append((self.num_timesteps, metrics))
             for k, v in metrics.items():
                 self.logger.record(f"pref/{k}", v)
+            self.logger.dump(self.num_timesteps)
+
+
+def relabel_replay_buffer(buffer, loop: PreferenceLoop, batch_size: int = 4096) -> int:
+    """Overwrites the rewards of every transition in an SB3 replay buffer with the loop's current learned reward.
+
+    Transition t of env e holds the observation its action was taken at
+    (``observations[t, e]``) and that action; its reward becomes
+    ``loop.reward(obs, act)``, the normalised reward the wrapper would pay now.
+
+    Args:
+        buffer: a ``stable_baselines3`` ``ReplayBuffer`` (dict observations are not supported).
+        loop: the loop whose reward model trains the agent.
+        batch_size: transitions scored per call.
+
+    Returns:
+        number of transitions relabeled.
+
+    Raises:
+        TypeError: the buffer holds dict observations (HER, multi-input).
+    """
+    if isinstance(buffer.observations, dict):
+        raise TypeError("relabel_replay_buffer supports array observations, not dict observation buffers")
+    size = buffer.buffer_size if buffer.full else buffer.pos
+    if size == 0:
+        return 0
+    n_envs = buffer.n_envs
+    obs = buffer.observations[:size].reshape(size * n_envs, *buffer.observations.shape[2:])
+    act = buffer.actions[:size].reshape(size * n_envs, *buffer.actions.shape[2:])
+    ens_act = loop.ensemble.act_shape
+    if len(ens_act) == 0:  # discrete actions: SB3 stores them as [.., 1]
+        act = act.reshape(size * n_envs)
+    rewards = np.concatenate([loop.reward(obs[i : i + batch_size], act[i : i + batch_size])
+                              for i in range(0, len(obs), batch_size)])
+    buffer.rewards[:size] = rewards.reshape(size, n_envs).astype(buffer.rewards.dtype)
+    return size * n_envs

@@ -200,3 +200,44 @@ def test_one_nan_true_reward_skips_its_pairs_and_later_fits_still_run():
     data = loop.store.tensors()
     assert len(loop.store) > 0 and not torch.isnan(data["true_reward"]).any()
     assert np.isfinite(loop.metrics["rm/train_loss"])
+
+
+@pytest.mark.parametrize("algo, env_id", [("SAC", "InvertedPendulum-v5"), ("DQN", "CartPole-v1")])
+def test_off_policy_replay_buffer_holds_the_current_learned_reward(tmp_path, algo, env_id):
+    """After every refit the replay buffer is relabeled; the preference metrics reach SB3's logger."""
+    import csv
+
+    import stable_baselines3
+    from stable_baselines3.common.logger import configure
+
+    from prefrl import relabel_replay_buffer
+
+    torch.manual_seed(0)
+    venv = DummyVecEnv([lambda: gym.make(env_id)])
+    discrete = isinstance(venv.action_space, gym.spaces.Discrete)
+    ens = (MLPEnsemble(venv.observation_space.shape, n_actions=venv.action_space.n) if discrete
+           else MLPEnsemble(venv.observation_space.shape, venv.action_space.shape))
+    cfg = LoopConfig(total_labels=40, total_steps=600, segment_length=5, pretrain_epochs=5, fit_epochs=2)
+    loop = PreferenceLoop(ens, SyntheticOracle(seed=0), 1, cfg)
+    env = LearnedRewardVecEnv(venv, loop)
+    env.collect_random(100, seed=0)
+    loop.pretrain()
+    kw = dict(learning_starts=50, train_freq=50, gradient_steps=5, seed=0, device="cpu")
+    model = getattr(stable_baselines3, algo)("MlpPolicy", env, buffer_size=2000, **kw)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    cb = PreferenceCallback(loop)
+    model.learn(600, callback=cb)
+    rounds = [m for _, m in cb.history]
+    assert rounds and all(m["relabeled"] > 0 for m in rounds)
+    buf = model.replay_buffer
+    size = buf.pos
+    obs = buf.observations[:size, 0]
+    act = buf.actions[:size, 0].reshape(size) if discrete else buf.actions[:size, 0]
+    np.testing.assert_allclose(buf.rewards[:size, 0], loop.reward(obs, act), atol=1e-5)
+    loop._fit(3)  # a refit without relabeling leaves stale rewards behind ...
+    assert np.abs(buf.rewards[:size, 0] - loop.reward(obs, act)).max() > 1e-3
+    assert relabel_replay_buffer(buf, loop) == size  # ... which relabeling replaces
+    np.testing.assert_allclose(buf.rewards[:size, 0], loop.reward(obs, act), atol=1e-5)
+    with open(tmp_path / "progress.csv") as f:
+        cols = next(csv.reader(f))
+    assert "pref/relabeled" in cols and "pref/rm/val_accuracy" in cols
