@@ -117,6 +117,9 @@ def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -
     p.add_argument("--workers", type=int, default=None,
                    help="runs in parallel processes (default: one per CPU core, at most one per run)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default runs/<family>-<env>-<time>)")
+    p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                   help="also log each run to TensorBoard under DIR/<arm>-seed<k>_1 (SB3's train/ and rollout/ "
+                        "metrics, true_return, and the pref/ metrics of the learned arm); needs `pip install tensorboard`")
     p.add_argument("--eval-episodes", type=int, default=30,
                    help="fresh episodes on which each final policy (and the random policy) is evaluated")
     p.add_argument("--upper-bound", action="store_true",
@@ -180,6 +183,15 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
     problem = out_problem(args.out)
     if problem:
         parser.error(problem)
+    if args.tensorboard is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            parser.error("--tensorboard needs the tensorboard package: pip install tensorboard "
+                         "(or pip install 'prefrl[tensorboard]')")
+        problem = out_problem(args.tensorboard)
+        if problem:
+            parser.error(problem.replace("--out", "--tensorboard", 1))
 
 
 # -- one arm -------------------------------------------------------------------
@@ -232,7 +244,8 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         std = args.reward_std if args.reward_std is not None else family.loop_overrides.get("target_std", 1.0)
         venv = NormalisedTrueReward(venv, target_std=std)
     env = family.wrap_agent_env(venv, "learned" if arm == UPPER else arm, args)
-    agent = make_agent(args.agent, env, family.name, seed=seed, device=args.device)
+    tb = dict(tensorboard_log=str(args.tensorboard)) if args.tensorboard is not None else {}
+    agent = make_agent(args.agent, env, family.name, seed=seed, device=args.device, **tb)
 
     rows: list[dict] = []
     episodes: list[tuple[int, float]] = []
@@ -250,7 +263,11 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
 
         def _on_rollout_end(self) -> None:
             if loop is not None:
-                loop.update(self.num_timesteps)
+                for k, v in (loop.update(self.num_timesteps) or {}).items():
+                    self.logger.record(f"pref/{k}", v)  # reaches TensorBoard with --tensorboard
+            recent = [r for _, r in episodes[-10:]]
+            if recent:
+                self.logger.record("rollout/true_return", float(np.mean(recent)))  # the env's reward, both arms
             if self.num_timesteps - self.last_log >= log_every:
                 self.last_log = self.num_timesteps
                 recent = [r for _, r in episodes[-10:]]
@@ -268,7 +285,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
             self.last_sent = self.num_timesteps
 
     t0, c0 = time.perf_counter(), time.process_time()
-    agent.learn(args.steps, callback=Curve())
+    agent.learn(args.steps, callback=Curve(), tb_log_name=f"{arm}-seed{seed}")
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     steps = agent.num_timesteps  # SB3 finishes its last rollout, so this can exceed args.steps
     final = [r for _, r in episodes[-10:]]

@@ -129,3 +129,19 @@ def test_help_lists_the_flags():
     assert r.returncode == 0
     for flag in ("--env", "--steps", "--labels", "--noise", "--query", "--agent", "--seeds", "--device", "--out"):
         assert flag in r.stdout
+
+
+def test_tensorboard_logs_both_arms_with_the_preference_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _run([*TINY, "--out", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb")])
+    runs = sorted(p.name for p in (tmp_path / "tb").iterdir())
+    assert runs == ["learned-seed0_1", "true-seed0_1"]
+    tags = {}
+    for name in runs:
+        acc = EventAccumulator(str(tmp_path / "tb" / name))
+        acc.Reload()
+        tags[name] = set(acc.Tags()["scalars"])
+    assert "rollout/true_return" in tags["true-seed0_1"] and "rollout/true_return" in tags["learned-seed0_1"]
+    assert {"pref/rm/val_accuracy", "pref/labels"} <= tags["learned-seed0_1"]
+    assert not any(t.startswith("pref/") for t in tags["true-seed0_1"])
