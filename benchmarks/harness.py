@@ -18,6 +18,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sys
 import time
@@ -117,6 +118,11 @@ def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -
     p.add_argument("--workers", type=int, default=None,
                    help="runs in parallel processes (default: one per CPU core, at most one per run)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default runs/<family>-<env>-<time>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out (same flags): finished arms are kept, the others "
+                        "restart from their last checkpoint with the labels already in their store")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="an arm saves a checkpoint after each reward-model fit and at least this often (default 10)")
     p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                    help="also log each run to TensorBoard under DIR/<arm>-seed<k>_1 (SB3's train/ and rollout/ "
                         "metrics, true_return, and the pref/ metrics of the learned arm); needs `pip install tensorboard`")
@@ -170,6 +176,15 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         args.device = resolve_device(args.device)
     except ValueError as err:
         parser.error(str(err))
+    if not args.checkpoint_minutes >= 0:
+        parser.error(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes}")
+    if args.resume:
+        if args.out is None:
+            parser.error("--resume needs --out: the directory of the run to continue")
+        problem = resume_problem(args)
+        if problem:
+            parser.error(problem)
+        return
     if args.out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         args.out = Path("runs") / f"{family.name}-{args.env.replace('/', '_')}-{stamp}"
@@ -177,9 +192,11 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
     clash += [p.name for pattern in ("labels-seed*.sqlite", "learned-agent-seed*.gif", "agent-*-seed*.zip",
                                      "reward-model-seed*.pt") for p in args.out.glob(pattern)] \
         if args.out.exists() else []
+    if (args.out / RUN_FILE).exists():
+        clash.append(RUN_FILE)
     if clash:
         parser.error(f"--out {args.out} already holds another run's files ({', '.join(sorted(set(clash)))}); "
-                     "choose a new directory, nothing was overwritten")
+                     "choose a new directory (or add --resume to continue it), nothing was overwritten")
     problem = out_problem(args.out)
     if problem:
         parser.error(problem)
@@ -192,6 +209,96 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         problem = out_problem(args.tensorboard)
         if problem:
             parser.error(problem.replace("--out", "--tensorboard", 1))
+
+
+# -- resume ----------------------------------------------------------------------
+
+RUN_FILE = "run.json"
+"""The flags of a run, written when it starts; ``--resume`` refuses flags that differ from them."""
+_NOT_COMPARED = {"out", "resume", "checkpoint_minutes", "workers", "tensorboard", "device", "threads"}
+
+
+def _run_flags(args: argparse.Namespace) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items()) if k not in _NOT_COMPARED}
+
+
+def resume_problem(args: argparse.Namespace) -> str | None:
+    """Why ``--resume`` cannot continue ``args.out`` with these flags, or None."""
+    path = args.out / RUN_FILE
+    if not path.exists():
+        return (f"--resume: {args.out} holds no run to continue ({RUN_FILE} is missing); "
+                "start it without --resume")
+    saved = json.loads(path.read_text())["flags"]
+    now = _run_flags(args)
+    differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+              if saved.get(k) != now.get(k)]
+    if differ:
+        return f"--resume: the flags differ from the run in {args.out}: {'; '.join(differ)}; give the same flags"
+    return None
+
+
+def _atomic_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(_json_safe(data)) + "\n")
+    os.replace(tmp, path)
+
+
+class Checkpoint:
+    """One arm's checkpoint directory ``<out>/checkpoints/<arm>-seed<k>``, replaced atomically.
+
+    Files: ``agent.zip`` (SB3, with its optimizer and step count), ``vecnormalize.pkl``
+    when the agent normalises observations, ``loop.pt`` (``PreferenceLoop.state_dict``)
+    and ``progress.json`` (curve rows, episode returns, time spent). A new checkpoint is
+    written next to the old one and swapped in by renames, so a kill at any moment leaves
+    one complete checkpoint. ``result.json`` marks a finished arm.
+    """
+
+    def __init__(self, out: Path, arm: str, seed: int):
+        self.root = out / "checkpoints"
+        self.path = self.root / f"{arm}-seed{seed}"
+        self.result_path = self.root / f"{arm}-seed{seed}.result.json"
+
+    def latest(self) -> Path | None:
+        for p in (self.path, self.path.with_name(self.path.name + ".old")):
+            if (p / "progress.json").exists():
+                return p
+        return None
+
+    def write(self, agent, loop, progress: dict) -> None:
+        import torch
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        agent.save(tmp / "agent.zip")
+        env = agent.get_env()
+        if isinstance(env, VecNormalize):
+            env.save(str(tmp / "vecnormalize.pkl"))
+        if loop is not None:
+            torch.save(loop.state_dict(), tmp / "loop.pt")
+        (tmp / "progress.json").write_text(json.dumps(_json_safe(progress)))  # last: marks it complete
+        old = self.path.with_name(self.path.name + ".old")
+        if self.path.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(self.path, old)
+        os.replace(tmp, self.path)
+        if old.exists():
+            shutil.rmtree(old)
+
+    def restore(self, agent_cls, env, loop, device: str):
+        """Loads the latest checkpoint: returns (agent, progress)."""
+        import torch
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        path = self.latest()
+        if isinstance(env, VecNormalize) and (path / "vecnormalize.pkl").exists():
+            saved = VecNormalize.load(str(path / "vecnormalize.pkl"), env.venv)
+            env.obs_rms, env.ret_rms = saved.obs_rms, saved.ret_rms
+        agent = agent_cls.load(path / "agent.zip", env=env, device=device)
+        if loop is not None:
+            loop.load_state_dict(torch.load(path / "loop.pt", weights_only=False))
+        return agent, json.loads((path / "progress.json").read_text())
 
 
 # -- one arm -------------------------------------------------------------------
@@ -213,6 +320,15 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     # clipping), so the same seed would give another agent, other labels and other figures with
     # --workers 1 (2 threads per run here) than with --workers 2. The envs may still use `threads`.
     torch.set_num_threads(1 if args.device == "cpu" else threads)
+    ckpt = Checkpoint(args.out, arm, seed)
+    if args.resume and ckpt.result_path.exists():  # finished before the interruption
+        queue.put((arm, seed, args.steps, "finished before the interruption; kept"))
+        return json.loads(ckpt.result_path.read_text())
+    resume_from = ckpt.latest() if args.resume else None
+    store_path = args.out / f"labels-seed{seed}.sqlite"
+    if args.resume and resume_from is None and arm == "learned" and store_path.exists():
+        # killed before its first checkpoint: start the arm again, keeping its early labels beside it
+        store_path.rename(store_path.with_name(f"labels-seed{seed}.before-resume-{int(time.time())}.sqlite"))
     family: Family = importlib.import_module(family_module).FAMILY
     venv = family.make_venv(args, args.n_envs, seed)
     loop, pre = None, {}
@@ -228,16 +344,17 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
                          seed=seed, **overrides)
         tcfg = TrainerConfig(device=args.device, seed=seed, label_noise=args.noise if args.noise < 1 else 0.99,
                              **family.trainer_overrides)
-        store = PreferenceStore(args.out / f"labels-seed{seed}.sqlite", seed=seed)
+        store = PreferenceStore(store_path, seed=seed)
         loop = PreferenceLoop(family.make_ensemble(venv, args), SyntheticOracle(noise=args.noise, seed=seed),
                               args.n_envs, cfg, tcfg, store,
                               family.obs_transform(args) if family.obs_transform else None)
         venv = LearnedRewardVecEnv(venv, loop, family.episode_end_key)
-        t = time.perf_counter()
-        venv.collect_random(min(family.random_steps, max(2 * L, args.steps // args.n_envs)), seed=seed)
-        pre = loop.pretrain()
-        pre["seconds"] = time.perf_counter() - t
-        queue.put((arm, seed, 0, "pretrained"))
+        if resume_from is None:
+            t = time.perf_counter()
+            venv.collect_random(min(family.random_steps, max(2 * L, args.steps // args.n_envs)), seed=seed)
+            pre = loop.pretrain()
+            pre["seconds"] = time.perf_counter() - t
+            queue.put((arm, seed, 0, "pretrained"))
     if arm == UPPER:
         from agents.wrappers import NormalisedTrueReward
 
@@ -246,10 +363,26 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     env = family.wrap_agent_env(venv, "learned" if arm == UPPER else arm, args)
     tb = dict(tensorboard_log=str(args.tensorboard)) if args.tensorboard is not None else {}
     agent = make_agent(args.agent, env, family.name, seed=seed, device=args.device, **tb)
-
     rows: list[dict] = []
     episodes: list[tuple[int, float]] = []
+    before = {"wall": 0.0, "cpu": 0.0}  # time spent before a resume
+    resumed_from = None
+    if resume_from is not None:
+        agent, progress = ckpt.restore(type(agent), env, loop, args.device)
+        if args.tensorboard is not None:
+            agent.tensorboard_log = str(args.tensorboard)
+        rows, episodes = progress["rows"], [tuple(e) for e in progress["episodes"]]
+        pre, before = progress["pre"], {"wall": progress["wall"], "cpu": progress["cpu"]}
+        resumed_from = agent.num_timesteps
+        queue.put((arm, seed, resumed_from, f"resumed from its checkpoint at step {resumed_from}"))
     log_every = max(args.steps // 50, 1)
+    last_ckpt = [time.monotonic()]
+
+    def checkpoint(model) -> None:
+        ckpt.write(model, loop, {"rows": rows, "episodes": episodes, "pre": pre,
+                                 "wall": before["wall"] + time.perf_counter() - t0,
+                                 "cpu": before["cpu"] + time.process_time() - c0})
+        last_ckpt[0] = time.monotonic()
 
     class Curve(BaseCallback):
         last_log = 0
@@ -262,9 +395,11 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
             return True
 
         def _on_rollout_end(self) -> None:
+            fitted = False
             if loop is not None:
                 for k, v in (loop.update(self.num_timesteps) or {}).items():
                     self.logger.record(f"pref/{k}", v)  # reaches TensorBoard with --tensorboard
+                    fitted = True
             recent = [r for _, r in episodes[-10:]]
             if recent:
                 self.logger.record("rollout/true_return", float(np.mean(recent)))  # the env's reward, both arms
@@ -283,10 +418,17 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
                 })
             queue.put((arm, seed, self.num_timesteps - self.last_sent, None))
             self.last_sent = self.num_timesteps
+            if fitted or time.monotonic() - last_ckpt[0] >= 60 * args.checkpoint_minutes:
+                checkpoint(self.model)
 
     t0, c0 = time.perf_counter(), time.process_time()
-    agent.learn(args.steps, callback=Curve(), tb_log_name=f"{arm}-seed{seed}")
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    curve = Curve()
+    curve.last_sent = curve.last_log = agent.num_timesteps
+    if resumed_from is None and loop is not None:
+        checkpoint(agent)  # the labels of the initial policy and the fit on them are not asked for twice
+    agent.learn(max(args.steps - agent.num_timesteps, 1), callback=curve, tb_log_name=f"{arm}-seed{seed}",
+                reset_num_timesteps=resumed_from is None)
+    wall, cpu = before["wall"] + time.perf_counter() - t0, before["cpu"] + time.process_time() - c0
     steps = agent.num_timesteps  # SB3 finishes its last rollout, so this can exceed args.steps
     final = [r for _, r in episodes[-10:]]
     queue.put((arm, seed, 0, f"trained; evaluating on {args.eval_episodes} fresh episodes"))
@@ -325,7 +467,10 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
             "pretrain_accuracy": pre.get("rm/val_accuracy", float("nan")),
         })
         loop.store.close()
+    if resumed_from is not None:
+        result["resumed_from_step"] = resumed_from
     venv.close()
+    _atomic_json(ckpt.result_path, result)
     return result
 
 
@@ -413,6 +558,8 @@ def random_policy_return(family: Family, args, seed: int) -> dict:
 def run(family_module: str, family: Family, args: argparse.Namespace) -> dict:
     """Runs every (seed, arm), writes the outputs, prints a summary table; returns the summary."""
     args.out.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        _atomic_json(args.out / RUN_FILE, {"flags": _run_flags(args), "started": time.time()})
     jobs = [(seed, arm) for seed in args.seeds for arm in (*ARMS, *((UPPER,) if args.upper_bound else ()))]
     cores = os.cpu_count() or 1
     workers = args.workers or max(1, min(len(jobs), cores))
@@ -446,6 +593,7 @@ def run(family_module: str, family: Family, args: argparse.Namespace) -> dict:
     random = random_policy_return(family, args, args.seeds[0])
     summary, timing = summarize(args, results, random, time.perf_counter() - t_start)
     write_outputs(args.out, results, summary, timing)
+    shutil.rmtree(args.out / "checkpoints", ignore_errors=True)  # the run is complete; its outputs are written
     print_table(summary, timing)
     return summary
 
@@ -526,6 +674,8 @@ def summarize(args, results: list[dict], random: dict, wall: float) -> tuple[dic
         "reward_correlation_step": _mean(r["reward_correlation_step"] for r in learned),
         "pretrain_accuracy": _mean(r["pretrain_accuracy"] for r in learned),
     })
+    summary["resumed"] = [{"arm": r["arm"], "seed": r["seed"], "from_step": r["resumed_from_step"]}
+                          for r in results if "resumed_from_step" in r]  # empty for a run never interrupted
     summary["warnings"] = _warnings(summary, random)
     summary["per_seed"] = [{k: v for k, v in r.items() if k != "rows" and k not in TIMING_KEYS} for r in results]
 
@@ -659,6 +809,8 @@ def print_table(s: dict, t: dict) -> None:
         ("wall time", f"{t['wall_seconds'] / 60:.1f} min"),
     ]
     print_rows(f"{s['env']} ({s['agent']}, {s['steps']} steps, seeds {s['seeds']})", lines)
+    for r in s["resumed"]:
+        print(f"resumed: the {r['arm']} arm of seed {r['seed']} continued from its checkpoint at step {r['from_step']}")
     for w in s["warnings"]:
         print(f"WARNING: {w}")
 

@@ -338,6 +338,52 @@ class PreferenceLoop:
         self.metrics = self._fit(self.config.pretrain_epochs) | {"labels": float(self.labels_used)}
         return self.metrics
 
+    # -- checkpoints -------------------------------------------------------
+    def state_dict(self, recorder_max_bytes: int = 256 << 20) -> dict:
+        """Everything needed to continue this loop after a crash (the labels are in the store already).
+
+        Args:
+            recorder_max_bytes: the recent-steps buffer is included when it is
+                smaller than this (MuJoCo: a few MB); a larger one (Atari frames)
+                is left out and refills from the steps after the resume.
+
+        Returns:
+            a dict of tensors, numbers and RNG states for ``torch.save``.
+        """
+        rec = self.recorder
+        keep_rec = rec._buf and sum(a.nbytes for a in rec._buf.values()) <= recorder_max_bytes
+        return {
+            "ensemble": self.ensemble.state_dict(),
+            "optimizer": self.trainer.optimizer.state_dict(),
+            "l2": self.trainer.l2.clone(),
+            "trainer_rng": self.trainer._rng.get_state(),
+            "segments_rng": self._gen.get_state(),
+            "calibration_rng": self._np_rng.bit_generator.state,
+            "labels_used": self.labels_used,
+            "labels_stored": self.store.total_added,
+            "reward_mean": self.reward_mean, "reward_std": self.reward_std,
+            "metrics": dict(self.metrics), "fit_seconds": self.fit_seconds,
+            "recorder": ({"buf": {k: v.copy() for k, v in rec._buf.items()}, "next": rec._next, "size": rec.size,
+                          "total": rec.total, "steps_at_fit": self._steps_at_fit} if keep_rec else None),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores :meth:`state_dict`. Labels the store gained after the checkpoint count as used."""
+        self.ensemble.load_state_dict(state["ensemble"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.trainer.l2 = state["l2"].clone()
+        self.trainer._rng.set_state(state["trainer_rng"])
+        self._gen.set_state(state["segments_rng"])
+        self._np_rng.bit_generator.state = state["calibration_rng"]
+        self.labels_used = state["labels_used"] + max(0, self.store.total_added - state["labels_stored"])
+        self.reward_mean, self.reward_std = state["reward_mean"], state["reward_std"]
+        self.metrics, self.fit_seconds = dict(state["metrics"]), state["fit_seconds"]
+        rec = state["recorder"]
+        if rec is not None:
+            self.recorder._buf = {k: v.copy() for k, v in rec["buf"].items()}
+            self.recorder._next, self.recorder.size, self.recorder.total = rec["next"], rec["size"], rec["total"]
+            self._steps_at_fit = rec["steps_at_fit"]
+
     def update(self, env_step: int) -> dict[str, float] | None:
         """Runs a query/label/fit round if the schedule says labels are due.
 
