@@ -257,6 +257,7 @@ class Checkpoint:
         self.root = out / "checkpoints"
         self.path = self.root / f"{arm}-seed{seed}"
         self.result_path = self.root / f"{arm}-seed{seed}.result.json"
+        self.reached_path = self.root / f"{arm}-seed{seed}.reached.json"
 
     def latest(self) -> Path | None:
         for p in (self.path, self.path.with_name(self.path.name + ".old")):
@@ -374,7 +375,10 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         rows, episodes = progress["rows"], [tuple(e) for e in progress["episodes"]]
         pre, before = progress["pre"], {"wall": progress["wall"], "cpu": progress["cpu"]}
         resumed_from = agent.num_timesteps
-        queue.put((arm, seed, resumed_from, f"resumed from its checkpoint at step {resumed_from}"))
+        reached = json.loads(ckpt.reached_path.read_text())["env_step"] if ckpt.reached_path.exists() else resumed_from
+        redone = max(0, reached - resumed_from)
+        queue.put((arm, seed, resumed_from, f"resumed from its checkpoint at step {resumed_from} "
+                                            f"({redone} steps done before the crash are redone)"))
     log_every = max(args.steps // 50, 1)
     last_ckpt = [time.monotonic()]
 
@@ -420,6 +424,8 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
             self.last_sent = self.num_timesteps
             if fitted or time.monotonic() - last_ckpt[0] >= 60 * args.checkpoint_minutes:
                 checkpoint(self.model)
+            else:  # how far the arm got: after a crash, the steps past the checkpoint are redone
+                _atomic_json(ckpt.reached_path, {"env_step": self.num_timesteps})
 
     t0, c0 = time.perf_counter(), time.process_time()
     curve = Curve()
@@ -468,7 +474,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         })
         loop.store.close()
     if resumed_from is not None:
-        result["resumed_from_step"] = resumed_from
+        result["resumed_from_step"], result["steps_redone"] = resumed_from, redone
     venv.close()
     _atomic_json(ckpt.result_path, result)
     return result
@@ -674,7 +680,8 @@ def summarize(args, results: list[dict], random: dict, wall: float) -> tuple[dic
         "reward_correlation_step": _mean(r["reward_correlation_step"] for r in learned),
         "pretrain_accuracy": _mean(r["pretrain_accuracy"] for r in learned),
     })
-    summary["resumed"] = [{"arm": r["arm"], "seed": r["seed"], "from_step": r["resumed_from_step"]}
+    summary["resumed"] = [{"arm": r["arm"], "seed": r["seed"], "from_step": r["resumed_from_step"],
+                           "steps_redone": r["steps_redone"]}
                           for r in results if "resumed_from_step" in r]  # empty for a run never interrupted
     summary["warnings"] = _warnings(summary, random)
     summary["per_seed"] = [{k: v for k, v in r.items() if k != "rows" and k not in TIMING_KEYS} for r in results]
@@ -810,7 +817,8 @@ def print_table(s: dict, t: dict) -> None:
     ]
     print_rows(f"{s['env']} ({s['agent']}, {s['steps']} steps, seeds {s['seeds']})", lines)
     for r in s["resumed"]:
-        print(f"resumed: the {r['arm']} arm of seed {r['seed']} continued from its checkpoint at step {r['from_step']}")
+        print(f"resumed: the {r['arm']} arm of seed {r['seed']} continued from its checkpoint at step {r['from_step']} "
+              f"({r['steps_redone']} steps redone)")
     for w in s["warnings"]:
         print(f"WARNING: {w}")
 

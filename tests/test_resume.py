@@ -65,7 +65,7 @@ def test_kill_9_then_resume_continues_the_learned_arm(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     (resumed,) = summary["resumed"]
-    assert resumed["arm"] == "learned" and resumed["from_step"] > 0
+    assert resumed["arm"] == "learned" and resumed["from_step"] > 0 and resumed["steps_redone"] >= 0
     assert "continued from its checkpoint" in r.stdout
     assert summary["labels_used"] == 30 and _labels(out / "labels-seed0.sqlite") == 30  # none asked twice
     learned = next(p for p in summary["per_seed"] if p["arm"] == "learned")
