@@ -153,5 +153,5 @@ def test_kwise_loss_trains_through_the_fine_tuned_model(tuned):
         loss.backward()
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tuned.trunk.parameters() if p.requires_grad)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0]
