@@ -238,6 +238,7 @@ def resume_problem(args: argparse.Namespace) -> str | None:
 
 
 def _atomic_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(_json_safe(data)) + "\n")
     os.replace(tmp, path)
