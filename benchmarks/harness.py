@@ -178,6 +178,13 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         parser.error(str(err))
     if not args.checkpoint_minutes >= 0:
         parser.error(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes}")
+    try:
+        problem = label_memory_problem(args, family)
+    except Exception as err:  # the estimate needs one env; the run itself reports what is wrong with it
+        problem = None
+        print(f"prefrl: could not estimate the label memory ({type(err).__name__}: {err})", file=sys.stderr)
+    if problem:
+        parser.error(problem)
     if args.resume:
         if args.out is None:
             parser.error("--resume needs --out: the directory of the run to continue")
@@ -216,6 +223,36 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
 RUN_FILE = "run.json"
 """The flags of a run, written when it starts; ``--resume`` refuses flags that differ from them."""
 _NOT_COMPARED = {"out", "resume", "checkpoint_minutes", "workers", "tensorboard", "device", "threads"}
+
+
+def label_memory_problem(args: argparse.Namespace, family: "Family") -> str | None:
+    """Why the label budget cannot fit in memory here, from the size of one recorded step, or None.
+
+    The first query round samples ``candidate_factor`` candidate pairs for each of the initial
+    labels (25% of the budget): 2 x n0 x factor clips of L steps, each step stored as the reward
+    model sees it (after the family's ``obs_transform``), its action and its true reward.
+    """
+    from prefrl import LoopConfig
+
+    n0 = max(round(0.25 * args.labels), 1)
+    factor = family.loop_overrides.get("candidate_factor", LoopConfig.candidate_factor)
+    L = args.segment_length or family.segment_length
+    venv = family.make_venv(args, 1, 0)
+    try:
+        obs = np.asarray(venv.reset())
+        if family.obs_transform is not None:
+            obs = np.asarray(family.obs_transform(args)(obs))
+        act = np.asarray([venv.action_space.sample()])
+    finally:
+        venv.close()
+    step_bytes = obs[0].nbytes + act[0].nbytes + 4
+    need = 2 * n0 * factor * L * step_bytes
+    avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > avail // 2:
+        return (f"--labels {args.labels} needs ~{need / 1e9:.1f} GB for its first query round ({n0} labels x {factor} "
+                f"candidate pairs x 2 clips x {L} steps x {step_bytes} bytes), more than half the {avail / 1e9:.1f} GB "
+                f"of memory available here: lower --labels")
+    return None
 
 
 def _run_flags(args: argparse.Namespace) -> dict:

@@ -93,6 +93,7 @@ def _cli(*args, cwd=None):
         (["--seeds", "-1"], "a seed must be in 0..2147483647"),
         (["--seeds", "1180591620717411303424"], "a seed must be in 0.."),
         (["--steps", "1000000000000000"], "that would run for months"),
+        (["--steps", "100000000", "--labels", "10000000"], "GB for its first query round"),
         (["--out", "/proc/prefrl-out"], "cannot be written"),
         (["--out", "pyproject.toml"], "is a file; give a directory"),
         (["--out", "pyproject.toml/sub"], "which is a file; give a directory"),
