@@ -95,9 +95,7 @@ class _Pool:
         self.entries = [*self.entries, sides][-self.cap :]
 
     def sides(self) -> tuple[Segments, ...]:
-        cat = lambda k: Segments(*(torch.cat([getattr(e[k], f) for e in self.entries])  # noqa: E731
-                                   for f in ("obs", "act", "true_reward")))
-        return tuple(cat(k) for k in range(len(self.entries[0])))
+        return tuple(Segments.cat([e[k] for e in self.entries]) for k in range(len(self.entries[0])))
 
     def remove(self, idx: torch.Tensor) -> None:
         """Drops the groups at flat indices ``idx``; rollouts keep their own entries so old ones age out."""
