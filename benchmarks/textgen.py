@@ -28,6 +28,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import signal
 import sys
 import time
@@ -144,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda (default auto)")
     p.add_argument("--out", default=None, help="output directory, must not hold another run (default runs/textgen-<task>)")
     p.add_argument("--quick", action="store_true", help="~1-minute smoke run (3 iterations of 4 completions, 6 labels, 8 tokens)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out from its last checkpoints (give the run's own flags); "
+                        "finished seeds and arms are kept, labels already in the store are never asked again")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="also checkpoint an arm after any iteration this long after its last checkpoint (default 10; "
+                        "the learned arm also checkpoints after each label round)")
     return p
 
 
@@ -201,10 +208,15 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
         device = resolve_device(args.device)
     except ValueError as err:
         fail(str(err))
+    if args.resume and args.out is None:
+        fail("--resume needs --out: the directory of the run to continue")
+    if not (math.isfinite(args.checkpoint_minutes) and args.checkpoint_minutes > 0):
+        fail(f"--checkpoint-minutes must be a positive number, got {args.checkpoint_minutes}")
     out = Path(args.out or f"runs/textgen-{args.task}")
-    taken = [f for f in (*OUTPUTS, *(f"labels-seed{s}.sqlite" for s in args.seeds)) if (out / f).exists()]
-    if taken:
-        fail(f"--out {out} already holds another run's {', '.join(taken)}; nothing was overwritten: give a new --out")
+    taken = [f for f in (*OUTPUTS, *(f"labels-seed{s}.sqlite" for s in args.seeds), RUN_FILE) if (out / f).exists()]
+    if taken and not args.resume:
+        fail(f"--out {out} already holds another run's {', '.join(taken)}; nothing was overwritten: give a new --out"
+             + (" (or add --resume to continue it)" if RUN_FILE in taken else ""))
     problem = out_problem(out)
     if problem:
         fail(problem)
@@ -217,7 +229,84 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
         init_kl_coef=args.init_kl_coef, target_kl=args.target_kl, ptx_coef=args.ptx_coef, sft_steps=args.sft_steps,
         seeds=tuple(args.seeds), device=device,
     )
-    return cfg, out
+    if args.resume:
+        problem = resume_problem(out, cfg)
+        if problem:
+            fail(problem)
+    return cfg, out, RunOptions(resume=args.resume, checkpoint_seconds=60.0 * args.checkpoint_minutes)
+
+
+# ---------------------------------------------------------------- resume
+
+RUN_FILE = "run.json"
+"""The config of a run, written when it starts; ``--resume`` refuses a config that differs from it."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out (not what it computes: left out of run.json and the comparison)."""
+
+    resume: bool = False
+    """Continue the run in --out from its checkpoints."""
+    checkpoint_seconds: float = 600.0
+    """An arm is checkpointed after any iteration this long after its last checkpoint."""
+
+
+def _run_config(cfg: TextBenchConfig) -> dict:
+    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "device"}))
+
+
+def resume_problem(out: Path, cfg: TextBenchConfig) -> str | None:
+    """Why ``--resume`` cannot continue the run in ``out`` with this config, or None."""
+    path = out / RUN_FILE
+    if not path.exists():
+        return f"--resume: {out} holds no run to continue ({RUN_FILE} is missing); start it without --resume"
+    saved, now = json.loads(path.read_text())["config"], _run_config(cfg)
+    differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+              if saved.get(k) != now.get(k)]
+    if differ:
+        return f"--resume: the flags differ from the run in {out}: {'; '.join(differ)}; give the same flags"
+    return None
+
+
+class SeedCheckpoint:
+    """Checkpoints of one seed's run, in ``<out>/checkpoints/seed<k>/``, each file replaced atomically.
+
+    ``pre.pt``: zero-shot evaluation, rollout speeds, SFT metrics and model (the trained
+    tensors only) and the torch RNG state after them. ``<arm>.pt``: an arm in progress
+    (``LMPPO.state_dict``, ``TextPreferenceLoop.state_dict``, curve rows, counters, RNG
+    states, next iteration). ``<arm>.result.pt``: a finished arm. ``<arm>.reached``: the
+    last iteration an arm completed (to count the iterations a resume redoes).
+    """
+
+    def __init__(self, out: Path, seed: int):
+        self.root = out / "checkpoints" / f"seed{seed}"
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def load(self, name: str):
+        import torch
+
+        p = self.path(name)
+        return torch.load(p, weights_only=False) if p.exists() else None
+
+    def save(self, name: str, obj) -> None:
+        import torch
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{name}.tmp-{os.getpid()}"
+        torch.save(obj, tmp)
+        os.replace(tmp, self.path(name))  # a kill leaves the old file or the new one, never half of one
+
+    def reached(self, arm: str) -> int:
+        p = self.path(f"{arm}.reached")
+        return int(p.read_text()) if p.exists() else 0
+
+    def set_reached(self, arm: str, it: int) -> None:
+        tmp = self.root / f".{arm}.reached.tmp-{os.getpid()}"
+        tmp.write_text(str(it))
+        os.replace(tmp, self.path(f"{arm}.reached"))
 
 
 # ---------------------------------------------------------------- pieces
@@ -311,23 +400,31 @@ def run_sft(cfg: TextBenchConfig, base_model, tokenizer, envs, seed: int):
 # ---------------------------------------------------------------- arms
 
 
-def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, bar) -> dict:
+def _pre_phase(cfg: TextBenchConfig, seed: int, base_model, tokenizer, envs, bar, ck: SeedCheckpoint, opts):
+    """Zero-shot evaluation, rollout speeds and the SFT step; kept in ``pre.pt`` and reloaded by a resume."""
     import torch
 
-    from agents.lm_ppo import ptx_batch_from_texts
-    from prefrl import pearson
-
-    torch.manual_seed(seed)
-    envs = make_envs(cfg, tokenizer, cfg.batch_size)
-    rows: list[dict] = []
-    result: dict = {"seed": seed}
-
+    pre = ck.load("pre.pt") if opts.resume else None
+    if pre is not None:
+        if pre["sft_params"] is not None:
+            base_model = copy.deepcopy(base_model)
+            params = dict(base_model.named_parameters())
+            with torch.no_grad():
+                for n, t in pre["sft_params"].items():
+                    params[n].copy_(t)
+        torch.set_rng_state(pre["rng"])
+        bar.update(1)
+        return base_model, pre["result"]
+    result: dict = {}
     zero = make_ppo(cfg, base_model, tokenizer, seed)
-    ev = evaluate(zero, envs, cfg)
-    result["zero_shot"] = ev
+    result["zero_shot"] = evaluate(zero, envs, cfg)
     bar.update(1)
+    sft_params = None
     if cfg.sft_steps:  # InstructGPT step 1: PPO starts from the SFT model and is held near it
+        before = {n: p.detach().clone() for n, p in base_model.named_parameters()}
         base_model, result["sft"] = run_sft(cfg, base_model, tokenizer, envs, seed)
+        sft_params = {n: p.detach().cpu().clone() for n, p in base_model.named_parameters()
+                      if not torch.equal(p, before[n])}
         bar.write(f"  seed {seed} SFT: held-out loss {result['sft']['sft/eval_loss_before']:.3f} -> "
                   f"{result['sft']['sft/eval_loss_after']:.3f}, score {result['sft']['score']:+.3f}")
     # Rollout speed of our KV-cached loop vs transformers' generate, same batch and length.
@@ -336,7 +433,23 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
     ro2 = zero.rollout(envs, train_seeds(seed, -1, cfg.batch_size))
     result["rollout_tokens_per_second"] = ro2.gen_tokens / ro2.gen_seconds
     result["generate_tokens_per_second"] = gen_tok / gen_s
-    del zero
+    ck.save("pre.pt", {"result": result, "sft_params": sft_params, "rng": torch.get_rng_state()})
+    return base_model, result
+
+
+def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, bar,
+             opts: RunOptions = RunOptions()) -> dict:
+    import torch
+
+    from agents.lm_ppo import ptx_batch_from_texts
+    from prefrl import pearson
+
+    torch.manual_seed(seed)
+    ck = SeedCheckpoint(out, seed)
+    envs = make_envs(cfg, tokenizer, cfg.batch_size)
+    rows: list[dict] = []
+    base_model, pre = _pre_phase(cfg, seed, base_model, tokenizer, envs, bar, ck, opts)
+    result: dict = {"seed": seed, **pre, "resumed": []}
 
     ptx_texts = None
     if cfg.ptx_coef > 0:
@@ -346,12 +459,50 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
         ptx_texts = [task.prompt(i) for i in range(min(task.num_prompts(), 4096))]
 
     for arm in ARMS:
+        done = ck.load(f"{arm}.result.pt") if opts.resume else None
+        if done is not None:  # finished before the interruption: kept as it was
+            result[arm] = done["result"]
+            rows += done["rows"]
+            torch.set_rng_state(done["rng"])
+            bar.update(cfg.iterations + 1)
+            bar.write(f"  seed {seed} {arm}: finished before the interruption; kept")
+            continue
+        state = ck.load(f"{arm}.pt") if opts.resume else None
+        store_path = out / f"labels-seed{seed}.sqlite"
+        if opts.resume and state is None and arm == "learned" and store_path.exists():
+            # Died before its first checkpoint: its labels are kept aside, the arm starts again.
+            aside = store_path.with_name(f"labels-seed{seed}.before-resume-{int(time.time())}.sqlite")
+            store_path.rename(aside)
+            bar.write(f"  seed {seed} learned: no checkpoint yet; its earlier labels are kept in {aside.name}")
         ppo = make_ppo(cfg, base_model, tokenizer, seed)
-        lr = None
-        t_arm = time.perf_counter()
-        gen_time = gen_tokens = train_time = train_tokens = 0.0
-        if arm == "learned":
-            lr = make_loop(cfg, seed, out, tokenizer)
+        lr = make_loop(cfg, seed, out, tokenizer) if arm == "learned" else None
+        arm_rows: list[dict] = []
+        episodes, fresh, start = 0, [], 0
+        times = {"gen_time": 0.0, "gen_tokens": 0.0, "train_time": 0.0, "train_tokens": 0.0, "elapsed": 0.0}
+        ptx_gen = torch.Generator().manual_seed(seed)  # the same pretraining batches in both arms
+        if state is not None:
+            ppo.load_state_dict(state["ppo"])
+            if lr is not None:
+                lr.load_state_dict(state["loop"])
+            arm_rows, episodes, fresh, start = state["rows"], state["episodes"], state["fresh"], state["next"]
+            times = dict(state["times"])
+            ptx_gen.set_state(state["ptx_rng"])
+            torch.set_rng_state(state["rng"])
+            redone = max(0, ck.reached(arm) - start)
+            result["resumed"].append({"arm": arm, "from_iteration": start, "iterations_redone": redone})
+            bar.update(start)
+            bar.write(f"  seed {seed} {arm}: resumed from its checkpoint at iteration {start} "
+                      f"({redone} iteration(s) redone)")
+        t_arm = time.perf_counter() - times["elapsed"]
+        reset_peak_rss()
+
+        def checkpoint(next_it: int) -> None:
+            times["elapsed"] = time.perf_counter() - t_arm
+            ck.save(f"{arm}.pt", {"ppo": ppo.state_dict(), "loop": lr.state_dict() if lr is not None else None,
+                                  "rows": arm_rows, "episodes": episodes, "fresh": fresh, "next": next_it,
+                                  "times": times, "ptx_rng": ptx_gen.get_state(), "rng": torch.get_rng_state()})
+
+        if lr is not None and state is None:
             n0 = lr.schedule.initial_labels
             for k in range(math.ceil(cfg.pool_factor * n0 / (cfg.batch_size // cfg.rank_k))):
                 ro = ppo.rollout(envs, train_seeds(seed, 10_000 + k, cfg.batch_size, cfg.rank_k))
@@ -359,23 +510,24 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             lr.label_due(0)
             bar.write(f"  seed {seed} learned: {lr.labels_used} initial labels, RM held-out accuracy "
                       f"{lr.metrics['rm/val_accuracy']:.3f} ({lr.metrics['rm/fit_seconds']:.0f} s)")
-        episodes, fresh = 0, []
-        ptx_gen = torch.Generator().manual_seed(seed)  # the same pretraining batches in both arms
-        for it in range(cfg.iterations):
+            checkpoint(0)
+        last_ckpt = time.perf_counter()
+        for it in range(start, cfg.iterations):
             ro = ppo.rollout(envs, train_seeds(seed, it, cfg.batch_size, cfg.rank_k))
-            gen_time += ro.gen_seconds
-            gen_tokens += ro.gen_tokens
+            times["gen_time"] += ro.gen_seconds
+            times["gen_tokens"] += ro.gen_tokens
             episodes += len(ro.prompts)
             row = {"iteration": it + 1, "episodes": episodes, "run": arm, "seed": seed,
                    "true_score": float(ro.true_scores.mean()), "labels": "", "rm_accuracy": "",
                    "reward_correlation": ""}
-            if arm == "learned":
+            labeled = 0
+            if lr is not None:
                 segs = lr.add_rollout(ro.prompts, ro.completions, ro.true_scores)
                 score, raw = lr.reward(segs)
                 fresh.append((raw, ro.true_scores))  # scored before any of these pairs is labeled
                 fresh = fresh[-10:]
                 row["reward_correlation"] = pearson(torch.cat([f[0] for f in fresh]), torch.cat([f[1] for f in fresh]))
-                lr.label_due(episodes)
+                labeled = lr.label_due(episodes)
                 row["labels"] = lr.labels_used
                 row["rm_accuracy"] = lr.metrics["rm/val_accuracy"]
             else:
@@ -385,29 +537,56 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
                 pick = torch.randint(len(ptx_texts), (cfg.batch_size,), generator=ptx_gen).tolist()
                 ptx = ptx_batch_from_texts(tokenizer, [ptx_texts[i] for i in pick])
             m = ppo.update(ro, score, ptx)
-            train_time += m["ppo/seconds"]
-            train_tokens += float(ro.response_mask.sum()) * ppo.config.ppo_epochs
+            times["train_time"] += m["ppo/seconds"]
+            times["train_tokens"] += float(ro.response_mask.sum()) * ppo.config.ppo_epochs
             row.update(kl=m["kl/mean"], beta=m["kl/beta"], wall_seconds=time.perf_counter() - t_arm)
-            rows.append(row)
+            arm_rows.append(row)
+            ck.set_reached(arm, it + 1)
+            if labeled or time.perf_counter() - last_ckpt >= opts.checkpoint_seconds:
+                checkpoint(it + 1)
+                last_ckpt = time.perf_counter()
             bar.set_postfix_str(f"{arm} score {row['true_score']:+.2f} kl {m['kl/mean']:.1f}")
             bar.update(1)
         ev = evaluate(ppo, envs, cfg)
         result[arm] = {
             **ev,
-            "rollout_tokens_per_second": gen_tokens / max(gen_time, 1e-9),
-            "train_tokens_per_second": train_tokens / max(train_time, 1e-9),
+            "rollout_tokens_per_second": times["gen_tokens"] / max(times["gen_time"], 1e-9),
+            "train_tokens_per_second": times["train_tokens"] / max(times["train_time"], 1e-9),
             "wall_seconds": time.perf_counter() - t_arm,
+            "peak_rss_mb": arm_peak_rss_mb(),
         }
         if lr is not None:
             result[arm].update(labels_used=lr.labels_used, pairs_labeled=lr.pairs_labeled, label_ties=lr.ties,
                                rm_accuracy=lr.metrics["rm/val_accuracy"],
-                               reward_correlation=rows[-1]["reward_correlation"],
+                               reward_correlation=arm_rows[-1]["reward_correlation"],
                                fit_seconds=lr.metrics["rm/fit_seconds"])
             lr.store.close()
+        ck.save(f"{arm}.result.pt", {"result": result[arm], "rows": arm_rows, "rng": torch.get_rng_state()})
+        ck.path(f"{arm}.pt").unlink(missing_ok=True)
+        rows += arm_rows
         bar.update(1)
-        del ppo
+        ppo = lr = None  # free the arm's model before the next one is built
     result["rows"] = rows
     return result
+
+
+def reset_peak_rss() -> None:
+    """Restarts the kernel's peak-RSS count of this process (Linux >= 4.0), so each arm reports its own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # elsewhere the peak stays the process's so far
+
+
+def arm_peak_rss_mb() -> float:
+    """Peak resident memory since :func:`reset_peak_rss` (``VmHWM``), else the process's peak so far."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_memory_mb(device: str) -> dict:
@@ -453,8 +632,9 @@ def summarize(cfg: TextBenchConfig, results: list[dict], wall: float) -> dict:
         **peak_memory_mb(cfg.device),
         "wall_seconds": wall,
         "score_is": "mean true score of one completion per evaluation prompt",
+        "resumed": [{"seed": r["seed"], **x} for r in results for x in r.get("resumed", [])],
         "per_seed": [{k: ({kk: vv for kk, vv in v.items() if kk != "samples"} if isinstance(v, dict) else v)
-                      for k, v in r.items() if k != "rows"} for r in results],
+                      for k, v in r.items() if k not in ("rows", "resumed")} for r in results],
     }
 
 
@@ -540,7 +720,11 @@ def print_table(s: dict) -> None:
                                            f"({s['rollout_vs_generate']:.2f}x of {s['generate_tokens_per_second']:.0f})"),
         ("training tokens/s", f"{s['train_tokens_per_second']:.0f}"),
         ("peak memory", f"{s['peak_rss_mb']:.0f} MB RSS" + (f", {s['peak_cuda_mb']:.0f} MB CUDA" if 'peak_cuda_mb' in s else "")),
+        *[(f"{arm} arm: time, peak memory", f"{r[arm]['wall_seconds'] / 60:.1f} min, {r[arm]['peak_rss_mb']:.0f} MB RSS "
+           f"(seed {r['seed']})") for r in s["per_seed"] for arm in ARMS if "peak_rss_mb" in r[arm]],
         ("wall time", f"{s['wall_seconds'] / 60:.1f} min"),
+        *[(f"resumed (seed {x['seed']})", f"the {x['arm']} arm from iteration {x['from_iteration']}, "
+           f"{x['iterations_redone']} redone") for x in s.get("resumed", [])],
     ]
     from benchmarks.harness import print_rows
 
@@ -554,7 +738,7 @@ def _raise_interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cfg, out = parse_config(argv)
+    cfg, out, opts = parse_config(argv)
     from tqdm import tqdm
 
     try:
@@ -563,6 +747,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"prefrl: error: cannot load --model {cfg.model!r}: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     out.mkdir(parents=True, exist_ok=True)
+    if not opts.resume:
+        (out / RUN_FILE).write_text(json.dumps({"config": _run_config(cfg)}, indent=2) + "\n")
     t0 = time.perf_counter()
     total = len(cfg.seeds) * (3 + 2 * cfg.iterations)
     results = []
@@ -570,11 +756,11 @@ def main(argv: list[str] | None = None) -> dict:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops the run as Ctrl-C does
     try:
         for seed in cfg.seeds:
-            results.append(run_seed(cfg, seed, out, base_model, tokenizer, bar))
+            results.append(run_seed(cfg, seed, out, base_model, tokenizer, bar, opts))
     except KeyboardInterrupt:
         bar.close()
-        print(f"\nprefrl: interrupted; the labels gathered so far are kept in {out}/labels-seed*.sqlite",
-              file=sys.stderr)
+        print(f"\nprefrl: interrupted; the labels gathered so far are kept in {out}/labels-seed*.sqlite; "
+              f"add --resume (same flags) to continue from the last checkpoints", file=sys.stderr)
         raise SystemExit(130) from None
     except BaseException:
         bar.close()
@@ -589,6 +775,7 @@ def main(argv: list[str] | None = None) -> dict:
     bar.close()
     summary = summarize(cfg, results, time.perf_counter() - t0)
     write_outputs(out, cfg, results, summary)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the outputs are complete: nothing left to resume
     print_table(summary)
     print(f"\nwrote {', '.join(OUTPUTS)} to {out}")
     return summary

@@ -152,6 +152,7 @@ class TextPreferenceLoop:
         self.metrics: dict[str, float] = {"rm/val_accuracy": float("nan"), "rm/fit_seconds": 0.0}
         self._last_round = 0
         self._qgen = torch.Generator().manual_seed(cfg.seed)
+        self._refit_due = False
 
     @classmethod
     def with_store_file(cls, path: str | Path, reward_model: TextRewardEnsemble, labeler: Labeler,
@@ -190,6 +191,9 @@ class TextPreferenceLoop:
         """
         cfg = self.config
         first = self.labels_used == 0
+        if self._refit_due:  # labels stored after the checkpoint this loop resumed from, not fit yet
+            self._refit_due = False
+            self.refit(cfg.refit_steps)
         if not first and completions_seen - self._last_round < cfg.round_completions:
             return 0
         want = self.schedule.due(completions_seen) - self.labels_used
@@ -236,6 +240,59 @@ class TextPreferenceLoop:
             self.std = float(r.std().clamp_min(1e-6)) if len(r) > 1 else 1.0
         self.metrics["rm/fit_seconds"] = total + time.perf_counter() - t0
         return self.metrics
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue this loop after a crash (the labels are in the store already).
+
+        Returns:
+            reward model and its optimizer, the candidate pool and recent completions
+            (texts, a few MB), counters, normalisation and every RNG stream (the
+            labeler's too when it has one, as :class:`~prefrl.SyntheticOracle` does).
+        """
+        rng = getattr(self.labeler, "_rng", None)
+        return {
+            "rm": self.rm.state_dict(), "optimizer": self.trainer.optimizer.state_dict(),
+            "l2": self.trainer.l2.clone(), "trainer_rng": self.trainer._rng.get_state(),
+            "query_rng": self._qgen.get_state(), "labeler_rng": rng.get_state() if rng is not None else None,
+            "pool": list(self.pool.entries), "pool_cap": self.pool.cap, "recent": list(self.recent),
+            "labels_used": self.labels_used, "pairs_labeled": self.pairs_labeled, "ties": self.ties,
+            "labels_stored": self.store.total_added, "mean": self.mean, "std": self.std,
+            "metrics": dict(self.metrics), "last_round": self._last_round,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores :meth:`state_dict`.
+
+        Pairs the store gained after the checkpoint (a kill between a label round and the
+        next checkpoint) count as used and leave the candidate pool, so no query is asked
+        twice and no label is lost; the next :meth:`label_due` call refits on them first.
+        From such a kill on, the run is no longer the same as an uninterrupted one (the
+        labeler's random stream is back at the checkpoint); from a kill anywhere else it is.
+        """
+        self.rm.load_state_dict(state["rm"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.trainer.l2 = state["l2"].clone()
+        self.trainer._rng.set_state(state["trainer_rng"])
+        self._qgen.set_state(state["query_rng"])
+        rng = getattr(self.labeler, "_rng", None)
+        if rng is not None and state["labeler_rng"] is not None:
+            rng.set_state(state["labeler_rng"])
+        self.pool.entries, self.pool.cap = list(state["pool"]), state["pool_cap"]
+        self.recent = list(state["recent"])
+        extra = max(0, self.store.total_added - state["labels_stored"])
+        if extra and len(self.store) and len(self.pool):  # groups labeled after the checkpoint leave the pool
+            t = self.store.tensors()["obs"]
+            stored = {bytes(o.numpy()) for o in t.flatten(0, 1).flatten(1)}
+            side0 = self.pool.sides()[0].obs.flatten(1)
+            done = [i for i, o in enumerate(side0) if bytes(o.numpy()) in stored]
+            if done:
+                self.pool.remove(torch.tensor(done))
+        K = self.config.rank_k
+        self.labels_used = state["labels_used"] + (extra if K == 2 else extra // (K * (K - 1) // 2))
+        self.pairs_labeled, self.ties = state["pairs_labeled"] + extra, state["ties"]
+        self.mean, self.std = state["mean"], state["std"]
+        self.metrics, self._last_round = dict(state["metrics"]), state["last_round"]
+        self._refit_due = extra > 0
 
     def reward(self, segs: Segments) -> tuple[torch.Tensor, torch.Tensor]:
         """[B] normalised learned reward of a rollout's completions, and [B] the raw ensemble mean."""
