@@ -11,8 +11,9 @@ from pathlib import Path
 MAX_SEED = 2**31 - 1
 """Largest seed accepted: seeds are derived into numpy/gymnasium/torch seeds, which take 0 .. 2^32 - 1."""
 
-MAX_STEPS = 10**9
-"""Largest step budget accepted: 10^9 env steps would take months on a CPU here (PPO: ~100-2,000 steps/s)."""
+MAX_STEPS = 2**53
+"""Largest step budget accepted: the label schedule computes with steps in float64, exact up to 2^53. Below it,
+the harness refuses a budget from a time estimate (``steps_time_problem``); no memory grows with steps."""
 
 
 def seeds_problem(seeds: Sequence[int]) -> str | None:

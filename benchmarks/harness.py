@@ -150,7 +150,8 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.steps > MAX_STEPS:
-        parser.error(f"--steps {args.steps} is more than {MAX_STEPS:.0e}: that would run for months here")
+        parser.error(f"--steps {args.steps} is more than 2^53, beyond the exact integers of the float64 label "
+                     "schedule; lower --steps")
     if args.labels < 1:
         parser.error(f"--labels must be >= 1, got {args.labels}")
     if args.labels > args.steps:
@@ -243,8 +244,13 @@ def label_memory_problem(args: argparse.Namespace, family: "Family") -> str | No
         if family.obs_transform is not None:
             obs = np.asarray(family.obs_transform(args)(obs))
         act = np.asarray([venv.action_space.sample()])
+        limit = _time_limit(venv)
+        raw_sps = _raw_steps_per_second(venv)
     finally:
         venv.close()
+    problem = segment_length_problem(args, family, L, limit) or steps_time_problem(args, raw_sps)
+    if problem:
+        return problem
     step_bytes = obs[0].nbytes + act[0].nbytes + 4
     need = 2 * n0 * factor * L * step_bytes
     avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -252,6 +258,62 @@ def label_memory_problem(args: argparse.Namespace, family: "Family") -> str | No
         return (f"--labels {args.labels} needs ~{need / 1e9:.1f} GB for its first query round ({n0} labels x {factor} "
                 f"candidate pairs x 2 clips x {L} steps x {step_bytes} bytes), more than half the {avail / 1e9:.1f} GB "
                 f"of memory available here: lower --labels")
+    return None
+
+
+def _raw_steps_per_second(venv, seconds: float = 0.05) -> float:
+    """Steps per second of random actions in one env of ``venv`` here: an upper bound on any agent's speed."""
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n < 8:
+        venv.step(np.asarray([venv.action_space.sample()]))
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+YEAR_SECONDS = 365 * 24 * 3600
+
+
+def steps_time_problem(args: argparse.Namespace, raw_sps: float) -> str | None:
+    """Why --steps cannot finish: more than a year even at the raw env speed measured here on every core, or None.
+
+    A step budget takes no memory (curves keep 50 rows, the episode log its last 10 returns), so its
+    bound is time: the agent, the reward model and the labels only make a run slower than the raw env.
+    """
+    cores = os.cpu_count() or 1
+    runs = len(args.seeds) * (3 if args.upper_bound else 2)
+    floor = args.steps * runs / (raw_sps * cores)
+    if floor > YEAR_SECONDS:
+        return (f"--steps {args.steps} would take more than {floor / YEAR_SECONDS:,.0f} years here: {runs} runs even at "
+                f"the raw speed of {args.env} measured now ({raw_sps:,.0f} random steps/s on each of {cores} "
+                f"cores); lower --steps")
+    return None
+
+
+def _time_limit(venv) -> int | None:
+    """The episode time limit of a vector env's first env (gymnasium's ``max_episode_steps``), or None."""
+    try:
+        spec = venv.get_attr("spec", [0])[0]
+    except Exception:  # noqa: BLE001 -- a vector env without get_attr: no limit known
+        return None
+    limit = getattr(spec, "max_episode_steps", None)
+    return int(limit) if limit is not None and limit > 0 else None
+
+
+def segment_length_problem(args: argparse.Namespace, family: "Family", L: int, time_limit: int | None) -> str | None:
+    """Why no clip of L steps can be cut from this run's rollouts, or None.
+
+    A clip lies inside one episode of one env, within the steps the loop keeps per env
+    (``buffer_steps``) and the steps each env takes in the whole run (--steps / --n-envs).
+    """
+    from prefrl import LoopConfig
+
+    keep = family.loop_overrides.get("buffer_steps", LoopConfig.buffer_steps)
+    per_env = args.steps // args.n_envs
+    for bound, what in ((time_limit, f"the episodes of {args.env} (time limit {time_limit} steps)"),
+                        (keep, f"the {keep} recent steps per env the loop keeps"),
+                        (per_env, f"the {per_env} steps each of the {args.n_envs} envs takes (--steps / --n-envs)")):
+        if bound is not None and L > bound:
+            return f"--segment-length {L} is longer than {what}: no clip fits; give --segment-length <= {bound}"
     return None
 
 
@@ -279,6 +341,27 @@ def _atomic_json(path: Path, data) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(_json_safe(data)) + "\n")
     os.replace(tmp, path)
+
+
+class EpisodeLog:
+    """Finished training episodes: how many, and the true returns of the last ``keep`` (constant memory)."""
+
+    def __init__(self, count: int = 0, recent: list[float] | None = None, keep: int = 10):
+        self.count, self.keep = count, keep
+        self.recent: list[float] = list(recent or [])[-keep:]
+
+    def add(self, ret: float) -> None:
+        self.count += 1
+        self.recent = [*self.recent[1 - self.keep :], ret] if self.keep > 1 else [ret]
+
+    def state(self) -> dict:
+        return {"count": self.count, "recent": self.recent}
+
+    @classmethod
+    def from_state(cls, state) -> "EpisodeLog":
+        if isinstance(state, list):  # checkpoints before the log was bounded: [(step, return), ...]
+            return cls(len(state), [r for _, r in state])
+        return cls(state["count"], state["recent"])
 
 
 class Checkpoint:
@@ -403,14 +486,14 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     tb = dict(tensorboard_log=str(args.tensorboard)) if args.tensorboard is not None else {}
     agent = make_agent(args.agent, env, family.name, seed=seed, device=args.device, **tb)
     rows: list[dict] = []
-    episodes: list[tuple[int, float]] = []
+    episodes = EpisodeLog()
     before = {"wall": 0.0, "cpu": 0.0}  # time spent before a resume
     resumed_from = None
     if resume_from is not None:
         agent, progress = ckpt.restore(type(agent), env, loop, args.device)
         if args.tensorboard is not None:
             agent.tensorboard_log = str(args.tensorboard)
-        rows, episodes = progress["rows"], [tuple(e) for e in progress["episodes"]]
+        rows, episodes = progress["rows"], EpisodeLog.from_state(progress["episodes"])
         pre, before = progress["pre"], {"wall": progress["wall"], "cpu": progress["cpu"]}
         resumed_from = agent.num_timesteps
         reached = json.loads(ckpt.reached_path.read_text())["env_step"] if ckpt.reached_path.exists() else resumed_from
@@ -421,7 +504,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     last_ckpt = [time.monotonic()]
 
     def checkpoint(model) -> None:
-        ckpt.write(model, loop, {"rows": rows, "episodes": episodes, "pre": pre,
+        ckpt.write(model, loop, {"rows": rows, "episodes": episodes.state(), "pre": pre,
                                  "wall": before["wall"] + time.perf_counter() - t0,
                                  "cpu": before["cpu"] + time.process_time() - c0})
         last_ckpt[0] = time.monotonic()
@@ -433,7 +516,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
                 if "episode" in info:
-                    episodes.append((self.num_timesteps, float(info["episode"]["r"])))
+                    episodes.add(float(info["episode"]["r"]))
             return True
 
         def _on_rollout_end(self) -> None:
@@ -442,17 +525,17 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
                 for k, v in (loop.update(self.num_timesteps) or {}).items():
                     self.logger.record(f"pref/{k}", v)  # reaches TensorBoard with --tensorboard
                     fitted = True
-            recent = [r for _, r in episodes[-10:]]
+            recent = episodes.recent
             if recent:
                 self.logger.record("rollout/true_return", float(np.mean(recent)))  # the env's reward, both arms
             if self.num_timesteps - self.last_log >= log_every:
                 self.last_log = self.num_timesteps
-                recent = [r for _, r in episodes[-10:]]
+                recent = episodes.recent
                 m = loop.metrics if loop is not None else {}
                 rows.append({
                     "env_step": self.num_timesteps, "run": arm, "seed": seed,
                     "true_return": float(np.mean(recent)) if recent else float("nan"),
-                    "episodes": len(episodes),
+                    "episodes": episodes.count,
                     "labels": m.get("labels", float("nan")),
                     "rm_accuracy": m.get("rm/val_accuracy", float("nan")),
                     "reward_correlation": m.get("corr/pearson", float("nan")),
@@ -474,7 +557,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
                 reset_num_timesteps=resumed_from is None)
     wall, cpu = before["wall"] + time.perf_counter() - t0, before["cpu"] + time.process_time() - c0
     steps = agent.num_timesteps  # SB3 finishes its last rollout, so this can exceed args.steps
-    final = [r for _, r in episodes[-10:]]
+    final = episodes.recent
     queue.put((arm, seed, 0, f"trained; evaluating on {args.eval_episodes} fresh episodes"))
     t = time.perf_counter()
     evaluation = evaluate_final_policy(family, args, seed, agent)
@@ -485,7 +568,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         "cpu_seconds": cpu,
         "steps_per_cpu_second": steps / cpu,
         "final_true_return_last10": float(np.mean(final)) if final else float("nan"),
-        "episodes": len(episodes),
+        "episodes": episodes.count,
         **evaluation,
         "eval_seconds": time.perf_counter() - t,
     }
@@ -642,6 +725,10 @@ def run(family_module: str, family: Family, args: argparse.Namespace) -> dict:
     return summary
 
 
+class ArmError(RuntimeError):
+    """A run (arm) stopped on a problem with its settings or data (a ``ValueError`` inside it)."""
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -655,7 +742,10 @@ def _follow(futures, queue, total: int) -> None:
         while not all(f.done() for f in futures):
             failed = next((f for f in futures if f.done() and f.exception() is not None), None)
             if failed is not None:  # report a failed run now, not after the others spent their budgets
-                raise failed.exception()
+                err = failed.exception()
+                if isinstance(err, ValueError):  # a problem with the run's settings or data: one line says it
+                    raise ArmError(f"a run stopped: {err}") from err
+                raise err
             while not queue.empty():
                 arm, seed, n, event = queue.get()
                 bar.update(n)
@@ -904,6 +994,9 @@ def main(family_module: str, family: Family, default_env: str, env_flag: str, de
             print("prefrl: GPU found, larger defaults: " + ", ".join(f"{k}={v}" for k, v in grown.items()), flush=True)
     try:
         return run(family_module, family, args)
+    except ArmError as err:
+        print(f"prefrl: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         print(f"\nprefrl: interrupted; the labels gathered so far are kept in {args.out}/labels-seed*.sqlite",
               file=sys.stderr)

@@ -92,7 +92,12 @@ def _cli(*args, cwd=None):
         (["--seeds", "0", "0"], "repeats a seed"),
         (["--seeds", "-1"], "a seed must be in 0..2147483647"),
         (["--seeds", "1180591620717411303424"], "a seed must be in 0.."),
-        (["--steps", "1000000000000000"], "that would run for months"),
+        (["--steps", "1000000000000000"], "years here"),
+        (["--steps", "100000000000000000"], "more than 2^53"),
+        (["--env", "Reacher-v5", "--standard-env", "--segment-length", "60"],
+         "longer than the episodes of Reacher-v5 (time limit 50 steps)"),
+        (["--env", "HalfCheetah-v5", "--steps", "2000", "--labels", "10", "--segment-length", "600"],
+         "longer than the 500 steps each of the 4 envs takes"),
         (["--steps", "100000000", "--labels", "10000000"], "GB for its first query round"),
         (["--out", "/proc/prefrl-out"], "cannot be written"),
         (["--out", "pyproject.toml"], "is a file; give a directory"),
@@ -146,3 +151,14 @@ def test_tensorboard_logs_both_arms_with_the_preference_metrics(tmp_path):
     assert "rollout/true_return" in tags["true-seed0_1"] and "rollout/true_return" in tags["learned-seed0_1"]
     assert {"pref/rm/val_accuracy", "pref/labels"} <= tags["learned-seed0_1"]
     assert not any(t.startswith("pref/") for t in tags["true-seed0_1"])
+
+
+def test_a_run_that_stops_on_its_data_is_one_clear_line(tmp_path):
+    # InvertedPendulum episodes end after a few steps of a random policy: no 900-step clip exists, which only
+    # the run itself can find out (the 1000-step time limit allows it); it ends with one line, not a traceback.
+    r = _cli("--synthetic-oracle", "--env", "InvertedPendulum-v5", "--standard-env", "--segment-length", "900",
+             "--steps", "8192", "--labels", "10", "--workers", "1", "--out", str(tmp_path / "run"))
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "prefrl: error: a run stopped: no window of 900 steps inside one episode" in r.stderr
+    assert "use shorter segments" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "labels-seed0.sqlite").exists()  # empty store removed: the --out works again
