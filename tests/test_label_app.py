@@ -162,3 +162,57 @@ def test_serve_runs_on_a_free_loopback_port_and_stops(tmp_path):
         server.stop()
     assert not server.running
     store.close()
+
+
+def test_prefrl_label_refuses_a_missing_or_foreign_file_in_one_line(tmp_path, foreign_sqlite, capsys):
+    from prefrl.__main__ import main
+
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database")
+    for path, why in [(tmp_path / "missing.sqlite", "no such preference store"),
+                      (text, "not a prefrl preference store"), (foreign_sqlite, "not a prefrl preference store")]:
+        before = path.read_bytes() if path.exists() else None
+        assert main(["label", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("prefrl label: error:") and why in err and "\n" not in err
+        assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_prefrl_label_serves_a_stores_pending_queries_without_a_run(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "labels.sqlite"
+    store = PreferenceStore(path)
+    qid = LabelQueue(store).post([segs(1), segs(1, start=3)], [[gif_media(clip(0)), gif_media(clip(90))]])[0]
+    store.close()
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "prefrl", "label", str(path), "--timeout", "60"],
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=root)
+    try:
+        lines = []
+        while not any("open http" in ln for ln in lines):
+            line = proc.stderr.readline()
+            assert line, f"prefrl label exited: {''.join(lines)}"
+            lines.append(line)
+        assert "1 queries waiting" in lines[0]
+        url = next(ln for ln in lines if "open http" in ln).split("open ", 1)[1].strip()
+        base, token = url.split("/?token=")
+        hdr = {"X-Prefrl-Token": token, "Content-Type": "application/json"}
+        with urllib.request.urlopen(urllib.request.Request(base + "/api/next?annotator=ada", headers=hdr)) as r:
+            assert json.load(r)["query"]["id"] == qid
+        body = json.dumps({"query_id": qid, "annotator": "ada", "answer": "right"}).encode()
+        with urllib.request.urlopen(urllib.request.Request(base + "/api/answer", body, hdr)) as r:
+            assert json.load(r) == {"ok": True, "labels": 1}
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=20)
+        assert proc.returncode == 0 and "1 labels given" in rest
+    finally:
+        proc.kill()
+    rows = sqlite3.connect(path).execute("SELECT mu, annotator, query_id FROM labels").fetchall()
+    assert rows == [(0.0, "ada", qid)]
