@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from prefrl.label_queue import LabelQueue, gif_media
+from prefrl.label_queue import LabelQueue, gif_media, text_media
 from prefrl.segments import Segments
 from prefrl.store import PreferenceStore
 
@@ -32,7 +32,7 @@ def clip(seed: int) -> np.ndarray:
     return frames
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -104,4 +104,44 @@ def test_a_person_labels_20_pairs_with_clicks_and_keys(tmp_path, browser):
     assert {r[2] for r in rows} == {"tester"}
     assert [qid for qid in ids if qid in expected] == ids[:21], "served oldest first"
     assert queue.get(ids[20]).status == "skipped" and queue.stats()["pending"] == n - 21 - 1  # one is leased
+    store.close()
+
+
+def test_a_person_ranks_three_completions_by_clicking_best_to_worst(tmp_path, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from prefrl.web import serve
+
+    store = PreferenceStore(tmp_path / "labels.sqlite")
+    queue = LabelQueue(store)
+    sides = [Segments(torch.full((2, 1, 2), float(k)), torch.zeros(2, 1, 1), torch.zeros(2, 1)) for k in range(3)]
+    texts = [["a dull film", "a wonderful film", "a fine film"], ["one", "two", "three"]]
+    ids = queue.post(sides, [[text_media(t) for t in group] for group in texts], prompts=["Review: <b>bold</b>", "Count"])
+    server = serve(queue, print_url=False)
+    wait = WebDriverWait(browser, 20)
+    try:
+        browser.get(server.url)
+        browser.find_element(By.ID, "annotator").send_keys("tester", Keys.TAB)
+        wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-query-id") == ids[0])
+        assert browser.find_element(By.ID, "prompt").text == "Review: <b>bold</b>", "prompts are shown as text"
+        assert browser.find_element(By.CSS_SELECTOR, "#side-1 pre").text == "a wonderful film"
+        for side in (1, 2, 0):  # best to worst
+            browser.find_element(By.CSS_SELECTOR, f"#side-{side} pre").click()
+        assert browser.find_element(By.CSS_SELECTOR, "#side-0 .rank").text == "#3"
+        ActionChains(browser).send_keys(Keys.ENTER).perform()
+        wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-query-id") == ids[1])
+        Select(browser.find_element(By.ID, "rank-0")).select_by_value("1")  # a tie for best, by the boxes
+        Select(browser.find_element(By.ID, "rank-1")).select_by_value("1")
+        Select(browser.find_element(By.ID, "rank-2")).select_by_value("3")
+        browser.find_element(By.ID, "btn-submit").click()
+        wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-state") == "empty")
+    finally:
+        server.stop()
+    assert queue.get(ids[0]).answer == [2, 0, 1] and queue.get(ids[1]).answer == [0, 0, 1]
+    rows = sqlite3.connect(store.path).execute("SELECT query_id, mu, annotator FROM labels ORDER BY id").fetchall()
+    assert [r[1] for r in rows] == [0.0, 0.0, 1.0, 0.5, 1.0, 1.0] and {r[2] for r in rows} == {"tester"}
+    assert [r[0] for r in rows] == [ids[0]] * 3 + [ids[1]] * 3
     store.close()
