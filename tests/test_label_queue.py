@@ -339,3 +339,19 @@ def test_frames_to_gif_loops_every_frame():
         frames_to_gif(frames.astype(np.float32))
     with pytest.raises(ValueError, match=r"\[L >= 1, H, W, 3\]"):
         frames_to_gif(frames[..., :2])
+
+
+def test_answers_from_another_thread_never_change_the_trainers_views_under_it(tmp_path):
+    store = PreferenceStore(tmp_path / "labels.sqlite", capacity=2)
+    queue = LabelQueue(store)
+    store.add(segs(2), segs(2, start=100), torch.tensor([1.0, 0.0]))
+    view = store.tensors()  # the training thread fits from these views
+    held = {k: v.clone() for k, v in view.items()}
+    post_pairs(queue, 2, start=50)
+    web = threading.Thread(target=lambda: [queue.answer(queue.lease("ada").id, "ada", "right") for _ in range(2)])
+    web.start()
+    web.join()
+    assert all(torch.equal(view[k], held[k]) for k in held), "the ring buffer is full: an in-place write would show"
+    assert len(store) == 2 and store.total_added == 4
+    assert store.tensors()["obs"][:, 0, 0, 0].tolist() == [50, 51], "the next call takes the new labels in"
+    store.close()
