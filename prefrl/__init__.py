@@ -7,6 +7,7 @@ learned reward -> agent. Importing ``prefrl`` pulls in no environment family
 
 from prefrl.diagnostics import pearson, segment_return_correlation, spearman
 from prefrl.export import export_store, iter_records
+from prefrl.label_queue import LabelQueue
 from prefrl.loop import LoopConfig, PreferenceLoop, RolloutRecorder
 from prefrl.losses import bt_log_probs, bt_loss, bt_probability, disagreement, kwise_ranking_loss, mean_entropy
 from prefrl.oracle import Labeler, SyntheticOracle, ranking_to_pairs
@@ -21,7 +22,7 @@ from prefrl.trainer import RewardTrainer, TrainerConfig
 from prefrl.wrappers import LearnedRewardVecEnv, LearnedRewardVectorEnv, PreferenceCallback, relabel_replay_buffer
 
 __all__ = [
-    "Labeler", "LabelSchedule", "LearnedRewardVecEnv", "LearnedRewardVectorEnv", "LoopConfig", "MLPEnsemble",
+    "LabelQueue", "Labeler", "LabelSchedule", "LearnedRewardVecEnv", "LearnedRewardVectorEnv", "LoopConfig", "MLPEnsemble",
     "ModuleEnsemble", "PreferenceCallback", "PreferenceLoop", "PreferenceStore", "QUERY_METHODS",
     "RewardEnsemble", "RewardFunction", "RewardTrainer", "RolloutRecorder", "Segments", "SyntheticOracle", "TextLoopConfig", "TextPreferenceLoop", "TrainerConfig",
     "bt_log_probs", "bt_loss", "bt_probability", "disagreement", "export_store", "iter_records", "kwise_ranking_loss", "load_reward", "mean_entropy",

@@ -2,6 +2,7 @@
 
 Subcommands:
     export   write a preference store's labels to JSONL, Parquet or a Hugging Face dataset
+    label    serve a preference store's pending queries in the labeling web app
 """
 
 from __future__ import annotations
@@ -74,13 +75,81 @@ def _run_export(args) -> int:
     return 0
 
 
+def _label_parser(sub) -> None:
+    p = sub.add_parser(
+        "label",
+        help="label a preference store's pending queries (and review answered ones) in a local web app",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Serve the queries waiting in a preference store (posted by a run with --labeler web, kept in the\n"
+            "store's file) in the labeling web app, without any training run; answers are written to the store\n"
+            "as labels, with the annotator's name and the time. The page lists answered queries under /review.\n"
+            "Prints the URL to open (it holds a random token); stop with Ctrl-C."
+        ),
+        epilog="needs fastapi and uvicorn:  pip install 'prefrl[web]'\n"
+               "exit status: 0 when stopped with Ctrl-C, 2 on an error (one line on stderr)",
+    )
+    p.add_argument("store", help="the preference store (SQLite file) whose queries to serve")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0 lets colleagues on "
+                        "a trusted network in: the token is the only protection and HTTP is not encrypted)")
+    p.add_argument("--port", type=int, default=0, help="TCP port (default 0: any free one; the URL says which)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds an annotator holds a query before it goes back to the queue (default 300)")
+    p.add_argument("--on-timeout", choices=("requeue", "drop"), default="requeue",
+                   help="what happens to a query whose lease ran out (default requeue)")
+    p.add_argument("--token", default=None, help="the URL's secret (default: a random one)")
+
+
+def _run_label(args) -> int:
+    from pathlib import Path
+
+    from prefrl.export import _open_ro
+    from prefrl.label_queue import LabelQueue
+    from prefrl.store import PreferenceStore
+
+    try:
+        from prefrl.web import serve
+        import fastapi, uvicorn  # noqa: E401,F401 - fail now, with the fix, not after opening the store
+    except ImportError as err:
+        raise ImportError(f"the labeling app needs fastapi and uvicorn ({err}); pip install 'prefrl[web]'") from err
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    _open_ro(args.store).close()  # a missing or non-prefrl file is refused before anything is written to it
+    store = PreferenceStore(Path(args.store))
+    try:
+        queue = LabelQueue(store, timeout_s=args.timeout, on_timeout=args.on_timeout)
+        before = queue.stats()
+        server = serve(queue, host=args.host, port=args.port, token=args.token, print_url=False)
+        print(f"prefrl label: {before['pending'] + before['leased']} queries waiting, {before['answered']} answered "
+              f"in {args.store}", file=sys.stderr)
+        print(f"prefrl label: open {server.url}", file=sys.stderr)
+        print(f"prefrl label: review answers at {server.review_url}", file=sys.stderr, flush=True)
+        try:
+            while server.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        server.stop()
+        after = queue.stats()
+        print(f"\nprefrl label: stopped; {after['labels_given'] - before['labels_given']} labels given in this session, "
+              f"{after['pending'] + after['leased']} queries still waiting", file=sys.stderr)
+    finally:
+        store.close()
+    return 0
+
+
+_RUNNERS = {"export": _run_export, "label": _run_label}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prefrl", description="prefrl: preference-based RL tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _export_parser(sub)
+    _label_parser(sub)
     args = parser.parse_args(argv)
     try:
-        return _run_export(args)
+        return _RUNNERS[args.command](args)
     except (OSError, ValueError, ImportError) as err:
         print(f"prefrl {args.command}: error: {err}", file=sys.stderr)
         return 2

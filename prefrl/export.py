@@ -17,10 +17,17 @@ Schema, one row per comparison (``N`` clips of ``L`` steps each):
 ``created``            float, Unix time (s) at which the label's batch was stored
 ``kind``               ``"pair"``. The store keeps K-wise rankings as the
                        C(K, 2) pairs they imply (``prefrl.ranking_to_pairs``),
-                       so every row is a pair; no ranking row exists
+                       so every row is a pair; no ranking row exists (rows
+                       of a ranking given in the web app share a ``query_id``)
 ``mu``                 float in {0, 0.5, 1}: the preference mass on clip 0
                        (1 = clip 0 preferred, 0 = clip 1, 0.5 = equally good)
 ``is_val``             bool, the label is in the store's validation split
+``annotator``          str or None: who gave the label (the name a person
+                       typed in ``prefrl label``'s web page); None for labels
+                       of the synthetic oracle and of stores before 0.1.1
+``labeled_at``         float or None, Unix time (s) at which it was given
+``query_id``           str or None, the web labeling query it answers; the
+                       C(K, 2) rows of one K-wise ranking share it
 ``n_clips``            int, N (2 for a pair)
 ``length``             int, L, steps per clip
 ``obs``                nested lists, shape ``[N, L, *obs_shape]``: clip k is ``obs[k]``
@@ -42,7 +49,7 @@ A text store (``meta['obs_format'] == prefrl.store.TEXT_FORMAT``, written by
 ``rejected``           str, the other one; None for a tie
 =====================  =====================================================
 
-The store records no annotator, so no row has one. Rebuild an array exactly
+Rebuild an array exactly
 (same values, dtype and shape as when it was added to the store)::
 
     obs = np.asarray(rec["obs"], dtype=rec["obs_dtype"]).reshape(rec["obs_shape"])
@@ -81,6 +88,7 @@ __all__ = ["FORMATS", "export_store", "iter_records", "default_out"]
 FORMATS = ("jsonl", "parquet", "hf")
 _ARRAYS = ("obs", "act", "true_reward")
 _SCALARS = ("id", "created", "kind", "mu", "is_val", "n_clips", "length")
+_OPTIONAL = {"annotator": "string", "labeled_at": "float64", "query_id": "string"}  # NULL in older stores
 _TEXT_FIELDS = ("prompt", "completion_0", "completion_1", "chosen", "rejected")  # text stores only
 _CHUNK_ROWS = 64  # most rows per SQLite read: one short read each, the lock is free in between
 _CHUNK_BYTES = 16 << 20  # ... and about this many bytes of arrays (fewer rows when clips are large)
@@ -141,24 +149,28 @@ def _iter_rows(store_path: str | Path) -> Iterator[tuple[dict, dict[str, np.ndar
         has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall()) if has_meta else {}
         is_text = meta.get("obs_format") == TEXT_FORMAT
+        have = {r[1] for r in db.execute("PRAGMA table_info(labels)")}
+        optional = ", ".join(c if c in have else f"NULL AS {c}" for c in _OPTIONAL)  # read-only: never added here
         last = db.execute("SELECT MAX(id) FROM labels").fetchone()[0]
         after, chunk = -1, 1  # the first read takes one row, to learn its size
         while last is not None and after < last:
             rows = db.execute(  # fetchall: the read lock is released before anything is yielded
-                "SELECT id, created, mu, is_val, obs, act, true_reward FROM labels "
+                f"SELECT id, created, mu, is_val, {optional}, obs, act, true_reward FROM labels "
                 "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
                 (after, last, chunk),
             ).fetchall()
             if not rows:
                 break
-            row_bytes = max(1, sum(len(b) for b in rows[0][4:]))
+            row_bytes = max(1, sum(len(b) for b in rows[0][4 + len(_OPTIONAL):]))
             chunk = max(1, min(_CHUNK_ROWS, _CHUNK_BYTES // row_bytes))
-            for row_id, created, mu, is_val, *blobs in rows:
+            for row_id, created, mu, is_val, annotator, labeled_at, query_id, *blobs in rows:
                 arrays = {k: _from_blob(b, k, row_id) for k, b in zip(_ARRAYS, blobs)}
                 n, length = arrays["true_reward"].shape[:2]
                 fields = {
                     "id": int(row_id), "created": float(created), "kind": "pair", "mu": float(mu),
                     "is_val": bool(is_val), "n_clips": int(n), "length": int(length),
+                    "annotator": annotator, "labeled_at": None if labeled_at is None else float(labeled_at),
+                    "query_id": query_id,
                 }
                 if is_text:
                     fields.update(_text_fields(arrays["obs"], float(mu), int(row_id)))
@@ -258,6 +270,8 @@ def _arrow_batches(pa, store_path, progress) -> Iterator:
 
     def flush():
         data = {k: pa.array([f[k] for f, _ in pending]) for k in _SCALARS}
+        for k, typ in _OPTIONAL.items():  # typed: a column of only NULLs must not become Arrow's null type
+            data[k] = pa.array([f[k] for f, _ in pending], type=getattr(pa, typ)())
         for k in _TEXT_FIELDS if "prompt" in pending[0][0] else ():
             data[k] = pa.array([f[k] for f, _ in pending], type=pa.string())
         for k in _ARRAYS:
@@ -297,6 +311,7 @@ def _empty_schema(pa):
     """The columns of an export of an empty store (array dtypes unknown: lists of null)."""
     fields = [("id", pa.int64()), ("created", pa.float64()), ("kind", pa.string()), ("mu", pa.float64()),
               ("is_val", pa.bool_()), ("n_clips", pa.int64()), ("length", pa.int64())]
+    fields += [(k, getattr(pa, typ)()) for k, typ in _OPTIONAL.items()]
     for k in _ARRAYS:
         fields += [(k, pa.list_(pa.null())), (f"{k}_dtype", pa.string()), (f"{k}_shape", pa.list_(pa.int64()))]
     return pa.schema(fields)

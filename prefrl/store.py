@@ -5,6 +5,12 @@ batch, so a crash loses at most the batch being written) and kept in a
 bounded in-memory ring buffer of the most recent ``capacity`` labels (the
 paper trained on the last 3000). Reopening the file reloads the most recent
 labels, so a run can be resumed and labels are never lost.
+
+A store may be written from several threads (a web labeling server answering
+while a training thread fits): every method takes the store's lock, and labels
+added from any thread are on disk at once but enter the in-memory buffer only
+at the next :meth:`PreferenceStore.tensors` call, so the views a training
+thread got from ``tensors()`` change only when that thread asks for new ones.
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ from __future__ import annotations
 import io
 import math
 import sqlite3
+import threading
 import time
 import warnings
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -23,7 +32,7 @@ import torch
 from prefrl.seeding import derive_seed
 from prefrl.segments import Segments
 
-__all__ = ["PreferenceStore", "TEXT_FORMAT", "blob_to_array"]
+__all__ = ["PreferenceStore", "TEXT_FORMAT", "blob_to_array", "LABEL_EXTRA_COLUMNS"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
@@ -43,7 +52,11 @@ TEXT_FORMAT = "text-utf8-v1"
 """``meta['obs_format']`` of a store whose observations are texts (:func:`prefrl.text_reward.encode_texts`)."""
 
 LABEL_COLUMNS = frozenset({"id", "created", "mu", "is_val", "obs", "act", "true_reward"})
-"""The columns of a prefrl store's ``labels`` table (``_SCHEMA``)."""
+"""The columns every prefrl store's ``labels`` table has (``_SCHEMA``); a table lacking one is not a store."""
+
+LABEL_EXTRA_COLUMNS = {"annotator": "TEXT", "labeled_at": "REAL", "query_id": "TEXT"}
+"""Nullable ``labels`` columns added in 0.1.1 (who gave a label, when, for which query of a
+:class:`prefrl.label_queue.LabelQueue`); opening an older store adds them (NULL in its old rows)."""
 
 _VALID_MU = (0.0, 0.5, 1.0)
 
@@ -125,6 +138,8 @@ class PreferenceStore:
         self.total_added = 0  # labels ever stored (disk included)
         self.path = Path(path) if path is not None else None
         self._db: sqlite3.Connection | None = None
+        self._lock = threading.RLock()  # guards the connection, the buffer, the split RNG and the counters
+        self._staged: list[tuple[torch.Tensor, ...]] = []  # stored labels not yet in the buffer (see tensors())
         self.damaged_ids: list[int] = []
         self.meta: dict[str, str] = {}  # what the observations are, e.g. {"obs_format": TEXT_FORMAT}
         if self.path is not None:
@@ -134,10 +149,15 @@ class PreferenceStore:
     def _open_db(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path)
+            # one connection shared by the threads that use this store, serialised by self._lock
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
             self._refuse_foreign_db()
             self._db.execute(_SCHEMA)
             self._db.execute(_META_SCHEMA)
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(labels)")}
+            for col, sql_type in LABEL_EXTRA_COLUMNS.items():  # an older store gains the new, nullable columns
+                if col not in have:
+                    self._db.execute(f"ALTER TABLE labels ADD COLUMN {col} {sql_type}")
             self._db.commit()
             self.meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
             rows = self._db.execute(
@@ -180,19 +200,45 @@ class PreferenceStore:
         Raises:
             ValueError: ``key`` already holds another value (labels of two kinds in one store).
         """
-        old = self.meta.get(key)
-        if old is not None and old != value:
-            raise ValueError(f"{self.path or 'this store'} holds {key}={old!r}, not {value!r}: use a separate store")
-        self.meta[key] = value
-        if self._db is not None and old is None:
-            with self._db:
-                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        with self._lock:
+            old = self.meta.get(key)
+            if old is not None and old != value:
+                raise ValueError(f"{self.path or 'this store'} holds {key}={old!r}, not {value!r}: use a separate store")
+            self.meta[key] = value
+            if self._db is not None and old is None:
+                with self._db:
+                    self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
         """Closes the SQLite file (labels already written stay there)."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection | None]:
+        """Holds the lock and one write transaction (``BEGIN IMMEDIATE``) on the file, if any.
+
+        Commits when the block ends; on an exception rolls back and rewinds the
+        split RNG, so a failed write leaves file, memory and split stream as they were.
+        Labels written inside with :meth:`_write_rows` are staged by the caller
+        (:meth:`_stage`) after the block, once they are committed.
+        """
+        with self._lock:
+            rng_state = self._rng.get_state()
+            db = self._db
+            try:
+                if db is not None:
+                    db.execute("BEGIN IMMEDIATE")
+                yield db
+                if db is not None:
+                    db.commit()
+            except BaseException:
+                if db is not None and db.in_transaction:
+                    db.rollback()
+                self._rng.set_state(rng_state)
+                raise
 
     # -- memory -------------------------------------------------------------
     def _append(self, obs, act, rew, mu, is_val) -> None:
@@ -211,25 +257,57 @@ class PreferenceStore:
         self._size = min(self.capacity, self._size + n)
 
     def _check_shapes(self, new: dict[str, torch.Tensor]) -> None:
+        first = dict(zip(("obs", "act", "true_reward"), self._staged[0])) if self._staged else {}
         for k, v in new.items():
-            want = tuple(self._buf[k].shape[1:]) if self._buf else tuple(v.shape[1:])
+            if self._buf:
+                want = tuple(self._buf[k].shape[1:])
+            elif k in first:
+                want = tuple(first[k].shape[1:])
+            else:
+                want = tuple(v.shape[1:])
             if tuple(v.shape[1:]) != want:
                 raise ValueError(
                     f"new labels have {k} of shape {tuple(v.shape[1:])} per pair, the store holds {want}; "
                     "use a separate store for segments of another length or environment"
                 )
 
-    def add(self, seg1: Segments, seg2: Segments, mu: torch.Tensor) -> None:
+    def add(
+        self,
+        seg1: Segments,
+        seg2: Segments,
+        mu: torch.Tensor,
+        annotator: str | None = None,
+        query_id: str | None = None,
+    ) -> None:
         """Stores N labeled pairs: on disk first (if a path is set), then in memory.
+
+        Safe to call from any thread; the labels reach the buffer that
+        :meth:`tensors` returns at its next call.
 
         Args:
             seg1: N segments.
             seg2: N segments paired with ``seg1``.
             mu: [N] labels in {0, 0.5, 1} (mass on segment 1).
+            annotator: who gave the labels (a person's name, ``"oracle"``), kept
+                in the ``annotator`` column; None when not known.
+            query_id: the :class:`prefrl.label_queue.LabelQueue` query these
+                labels answer (all C(K, 2) pairs of a ranking share it).
 
         Raises:
             ValueError: on mismatched batch sizes or shapes, or labels outside
                 {0, 0.5, 1}.
+        """
+        with self._transaction() as db:
+            staged = self._prepare(seg1, seg2, mu)
+            if staged is not None and db is not None:
+                self._write_rows(db, staged, annotator, query_id)
+        if staged is not None:
+            self._stage(staged)
+
+    def _prepare(self, seg1: Segments, seg2: Segments, mu) -> tuple[torch.Tensor, ...] | None:
+        """Checks N pairs and draws their split: (obs, act, rew, mu, is_val), or None for N = 0.
+
+        Call inside :meth:`_transaction` (the split RNG is rewound if the write fails).
         """
         mu = torch.as_tensor(mu, dtype=torch.float32).reshape(-1)
         if not (len(seg1) == len(seg2) == len(mu)):
@@ -240,31 +318,53 @@ class PreferenceStore:
         if bad.any():
             raise ValueError(f"labels must be 0, 0.5 or 1 (mass on segment 1); got {mu[bad][:5].tolist()}")
         if len(mu) == 0:
-            return
+            return None
         obs = torch.stack([seg1.obs, seg2.obs], dim=1).cpu()
         act = torch.stack([seg1.act, seg2.act], dim=1).cpu()
         rew = torch.stack([seg1.true_reward, seg2.true_reward], dim=1).cpu().float()
-        is_val = torch.rand(len(mu), generator=self._rng) < self.val_fraction
         self._check_shapes({"obs": obs, "act": act, "true_reward": rew})  # before anything reaches the disk
-        if self._db is not None:
-            now = time.time()
-            rows = [
-                (now, float(mu[i]), int(is_val[i]), _to_blob(obs[i]), _to_blob(act[i]), _to_blob(rew[i]))
-                for i in range(len(mu))
-            ]
-            with self._db:  # one transaction: all of the batch or none
-                self._db.executemany(
-                    "INSERT INTO labels (created, mu, is_val, obs, act, true_reward) VALUES (?,?,?,?,?,?)", rows
-                )
-        self._append(obs, act, rew, mu, is_val)
-        self.total_added += len(mu)
+        is_val = torch.rand(len(mu), generator=self._rng) < self.val_fraction
+        return obs, act, rew, mu, is_val
+
+    @staticmethod
+    def _write_rows(db: sqlite3.Connection, staged: tuple[torch.Tensor, ...], annotator: str | None,
+                    query_id: str | None) -> None:
+        """Inserts prepared labels inside the caller's transaction (no commit)."""
+        obs, act, rew, mu, is_val = staged
+        now = time.time()
+        rows = [
+            (now, float(mu[i]), int(is_val[i]), _to_blob(obs[i]), _to_blob(act[i]), _to_blob(rew[i]),
+             annotator, now, query_id)
+            for i in range(len(mu))
+        ]
+        db.executemany(
+            "INSERT INTO labels (created, mu, is_val, obs, act, true_reward, annotator, labeled_at, query_id) "
+            "VALUES (?,?,?,?,?,?,?,?,?)", rows
+        )
+
+    def _stage(self, staged: tuple[torch.Tensor, ...]) -> None:
+        """Queues committed labels for the buffer (applied by :meth:`tensors`)."""
+        with self._lock:
+            self._staged.append(staged)
+            self.total_added += len(staged[3])
+
+    def _apply_staged(self) -> None:
+        with self._lock:
+            staged, self._staged = self._staged, []
+            for obs, act, rew, mu, is_val in staged:
+                self._append(obs, act, rew, mu, is_val)
 
     def __len__(self) -> int:
-        """Labels held in memory (at most ``capacity``)."""
-        return self._size
+        """Labels held in memory (at most ``capacity``), counting those that :meth:`tensors` has yet to take in."""
+        with self._lock:
+            return min(self.capacity, self._size + sum(len(s[3]) for s in self._staged))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The labels in memory (views, no copy), in ring order.
+
+        Labels added since the last call (from any thread) enter the buffer now,
+        overwriting the oldest when it is full: call it from the thread that
+        trains, and call it again to see new labels.
 
         Returns:
             dict with ``obs`` [M, 2, L, *obs_shape], ``act`` [M, 2, L, *act_shape],
@@ -273,6 +373,8 @@ class PreferenceStore:
         Raises:
             ValueError: if the store is empty.
         """
-        if self._size == 0:
-            raise ValueError("the preference store is empty: add labels before fitting the reward model")
-        return {k: v[: self._size] for k, v in self._buf.items()}
+        with self._lock:
+            self._apply_staged()
+            if self._size == 0:
+                raise ValueError("the preference store is empty: add labels before fitting the reward model")
+            return {k: v[: self._size] for k, v in self._buf.items()}

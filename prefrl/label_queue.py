@@ -1,0 +1,580 @@
+"""A queue of preference queries that people answer: post, lease, answer.
+
+A *query* shows K >= 2 segments (K = 2: a pair, "which is better?"; K > 2: a
+ranking, InstructGPT-style) to one person, each as a media item rendered by
+whoever posts it: an animated GIF of the clip (:func:`gif_media`,
+:func:`frames_to_gif`) or a text (:func:`text_media`), with an optional prompt
+above them. The poster renders only the segments it queries.
+
+The queue lives in the preference store's own SQLite file (tables
+``queries`` and ``query_media``), so pending queries survive a crash and
+``prefrl label STORE`` can serve them later without a training run. An
+answer is written in one transaction together with its labels in the
+store's ``labels`` table (with the annotator, the time and the query id), so
+a label is never lost nor written twice.
+
+Life of a query::
+
+    pending --lease--> leased --answer--> answered (labels written) | skipped ("can't tell", no label)
+       ^                 |
+       +--- requeue -----+  lease expired after ``timeout_s`` (``on_timeout="drop"``: -> dropped)
+
+Every method is thread-safe (it holds the store's lock); a web server may
+answer on its own threads while a training thread posts queries and reads
+``store.tensors()``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from prefrl.oracle import ranking_to_pairs
+from prefrl.segments import Segments
+from prefrl.store import PreferenceStore, _from_blob, _to_blob
+
+__all__ = [
+    "LabelQueue", "Query", "frames_to_gif", "gif_media", "text_media", "PAIR_ANSWERS",
+    "LabelQueueError", "UnknownQuery", "LeaseError", "NotLeased", "LeaseExpired", "AlreadyAnswered",
+    "MalformedAnswer",
+]
+
+_QUERIES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    status TEXT NOT NULL,
+    k INTEGER NOT NULL,
+    obs BLOB NOT NULL,
+    act BLOB NOT NULL,
+    true_reward BLOB NOT NULL,
+    media_kinds TEXT NOT NULL,
+    prompt TEXT,
+    annotator TEXT,
+    lease_until REAL,
+    requeues INTEGER NOT NULL DEFAULT 0,
+    answered_at REAL,
+    answer TEXT,
+    n_labels INTEGER,
+    answer_seq INTEGER
+)
+"""
+_MEDIA_SCHEMA = """
+CREATE TABLE IF NOT EXISTS query_media (
+    query_id TEXT NOT NULL,
+    side INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (query_id, side)
+)
+"""
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS queries_by_status ON queries (status, seq)",
+    "CREATE INDEX IF NOT EXISTS queries_by_annotator ON queries (annotator, status)",
+    "CREATE INDEX IF NOT EXISTS queries_by_answer ON queries (answer_seq)",
+)
+_COLS = "id, k, prompt, media_kinds, status, annotator, lease_until, created, answer, answered_at"
+
+PAIR_ANSWERS = {"left": (0, 1), "right": (1, 0), "equal": (0, 0)}
+"""A pair's answers as ranks of (left, right); ``"skip"`` (can't tell) is allowed for any K."""
+
+MEDIA_KINDS = ("gif", "text")
+MAX_ANNOTATOR_CHARS = 64
+
+
+class LabelQueueError(ValueError):
+    """A request the queue refuses; nothing was changed."""
+
+
+class UnknownQuery(LabelQueueError, KeyError):
+    """No query has this id."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class LeaseError(LabelQueueError):
+    """The query is not (or no longer) leased to this annotator."""
+
+
+class NotLeased(LeaseError):
+    """The query is pending or leased to someone else."""
+
+
+class LeaseExpired(LeaseError):
+    """This annotator's lease ran out (the query was requeued or dropped)."""
+
+
+class AlreadyAnswered(LabelQueueError):
+    """The query was answered (or skipped) already."""
+
+
+class MalformedAnswer(LabelQueueError):
+    """The answer (or the annotator name) is not one the query accepts."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query as the queue holds it (segments and media bytes are fetched separately).
+
+    Attributes:
+        id: random, unguessable id (32 hex digits).
+        k: number of sides, K >= 2.
+        prompt: text shown above the sides, or None.
+        media_kinds: per side ``"gif"`` or ``"text"`` (bytes via :meth:`LabelQueue.media`).
+        status: ``pending``, ``leased``, ``answered``, ``skipped`` or ``dropped``.
+        annotator: who holds (or answered, or let expire) it; None while pending.
+        lease_until: Unix time at which the lease ends, or None.
+        created: Unix time it was posted.
+        answer: ``"left"``/``"right"``/``"equal"``/``"skip"`` or a list of K ranks, once answered.
+        answered_at: Unix time of the answer, or None.
+    """
+
+    id: str
+    k: int
+    prompt: str | None
+    media_kinds: tuple[str, ...]
+    status: str
+    annotator: str | None
+    lease_until: float | None
+    created: float
+    answer: str | list[int] | None = None
+    answered_at: float | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"pair"`` (K = 2) or ``"ranking"`` (K > 2)."""
+        return "pair" if self.k == 2 else "ranking"
+
+    @staticmethod
+    def _from_row(row: tuple) -> "Query":
+        qid, k, prompt, kinds, status, annotator, lease_until, created, answer, answered_at = row
+        return Query(qid, int(k), prompt, tuple(json.loads(kinds)), status, annotator, lease_until, created,
+                     json.loads(answer) if answer is not None else None, answered_at)
+
+
+# -- media ----------------------------------------------------------------------
+def frames_to_gif(frames: np.ndarray | torch.Tensor, fps: float = 15.0) -> bytes:
+    """An animated, endlessly looping GIF of a clip.
+
+    Args:
+        frames: uint8 [L, H, W, 3] RGB (or [L, H, W] grayscale) frames.
+        fps: frames per second when played (GIF delays are whole centiseconds,
+            so e.g. 30 fps plays at 1/0.03 s).
+
+    Returns:
+        The GIF file's bytes.
+
+    Raises:
+        ValueError: frames of another shape or dtype, or fps <= 0.
+    """
+    from PIL import Image  # Pillow comes with matplotlib, a core dependency
+
+    a = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if a.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 RGB, got dtype {a.dtype}; convert with (x * 255).clip(0, 255).astype('uint8')")
+    if a.ndim == 3:
+        a = np.repeat(a[..., None], 3, axis=-1)
+    if a.ndim != 4 or a.shape[-1] != 3 or a.shape[0] < 1:
+        raise ValueError(f"frames must be [L >= 1, H, W, 3] (or [L, H, W] grayscale), got {a.shape}")
+    if not fps > 0 or math.isinf(fps):
+        raise ValueError(f"fps must be a positive number, got {fps}")
+    images = [Image.fromarray(f) for f in a]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=max(20, int(round(1000 / fps))), loop=0, disposal=1, optimize=False)
+    return buf.getvalue()
+
+
+def gif_media(frames: np.ndarray | torch.Tensor, fps: float = 15.0) -> dict:
+    """``{"kind": "gif", "data": bytes}`` for one side of a query (see :func:`frames_to_gif`)."""
+    return {"kind": "gif", "data": frames_to_gif(frames, fps)}
+
+
+def text_media(text: str) -> dict:
+    """``{"kind": "text", "data": text}`` for one side of a text query (e.g. a completion)."""
+    if not isinstance(text, str):
+        raise ValueError(f"text media must be a str, got {type(text).__name__}")
+    return {"kind": "text", "data": text}
+
+
+def _check_media(item, where: str) -> tuple[str, bytes]:
+    if not isinstance(item, dict) or "kind" not in item or "data" not in item:
+        raise ValueError(f"{where} must be a dict {{'kind': 'gif' | 'text', 'data': ...}}, got {item!r:.80}")
+    kind, data = item["kind"], item["data"]
+    if kind == "gif":
+        if not isinstance(data, (bytes, bytearray, memoryview)) or bytes(data[:6]) not in (b"GIF87a", b"GIF89a"):
+            raise ValueError(f"{where}: a 'gif' item's data must be GIF bytes (make them with frames_to_gif)")
+        return kind, bytes(data)
+    if kind == "text":
+        if not isinstance(data, str):
+            raise ValueError(f"{where}: a 'text' item's data must be a str, got {type(data).__name__}")
+        return kind, data.encode("utf-8")
+    raise ValueError(f"{where}: media kind must be one of {MEDIA_KINDS}, got {kind!r}")
+
+
+def _check_annotator(annotator) -> str:
+    if not isinstance(annotator, str) or not annotator.strip():
+        raise MalformedAnswer("annotator must be a non-empty name (the labeling page asks for one)")
+    name = annotator.strip()
+    if len(name) > MAX_ANNOTATOR_CHARS or any(not c.isprintable() for c in name):
+        raise MalformedAnswer(f"annotator must be at most {MAX_ANNOTATOR_CHARS} printable characters, got {name!r:.80}")
+    return name
+
+
+def _parse_answer(answer, k: int) -> tuple[object, torch.Tensor | None]:
+    """-> (the answer as stored, ranks [K] long or None for a skip)."""
+    if isinstance(answer, str):
+        a = answer.strip().lower()
+        if a == "skip":
+            return "skip", None
+        if k == 2 and a in PAIR_ANSWERS:
+            return a, torch.tensor(PAIR_ANSWERS[a])
+        allowed = "'left', 'right', 'equal' or 'skip'" if k == 2 else f"a list of {k} ranks (0 = best) or 'skip'"
+        raise MalformedAnswer(f"answer {answer!r:.40} is not one of {allowed}")
+    if isinstance(answer, torch.Tensor):
+        answer = answer.tolist()
+    if isinstance(answer, (list, tuple)):
+        if len(answer) != k or not all(isinstance(r, int) and not isinstance(r, bool) for r in answer):
+            raise MalformedAnswer(f"a ranking must be a list of {k} integer ranks (0 = best, ties allowed), "
+                                  f"got {list(answer)!r:.80}")
+        if not all(0 <= r < k for r in answer):
+            raise MalformedAnswer(f"ranks must be in 0..{k - 1} (0 = best), got {list(answer)}")
+        return list(answer), torch.tensor(answer)
+    raise MalformedAnswer(f"answer must be a string or a list of {k} ranks, got {type(answer).__name__}")
+
+
+# -- the queue -------------------------------------------------------------------
+class LabelQueue:
+    """Queries waiting for people, kept in a :class:`PreferenceStore`'s SQLite file.
+
+    Args:
+        store: where answers go (as labels) and, when it has a file, where the
+            queries are kept. A store without a file keeps them in memory.
+        timeout_s: how long a lease lasts (default 300 s); a page that asks
+            again renews it.
+        on_timeout: ``"requeue"`` (default: an expired query goes back to the
+            front of the queue) or ``"drop"`` (it is dropped, never labeled).
+        clock: the time source, ``time.time`` by default (tests pass a fake).
+
+    Raises:
+        ValueError: a bad ``timeout_s`` / ``on_timeout``, or a closed store.
+    """
+
+    def __init__(self, store: PreferenceStore, timeout_s: float = 300.0, on_timeout: str = "requeue",
+                 clock: Callable[[], float] = time.time):
+        if not timeout_s > 0 or math.isinf(timeout_s):
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s}")
+        if on_timeout not in ("requeue", "drop"):
+            raise ValueError(f"on_timeout must be 'requeue' or 'drop', got {on_timeout!r}")
+        if store.path is not None and store._db is None:
+            raise ValueError(f"the store {store.path} is closed; open it again (PreferenceStore(path))")
+        self.store = store
+        self.timeout_s = float(timeout_s)
+        self.on_timeout = on_timeout
+        self._clock = clock
+        self._lock = store._lock
+        self._own_db = store._db is None
+        self._db = sqlite3.connect(":memory:", check_same_thread=False) if self._own_db else store._db
+        with self._lock:
+            with self._db:
+                self._db.execute(_QUERIES_SCHEMA)
+                self._db.execute(_MEDIA_SCHEMA)
+                for sql in _INDEXES:
+                    self._db.execute(sql)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """The store's lock and one write transaction covering the queue and the labels."""
+        with self.store._transaction():
+            if not self._own_db:
+                yield self._db
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.commit()
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                raise
+
+    # -- posting ---------------------------------------------------------------
+    def post(self, sides: Sequence[Segments], media: Sequence[Sequence[dict]],
+             prompts: Sequence[str | None] | None = None) -> list[str]:
+        """Posts N queries of K sides each.
+
+        Args:
+            sides: K >= 2 batches of N segments; query n shows ``sides[k][n]``
+                as side k (k = 0 is shown on the left).
+            media: ``media[n][k]``, what a person sees of side k of query n:
+                ``{"kind": "gif", "data": bytes}`` (:func:`gif_media`) or
+                ``{"kind": "text", "data": str}`` (:func:`text_media`).
+            prompts: N prompts shown above the sides (None: no prompt), or None.
+
+        Returns:
+            The N query ids, in posting order (they are served oldest first).
+
+        Raises:
+            ValueError: fewer than 2 sides, sides of different sizes or shapes,
+                segments of another shape than the store's labels, or media /
+                prompts not matching N x K. Nothing is posted then.
+        """
+        sides = list(sides)
+        if len(sides) < 2 or not all(isinstance(s, Segments) for s in sides):
+            raise ValueError(f"a query needs K >= 2 sides, each a Segments batch; got {len(sides)}")
+        k, n = len(sides), len(sides[0])
+        for name in ("obs", "act", "true_reward"):
+            shapes = {tuple(getattr(s, name).shape) for s in sides}
+            if len(shapes) > 1:
+                raise ValueError(f"all sides must hold N segments of one shape; their {name} shapes are {sorted(shapes)}")
+        media = list(media)
+        if len(media) != n or any(len(m) != k for m in media):
+            raise ValueError(f"media must be media[n][k] for N={n} queries of K={k} sides, "
+                             f"got {len(media)} lists of lengths {sorted({len(m) for m in media})}")
+        prompts = [None] * n if prompts is None else list(prompts)
+        if len(prompts) != n or not all(p is None or isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompts must be N={n} strings (or None), got {len(prompts)} items")
+        if n == 0:
+            return []
+        items = [[_check_media(media[i][j], f"media[{i}][{j}]") for j in range(k)] for i in range(n)]
+        first = sides[0][0]
+        pair = {name: torch.stack([getattr(first, name)] * 2, dim=1) for name in ("obs", "act", "true_reward")}
+        ids = [uuid.uuid4().hex for _ in range(n)]
+        obs = torch.stack([s.obs.detach().cpu() for s in sides], dim=1)  # [N, K, L, ...]
+        act = torch.stack([s.act.detach().cpu() for s in sides], dim=1)
+        rew = torch.stack([s.true_reward.detach().cpu() for s in sides], dim=1)
+        media_rows = [(qid, j, kind, data) for i, qid in enumerate(ids) for j, (kind, data) in enumerate(items[i])]
+        with self._tx() as db:
+            self._check_fits(db, {key: v.detach().cpu() for key, v in pair.items()})
+            now = self._clock()
+            db.executemany(
+                "INSERT INTO queries (id, created, status, k, obs, act, true_reward, media_kinds, prompt) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                [(qid, now, "pending", k, _to_blob(obs[i]), _to_blob(act[i]), _to_blob(rew[i]),
+                  json.dumps([kind for kind, _ in items[i]]), prompts[i]) for i, qid in enumerate(ids)])
+            db.executemany("INSERT INTO query_media (query_id, side, kind, data) VALUES (?,?,?,?)", media_rows)
+        return ids
+
+    def _check_fits(self, db: sqlite3.Connection, pair: dict[str, torch.Tensor]) -> None:
+        """Raises ValueError unless a label of ``pair`` ([1, 2, L, ...] arrays) fits the store and the queued queries."""
+        if not self.store._buf and not self.store._staged:  # no label yet: the queries posted so far set the shapes
+            row = db.execute("SELECT obs, act, true_reward FROM queries ORDER BY seq LIMIT 1").fetchone()
+            if row is not None:
+                held = [_from_blob(b)[:1] for b in row]
+                for name, h in zip(("obs", "act", "true_reward"), held):
+                    if tuple(h.shape[1:]) != tuple(pair[name].shape[2:]):
+                        raise ValueError(
+                            f"new queries have {name} of shape {tuple(pair[name].shape[2:])} per clip, the queued "
+                            f"ones {tuple(h.shape[1:])}; use a separate store for segments of another length or "
+                            "environment")
+        self.store._check_shapes(pair)  # answers must fit the labels stored
+
+    # -- leasing ---------------------------------------------------------------
+    def _expire(self, db: sqlite3.Connection, now: float) -> None:
+        if self.on_timeout == "requeue":
+            db.execute("UPDATE queries SET status = 'pending', annotator = NULL, lease_until = NULL, "
+                       "requeues = requeues + 1 WHERE status = 'leased' AND lease_until < ?", (now,))
+        else:
+            db.execute("UPDATE queries SET status = 'dropped' WHERE status = 'leased' AND lease_until < ?", (now,))
+
+    def lease(self, annotator: str) -> Query | None:
+        """Gives ``annotator`` a query to answer, leased to them alone for ``timeout_s``.
+
+        An annotator holds at most one lease: while it runs, asking again
+        returns the same query with its lease renewed (a reloaded page shows
+        the query it showed). Otherwise the oldest pending query is leased.
+
+        Returns:
+            The query, or None when none is pending.
+
+        Raises:
+            MalformedAnswer: an empty or overlong annotator name.
+        """
+        name = _check_annotator(annotator)
+        with self._tx() as db:
+            now = self._clock()
+            self._expire(db, now)
+            row = db.execute(f"SELECT {_COLS} FROM queries WHERE status = 'leased' AND annotator = ? "
+                             "ORDER BY seq LIMIT 1", (name,)).fetchone()
+            if row is None:
+                row = db.execute(f"SELECT {_COLS} FROM queries WHERE status = 'pending' ORDER BY seq LIMIT 1").fetchone()
+            if row is None:
+                return None
+            until = now + self.timeout_s
+            db.execute("UPDATE queries SET status = 'leased', annotator = ?, lease_until = ? WHERE id = ?",
+                       (name, until, row[0]))
+        q = Query._from_row(row)
+        return Query(q.id, q.k, q.prompt, q.media_kinds, "leased", name, until, q.created)
+
+    # -- answering -------------------------------------------------------------
+    def answer(self, query_id: str, annotator: str, ranking: str | Sequence[int]) -> int:
+        """Records ``annotator``'s answer to a query they lease, with its labels, in one transaction.
+
+        Args:
+            query_id: the id :meth:`lease` gave.
+            annotator: the name the query is leased to.
+            ranking: for a pair ``"left"`` (mu = 1: side 0 better), ``"right"``
+                (mu = 0), ``"equal"`` (mu = 0.5) or ``"skip"`` (can't tell: no
+                label); for any K a list of K ranks, 0 = best, ties allowed,
+                stored as its C(K, 2) pairs (:func:`prefrl.ranking_to_pairs`),
+                each row carrying the query id; or ``"skip"``.
+
+        Returns:
+            The number of labels written (0 for a skip, 1 for a pair, C(K, 2)).
+
+        Raises:
+            UnknownQuery: no query has this id.
+            NotLeased: the query is pending or leased to someone else.
+            LeaseExpired: the lease ran out (or the query was dropped).
+            AlreadyAnswered: it was answered or skipped already.
+            MalformedAnswer: the answer or the annotator name is invalid.
+            Nothing is changed when any of these is raised.
+        """
+        name = _check_annotator(annotator)
+        with self._lock:
+            now = self._clock()
+            row = self._db.execute("SELECT status, annotator, lease_until, k FROM queries WHERE id = ?",
+                                   (str(query_id),)).fetchone()
+            if row is None:
+                raise UnknownQuery(f"no query has id {str(query_id)!r:.80}")
+            status, holder, lease_until, k = row
+            if status in ("answered", "skipped"):
+                raise AlreadyAnswered(f"query {query_id} was {status} already (by {holder})")
+            if status == "dropped":
+                raise LeaseExpired(f"query {query_id} was dropped when its lease expired; ask for the next query")
+            if status == "pending" or holder != name:
+                raise NotLeased(f"query {query_id} is not leased to {name!r}; ask for the next query (GET /api/next)")
+            if lease_until < now:
+                raise LeaseExpired(f"the lease of query {query_id} ran out after {self.timeout_s:g} s; "
+                                   "ask for the next query")
+            stored, ranks = _parse_answer(ranking, k)
+            staged = None
+            with self._tx() as db:
+                n_labels = 0
+                if ranks is not None:
+                    seg = self.segments(query_id)
+                    first, second, mu = ranking_to_pairs(ranks[None])
+                    staged = self.store._prepare(seg[first], seg[second], mu)
+                    if not self._own_db:
+                        self.store._write_rows(db, staged, name, query_id)
+                    n_labels = len(mu)
+                seq = db.execute("SELECT COALESCE(MAX(answer_seq), 0) + 1 FROM queries").fetchone()[0]
+                db.execute("UPDATE queries SET status = ?, answered_at = ?, answer = ?, n_labels = ?, answer_seq = ? "
+                           "WHERE id = ?", ("skipped" if ranks is None else "answered", now, json.dumps(stored),
+                                            n_labels, seq, query_id))
+            if staged is not None:
+                self.store._stage(staged)
+            return n_labels
+
+    # -- reading ---------------------------------------------------------------
+    def get(self, query_id: str) -> Query:
+        """The query with this id.
+
+        Raises:
+            UnknownQuery: no query has this id.
+        """
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLS} FROM queries WHERE id = ?", (str(query_id),)).fetchone()
+        if row is None:
+            raise UnknownQuery(f"no query has id {str(query_id)!r:.80}")
+        return Query._from_row(row)
+
+    def media(self, query_id: str, side: int) -> dict:
+        """What a person sees of one side: ``{"kind": "gif", "data": bytes}`` or ``{"kind": "text", "data": str}``.
+
+        Raises:
+            UnknownQuery: no query has this id or no such side.
+        """
+        with self._lock:
+            row = self._db.execute("SELECT kind, data FROM query_media WHERE query_id = ? AND side = ?",
+                                   (str(query_id), int(side))).fetchone()
+        if row is None:
+            raise UnknownQuery(f"no query {str(query_id)!r:.80} with a side {side}")
+        kind, data = row
+        return {"kind": kind, "data": bytes(data).decode("utf-8") if kind == "text" else bytes(data)}
+
+    def segments(self, query_id: str) -> Segments:
+        """The query's K segments, side k in row k: obs [K, L, ...], act [K, L, ...], true_reward [K, L].
+
+        Raises:
+            UnknownQuery: no query has this id.
+        """
+        with self._lock:
+            row = self._db.execute("SELECT obs, act, true_reward FROM queries WHERE id = ?",
+                                   (str(query_id),)).fetchone()
+        if row is None:
+            raise UnknownQuery(f"no query has id {str(query_id)!r:.80}")
+        return Segments(*(_from_blob(b) for b in row))
+
+    def answered(self, offset: int = 0, limit: int = 50) -> list[Query]:
+        """Answered and skipped queries, most recent answer first (for a review page)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLS} FROM queries WHERE answer_seq IS NOT NULL "
+                                    "ORDER BY answer_seq DESC LIMIT ? OFFSET ?",
+                                    (max(0, int(limit)), max(0, int(offset)))).fetchall()
+        return [Query._from_row(r) for r in rows]
+
+    def stats(self) -> dict:
+        """Counts of the queue (read-only: a lease that ran out counts as pending or dropped).
+
+        Returns:
+            dict with ``labels_given`` (labels written by answers), ``pending``
+            (= the queue's length), ``leased``, ``answered``, ``skipped``,
+            ``dropped``, ``queries`` (all ever posted), ``requeued`` (leases
+            that ran out and went back), ``labels_in_store`` (all labels,
+            the oracle's included) and ``annotators`` ({name: queries answered
+            or skipped}).
+        """
+        with self._lock:
+            now = self._clock()
+            counts = dict.fromkeys(("pending", "leased", "answered", "skipped", "dropped"), 0)
+            for status, expired, n in self._db.execute(
+                    "SELECT status, status = 'leased' AND lease_until < ?, COUNT(*) FROM queries GROUP BY 1, 2",
+                    (now,)):
+                if expired:
+                    status = "pending" if self.on_timeout == "requeue" else "dropped"
+                counts[status] += n
+            labels, requeued = self._db.execute(
+                "SELECT COALESCE(SUM(n_labels), 0), COALESCE(SUM(requeues), 0) FROM queries").fetchone()
+            who = dict(self._db.execute("SELECT annotator, COUNT(*) FROM queries WHERE answer_seq IS NOT NULL "
+                                        "GROUP BY annotator ORDER BY 2 DESC").fetchall())
+            total = self.store.total_added
+        return {"labels_given": int(labels), **counts, "queries": sum(counts.values()), "requeued": int(requeued),
+                "labels_in_store": int(total), "annotators": who}
+
+    def answered_since(self, cursor: int = 0) -> dict:
+        """Answers that came in after ``cursor``, for a training loop that counts labels as they arrive.
+
+        Usage::
+
+            cursor = 0
+            while training:
+                new = queue.answered_since(cursor)
+                cursor, labels_received = new["cursor"], labels_received + new["labels"]
+
+        Args:
+            cursor: 0 at first, then the ``cursor`` of the previous call.
+
+        Returns:
+            dict with ``cursor`` (pass it next time), ``queries`` (answers and
+            skips since), ``labels`` (labels they wrote), ``skipped`` and ``ids``
+            (their query ids, in answer order).
+        """
+        with self._lock:
+            rows = self._db.execute("SELECT id, status, n_labels, answer_seq FROM queries WHERE answer_seq > ? "
+                                    "ORDER BY answer_seq", (int(cursor),)).fetchall()
+        return {"cursor": rows[-1][3] if rows else int(cursor), "queries": len(rows),
+                "labels": sum(r[2] for r in rows), "skipped": sum(r[1] == "skipped" for r in rows),
+                "ids": [r[0] for r in rows]}

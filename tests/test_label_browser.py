@@ -1,0 +1,147 @@
+"""The labeling page in a real, headless Chromium: clips play, clicks and keys become the right labels.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (the README's test command installs them);
+skipped, with the reason, only when they are absent.
+"""
+
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from prefrl.label_queue import LabelQueue, gif_media, text_media
+from prefrl.segments import Segments
+from prefrl.store import PreferenceStore
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs chromium and chromedriver on PATH: apt-get install -y chromium chromium-driver",
+)
+
+
+def clip(seed: int) -> np.ndarray:
+    """A 6-frame 24x32 clip: a bright square moving right over a colored background."""
+    frames = np.zeros((6, 24, 32, 3), np.uint8)
+    frames[..., seed % 3] = 40 + 10 * (seed % 10)
+    for t in range(6):
+        frames[t, 8:16, 4 * t : 4 * t + 8] = 255
+    return frames
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--disable-extensions", "--no-first-run", "--window-size=1200,900"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def test_a_person_labels_20_pairs_with_clicks_and_keys(tmp_path, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from prefrl.web import serve
+
+    n, L = 24, 3
+    store = PreferenceStore(tmp_path / "labels.sqlite")
+    queue = LabelQueue(store, timeout_s=120)
+    left = Segments(torch.arange(n).float()[:, None, None].repeat(1, L, 2), torch.zeros(n, L, 1), torch.ones(n, L))
+    right = Segments(left.obs + 1000, left.act, left.true_reward)
+    ids = queue.post([left, right], [[gif_media(clip(i), fps=10), gif_media(clip(i + 1), fps=10)] for i in range(n)])
+    server = serve(queue, progress=lambda: {"labels_due": 20 - queue.stats()["labels_given"]}, print_url=False)
+    wait = WebDriverWait(browser, 20)
+    try:
+        browser.get(server.url)
+        name = browser.find_element(By.ID, "annotator")
+        name.send_keys("tester", Keys.TAB)  # the name is saved on change
+        wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-state") == "query")
+        loaded = ("const i = document.querySelector('#side-0 img');"
+                  "return i !== null && i.complete && i.naturalWidth;")
+        wait.until(lambda d: d.execute_script(loaded))
+        assert browser.execute_script(loaded) == 32, "the clip is shown at its size (a looping GIF plays by itself)"
+        assert browser.execute_script("return localStorage.getItem('prefrl-annotator')") == "tester"
+
+        def click(css):
+            return lambda: browser.find_element(By.CSS_SELECTOR, css).click()
+
+        def key(k):
+            return lambda: ActionChains(browser).send_keys(k).perform()
+
+        actions = [  # (how, the mass on the left clip it means)
+            (click("#btn-left"), 1.0), (key("1"), 1.0), (key(Keys.ARROW_RIGHT), 0.0), (click("#btn-right"), 0.0),
+            (key("="), 0.5), (click("#btn-equal"), 0.5), (key("2"), 0.0), (key(Keys.ARROW_LEFT), 1.0),
+            (click("#side-1 img"), 0.0), (key("3"), 0.5),
+        ] * 2 + [(key(Keys.SPACE), None)]  # the 21st: "can't tell", no label
+        expected = {}
+        for act, mu in actions:
+            shown = browser.find_element(By.ID, "main").get_attribute("data-query-id")
+            assert shown in ids
+            act()
+            wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-query-id") != shown)
+            expected[shown] = mu
+        wait.until(lambda d: d.find_element(By.ID, "p-given").text == "20")
+        assert browser.find_element(By.ID, "p-due").text == "0"
+    finally:
+        server.stop()
+    rows = sqlite3.connect(store.path).execute("SELECT query_id, mu, annotator FROM labels ORDER BY id").fetchall()
+    assert len(rows) == 20 and len({r[0] for r in rows}) == 20
+    assert {r[0]: r[1] for r in rows} == {qid: mu for qid, mu in expected.items() if mu is not None}
+    assert {r[2] for r in rows} == {"tester"}
+    assert [qid for qid in ids if qid in expected] == ids[:21], "served oldest first"
+    assert queue.get(ids[20]).status == "skipped" and queue.stats()["pending"] == n - 21 - 1  # one is leased
+    store.close()
+
+
+def test_a_person_ranks_three_completions_by_clicking_best_to_worst(tmp_path, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from prefrl.web import serve
+
+    store = PreferenceStore(tmp_path / "labels.sqlite")
+    queue = LabelQueue(store)
+    sides = [Segments(torch.full((2, 1, 2), float(k)), torch.zeros(2, 1, 1), torch.zeros(2, 1)) for k in range(3)]
+    texts = [["a dull film", "a wonderful film", "a fine film"], ["one", "two", "three"]]
+    ids = queue.post(sides, [[text_media(t) for t in group] for group in texts], prompts=["Review: <b>bold</b>", "Count"])
+    server = serve(queue, print_url=False)
+    wait = WebDriverWait(browser, 20)
+    try:
+        browser.get(server.url)
+        browser.find_element(By.ID, "annotator").send_keys("tester", Keys.TAB)
+        wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-query-id") == ids[0])
+        assert browser.find_element(By.ID, "prompt").text == "Review: <b>bold</b>", "prompts are shown as text"
+        assert browser.find_element(By.CSS_SELECTOR, "#side-1 pre").text == "a wonderful film"
+        for side in (1, 2, 0):  # best to worst
+            browser.find_element(By.CSS_SELECTOR, f"#side-{side} pre").click()
+        assert browser.find_element(By.CSS_SELECTOR, "#side-0 .rank").text == "#3"
+        ActionChains(browser).send_keys(Keys.ENTER).perform()
+        wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-query-id") == ids[1])
+        Select(browser.find_element(By.ID, "rank-0")).select_by_value("1")  # a tie for best, by the boxes
+        Select(browser.find_element(By.ID, "rank-1")).select_by_value("1")
+        Select(browser.find_element(By.ID, "rank-2")).select_by_value("3")
+        browser.find_element(By.ID, "btn-submit").click()
+        wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-state") == "empty")
+    finally:
+        server.stop()
+    assert queue.get(ids[0]).answer == [2, 0, 1] and queue.get(ids[1]).answer == [0, 0, 1]
+    rows = sqlite3.connect(store.path).execute("SELECT query_id, mu, annotator FROM labels ORDER BY id").fetchall()
+    assert [r[1] for r in rows] == [0.0, 0.0, 1.0, 0.5, 1.0, 1.0] and {r[2] for r in rows} == {"tester"}
+    assert [r[0] for r in rows] == [ids[0]] * 3 + [ids[1]] * 3
+    store.close()
