@@ -6,7 +6,7 @@ learned reward -> agent. Importing ``prefrl`` pulls in no environment family
 """
 
 from prefrl.diagnostics import pearson, segment_return_correlation, spearman
-from prefrl.export import export_store, iter_records
+from prefrl.export import export_store, iter_rankings, iter_records
 from prefrl.label_queue import LabelQueue
 from prefrl.loop import LoopConfig, PreferenceLoop, RolloutRecorder
 from prefrl.losses import bt_log_probs, bt_loss, bt_probability, disagreement, kwise_ranking_loss, mean_entropy
@@ -25,7 +25,7 @@ __all__ = [
     "LabelQueue", "Labeler", "LabelSchedule", "LearnedRewardVecEnv", "LearnedRewardVectorEnv", "LoopConfig", "MLPEnsemble",
     "ModuleEnsemble", "PreferenceCallback", "PreferenceLoop", "PreferenceStore", "QUERY_METHODS",
     "RewardEnsemble", "RewardFunction", "RewardTrainer", "RolloutRecorder", "Segments", "SyntheticOracle", "TextLoopConfig", "TextPreferenceLoop", "TrainerConfig",
-    "bt_log_probs", "bt_loss", "bt_probability", "disagreement", "export_store", "iter_records", "kwise_ranking_loss", "load_reward", "mean_entropy",
+    "bt_log_probs", "bt_loss", "bt_probability", "disagreement", "export_store", "iter_rankings", "iter_records", "kwise_ranking_loss", "load_reward", "mean_entropy",
     "pair_probabilities", "pearson", "ranking_to_pairs", "relabel_replay_buffer", "sample_segments", "save_reward", "segment_return_correlation", "select_groups", "select_queries",
     "spearman", "valid_starts",
 ]

@@ -70,7 +70,8 @@ def _run_export(args) -> int:
         if progress is not None and progress.shown:
             print(file=sys.stderr)  # end the progress line
     if not args.quiet:
-        print(f"prefrl export: wrote {counts['rows']} rows ({counts['pairs']} pairs, {counts['rankings']} rankings) "
+        print(f"prefrl export: wrote {counts['rows']} rows ({counts['pairs']} pairs, {counts['rankings']} rankings "
+              f"as their {counts['rows'] - counts['pairs']} pair rows) "
               f"to {counts['path']} ({counts['format']})")
     return 0
 

@@ -15,10 +15,12 @@ Schema, one row per comparison (``N`` clips of ``L`` steps each):
 ``id``                 int, the label's id in the store; ids grow in the
                        order labels were stored (rows come out in that order)
 ``created``            float, Unix time (s) at which the label's batch was stored
-``kind``               ``"pair"``. The store keeps K-wise rankings as the
-                       C(K, 2) pairs they imply (``prefrl.ranking_to_pairs``),
-                       so every row is a pair; no ranking row exists (rows
-                       of a ranking given in the web app share a ``query_id``)
+``kind``               ``"pair"``, or ``"ranking"`` for one of the C(K, 2)
+                       pairs a K-wise ranking implies
+                       (``prefrl.ranking_to_pairs``): the store keeps a ranking
+                       as its pairs, which share a ``query_id``, so every row
+                       is a pair (what reward trainers read) and
+                       :func:`iter_rankings` rebuilds the rankings exactly
 ``mu``                 float in {0, 0.5, 1}: the preference mass on clip 0
                        (1 = clip 0 preferred, 0 = clip 1, 0.5 = equally good)
 ``is_val``             bool, the label is in the store's validation split
@@ -83,7 +85,7 @@ import torch
 
 from prefrl.store import TEXT_FORMAT, blob_to_array, labels_table_problem
 
-__all__ = ["FORMATS", "export_store", "iter_records", "default_out"]
+__all__ = ["FORMATS", "export_store", "iter_records", "iter_rankings", "default_out"]
 
 FORMATS = ("jsonl", "parquet", "hf")
 _ARRAYS = ("obs", "act", "true_reward")
@@ -151,6 +153,7 @@ def _iter_rows(store_path: str | Path) -> Iterator[tuple[dict, dict[str, np.ndar
         is_text = meta.get("obs_format") == TEXT_FORMAT
         have = {r[1] for r in db.execute("PRAGMA table_info(labels)")}
         optional = ", ".join(c if c in have else f"NULL AS {c}" for c in _OPTIONAL)  # read-only: never added here
+        ranked = _ranking_ids(db, have)
         last = db.execute("SELECT MAX(id) FROM labels").fetchone()[0]
         after, chunk = -1, 1  # the first read takes one row, to learn its size
         while last is not None and after < last:
@@ -167,7 +170,8 @@ def _iter_rows(store_path: str | Path) -> Iterator[tuple[dict, dict[str, np.ndar
                 arrays = {k: _from_blob(b, k, row_id) for k, b in zip(_ARRAYS, blobs)}
                 n, length = arrays["true_reward"].shape[:2]
                 fields = {
-                    "id": int(row_id), "created": float(created), "kind": "pair", "mu": float(mu),
+                    "id": int(row_id), "created": float(created),
+                    "kind": "ranking" if query_id in ranked else "pair", "mu": float(mu),
                     "is_val": bool(is_val), "n_clips": int(n), "length": int(length),
                     "annotator": annotator, "labeled_at": None if labeled_at is None else float(labeled_at),
                     "query_id": query_id,
@@ -180,6 +184,61 @@ def _iter_rows(store_path: str | Path) -> Iterator[tuple[dict, dict[str, np.ndar
         raise ValueError(f"cannot read the preference store {store_path} ({err})") from err
     finally:
         db.close()
+
+
+def _ranking_ids(db: sqlite3.Connection, have: set[str]) -> set[str]:
+    """Query ids shared by more than one row: the K-wise rankings (a pair query gives one row)."""
+    if "query_id" not in have:
+        return set()
+    return {q for (q,) in db.execute(
+        "SELECT query_id FROM labels WHERE query_id IS NOT NULL GROUP BY query_id HAVING COUNT(*) > 1")}
+
+
+def iter_rankings(store_path: str | Path) -> Iterator[dict]:
+    """The K-wise rankings of a store, rebuilt from their pairs, in the order they were stored.
+
+    Each ranking's C(K, 2) pair rows share a ``query_id``. Its items are the distinct
+    clips of those rows (in order of first appearance, which is the order they were
+    ranked in when the pairs came from :func:`prefrl.ranking_to_pairs`); an item's rank
+    is the number of items preferred to it (0 = best; tied items share a rank), which
+    gives back the ranking exactly, ties included.
+
+    Yields:
+        dicts with ``query_id``, ``k``, ``ranks`` (list of K ints), ``ids`` (the pair rows),
+        and ``obs`` / ``act`` / ``true_reward`` arrays ``[K, L, ...]``; for a text store
+        also ``prompt`` and ``completions`` (K strings).
+    """
+    rows: dict[str, list[tuple[dict, dict]]] = {}
+    for fields, arrays in _iter_rows(store_path):
+        if fields["kind"] == "ranking":
+            rows.setdefault(fields["query_id"], []).append((fields, arrays))
+    for qid, group in rows.items():
+        keys: list[bytes] = []
+        items: list[dict[str, np.ndarray]] = []
+        wins: list[float] = []
+
+        def item(arrays: dict, side: int) -> int:
+            key = arrays["obs"][side].tobytes() + arrays["act"][side].tobytes()
+            if key not in keys:
+                keys.append(key)
+                items.append({k: arrays[k][side] for k in _ARRAYS})
+                wins.append(0.0)
+            return keys.index(key)
+
+        beats: dict[tuple[int, int], float] = {}
+        for fields, arrays in group:
+            a, b = item(arrays, 0), item(arrays, 1)
+            beats[(a, b)], beats[(b, a)] = fields["mu"], 1.0 - fields["mu"]
+        K = len(items)
+        ranks = [sum(1 for j in range(K) if j != i and beats.get((j, i), 0.5) == 1.0) for i in range(K)]
+        out = {"query_id": qid, "k": K, "ranks": ranks, "ids": [f["id"] for f, _ in group],
+               **{k: np.stack([it[k] for it in items]) for k in _ARRAYS}}
+        if "prompt" in group[0][0]:
+            from prefrl.text_reward import decode_texts
+
+            prompts, completions = decode_texts(torch.from_numpy(out["obs"].reshape(K, 2, -1)))
+            out.update(prompt=prompts[0], completions=completions)
+        yield out
 
 
 def _text_fields(obs: np.ndarray, mu: float, row_id: int) -> dict:
@@ -199,6 +258,20 @@ def _count(store_path: str | Path) -> int:
     db = _open_ro(store_path)
     try:
         return db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+    finally:
+        db.close()
+
+
+def _ranking_counts(store_path: str | Path) -> tuple[int, int]:
+    """(rankings, pair rows that belong to them) in a store."""
+    db = _open_ro(store_path)
+    try:
+        have = {r[1] for r in db.execute("PRAGMA table_info(labels)")}
+        if "query_id" not in have:
+            return 0, 0
+        row = db.execute("SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) AS n FROM labels "
+                         "WHERE query_id IS NOT NULL GROUP BY query_id HAVING COUNT(*) > 1)").fetchone()
+        return int(row[0]), int(row[1])
     finally:
         db.close()
 
@@ -379,9 +452,9 @@ def export_store(
         progress: optional ``progress(rows_done, rows_total)``, called after each row.
 
     Returns:
-        ``{"rows", "pairs", "rankings", "format", "path"}``: rows written, of
-        which pairs and rankings (the store holds rankings as pairs: 0), the
-        format and the output path.
+        ``{"rows", "pairs", "rankings", "format", "path"}``: rows written; the
+        pair queries among them; the K-wise rankings whose C(K, 2) pair rows
+        make the rest (``kind == "ranking"``); the format and the output path.
 
     Raises:
         FileNotFoundError: no store at ``store_path``.
@@ -407,4 +480,5 @@ def export_store(
         (tmp / "dataset" if fmt == "hf" else tmp).rename(out)
     finally:
         _remove(tmp)
-    return {"rows": n, "pairs": n, "rankings": 0, "format": fmt, "path": str(out)}
+    rankings, ranking_rows = _ranking_counts(store_path)
+    return {"rows": n, "pairs": n - ranking_rows, "rankings": rankings, "format": fmt, "path": str(out)}

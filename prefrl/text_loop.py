@@ -224,7 +224,11 @@ class TextPreferenceLoop:
                               for f in ("obs", "act", "true_reward")))  # item k of group g at g * K + k
             ranks = self.labeler.rank(flat.true_reward.reshape(len(idx), K, -1))
             first, second, mu = ranking_to_pairs(ranks)
-            self.store.add(flat[first], flat[second], mu)
+            per = K * (K - 1) // 2  # a ranking's pairs are adjacent; they share a query id, so it can be rebuilt
+            for g in range(len(idx)):
+                rows = slice(g * per, (g + 1) * per)
+                self.store.add(flat[first[rows]], flat[second[rows]], mu[rows],
+                               query_id=f"ranking-{self.labels_used + g}")
             self.pairs_labeled += int(len(mu))
             self.ties += int((mu == 0.5).sum())
         self.labels_used += int(len(idx))  # a skipped pair still cost a query

@@ -55,6 +55,11 @@ def test_kwise_rankings_store_all_their_pairs_and_sft_is_an_arm(tmp_path):
     store = PreferenceStore(out / "labels-seed0.sqlite")
     assert len(store) == 18
     store.close()
+    from prefrl import iter_rankings
+
+    rankings = list(iter_rankings(out / "labels-seed0.sqlite"))  # kept as rankings: rebuilt from their pairs
+    assert len(rankings) == 6 and all(r["k"] == 3 and len(r["completions"]) == 3 for r in rankings)
+    assert all(sorted(r["ranks"])[0] == 0 for r in rankings)
 
 
 @pytest.mark.parametrize(

@@ -40,13 +40,13 @@ def _build_store(path, obs_shape=(3,), obs_dtype=torch.float32):
     store = PreferenceStore(path, seed=0)
     expected = []
 
-    def add(s1, s2, mu):
+    def add(s1, s2, mu, query_id=None):
         s1.true_reward[0, 0] = -0.0  # exact means bit for bit: signed zero, infinity, float32 extremes
         s1.true_reward[0, 1] = float("inf")
         s2.true_reward[0, 0] = float(np.finfo(np.float32).tiny) / 2  # a subnormal
         if s1.obs.is_floating_point():
             s1.obs[0, 0, 0] = float(np.finfo(np.float32).max)
-        store.add(s1, s2, mu)
+        store.add(s1, s2, mu, query_id=query_id)
         for i in range(len(mu)):
             expected.append((float(mu[i]), *(np.stack([getattr(s1, f)[i].numpy(), getattr(s2, f)[i].numpy()])
                                              for f in ("obs", "act", "true_reward"))))
@@ -54,7 +54,7 @@ def _build_store(path, obs_shape=(3,), obs_dtype=torch.float32):
     add(_segments(3, gen, obs_shape, obs_dtype), _segments(3, gen, obs_shape, obs_dtype), torch.tensor([1.0, 0.5, 0.0]))
     group = _segments(3, gen, obs_shape, obs_dtype)  # one prompt's K = 3 clips, ranked 0 = best; clips 1, 2 tie
     first, second, mu = ranking_to_pairs(torch.tensor([[0, 1, 1]]))
-    add(group[first], group[second], mu)
+    add(group[first], group[second], mu, query_id="ranking-0")  # its pairs share a query id
     add(_segments(2, gen, obs_shape, obs_dtype), _segments(2, gen, obs_shape, obs_dtype), torch.tensor([0.0, 0.5]))
     store.close()
     return expected
@@ -77,13 +77,14 @@ def _check_rows(records, expected):
     created = [r["created"] for r in records]
     assert created == sorted(created) and all(isinstance(c, float) for c in created)
     for rec, (mu, obs, act, rew) in zip(records, expected):
-        assert rec["kind"] == "pair" and rec["n_clips"] == 2 and rec["length"] == L
+        assert rec["n_clips"] == 2 and rec["length"] == L
         assert rec["mu"] == mu and isinstance(rec["is_val"], bool)
         for name, want in (("obs", obs), ("act", act), ("true_reward", rew)):
             got = _rebuild(rec, name)
             assert got.dtype == want.dtype and got.shape == want.shape, name
             assert got.tobytes() == want.tobytes(), f"{name} of id {rec['id']} differs"
     assert [r["mu"] for r in records] == [1.0, 0.5, 0.0, 1.0, 1.0, 0.5, 0.0, 0.5]  # ties and the ranking kept
+    assert [r["kind"] for r in records] == ["pair"] * 3 + ["ranking"] * 3 + ["pair"] * 2
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_jsonl_round_trip_is_exact_and_the_store_is_untouched(store, tmp_path):
     before = _fingerprint(path)
     out = tmp_path / "out" / "labels.jsonl"  # the parent is created
     counts = export_store(path, out, "jsonl")
-    assert counts == {"rows": 8, "pairs": 8, "rankings": 0, "format": "jsonl", "path": str(out)}
+    assert counts == {"rows": 8, "pairs": 5, "rankings": 1, "format": "jsonl", "path": str(out)}
     lines = out.read_text().splitlines()
     _check_rows([json.loads(line) for line in lines], expected)
     assert _fingerprint(path) == before
@@ -292,7 +293,7 @@ def test_cli_exit_codes(store, tmp_path):
     path, expected = store
     ok = _cli("export", path.name, "--format", "jsonl", "--out", "labels.jsonl", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert "wrote 8 rows (8 pairs, 0 rankings) to labels.jsonl" in ok.stdout
+    assert "wrote 8 rows (5 pairs, 1 rankings as their 3 pair rows) to labels.jsonl" in ok.stdout
     _check_rows([json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()], expected)
     again = _cli("export", path.name, "--out", "labels.jsonl", cwd=tmp_path)
     assert again.returncode == 2 and again.stdout == ""
@@ -304,3 +305,22 @@ def test_cli_exit_codes(store, tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
     assert "junk.db is not a prefrl preference store" in bad.stderr
     assert sorted(os.listdir(tmp_path)) == ["junk.db", "labels-seed0.sqlite", "labels.jsonl"]
+
+
+@pytest.mark.parametrize("ranks", [[0, 1, 1], [2, 0, 1], [1, 1, 1], [3, 0, 2, 1]])
+def test_rankings_are_rebuilt_exactly_from_their_pairs(tmp_path, ranks):
+    gen = torch.Generator().manual_seed(1)
+    store = PreferenceStore(tmp_path / "r.sqlite", seed=0)
+    K = len(ranks)
+    items = _segments(K, gen)
+    first, second, mu = ranking_to_pairs(torch.tensor([ranks]))
+    store.add(_segments(1, gen), _segments(1, gen), torch.tensor([1.0]), query_id="a-pair")  # a pair query: 1 row
+    store.add(items[first], items[second], mu, query_id="r1")
+    store.close()
+    (rk,) = list(ex.iter_rankings(tmp_path / "r.sqlite"))
+    competition = [sum(r < ranks[i] for r in ranks) for i in range(K)]  # 0 = best, tied items share a rank
+    assert rk["query_id"] == "r1" and rk["k"] == K and rk["ranks"] == competition
+    np.testing.assert_array_equal(rk["obs"], items.obs.numpy())  # the items, in the order they were ranked
+    np.testing.assert_array_equal(rk["true_reward"], items.true_reward.numpy())
+    kinds = [r["kind"] for r in iter_records(tmp_path / "r.sqlite")]
+    assert kinds == ["pair"] + ["ranking"] * (K * (K - 1) // 2)
