@@ -27,8 +27,23 @@ def _labels(path) -> list[tuple]:
         db.close()
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, capsys):
-    straight = textgen.main([*FLAGS, "--out", str(tmp_path / "a")])
+def _fresh_run(out, hash_seed: str) -> tuple[list[tuple], dict]:
+    """FLAGS run to completion in a new process; returns its labels and summary."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": hash_seed}
+    r = subprocess.run([sys.executable, "-m", "benchmarks.textgen", *FLAGS, "--out", str(out)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return _labels(out / "labels-seed0.sqlite"), json.loads((out / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run every other run here is compared with."""
+    return _fresh_run(tmp_path_factory.mktemp("reference") / "run", "1")
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, capsys, reference):
+    straight_labels, straight = reference
 
     # The same run, interrupted (the Ctrl-C / SIGTERM path) as the learned arm starts its third iteration.
     from agents.lm_ppo import LMPPO
@@ -58,10 +73,11 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, capsy
     resumed = textgen.main([*FLAGS, "--out", str(out), "--resume"])
     after = _labels(out / "labels-seed0.sqlite")
     assert after[: len(before)] == before  # nothing lost
-    assert after == _labels(tmp_path / "a" / "labels-seed0.sqlite")  # and the same labels as the straight run
+    assert after == straight_labels  # and the same labels as the uninterrupted run
     for key in ("score_zero_shot", "score_true", "score_learned", "kl_true", "kl_learned", "labels_used",
                 "pairs_labeled", "rm_accuracy"):
-        assert resumed[key] == pytest.approx(straight[key], rel=1e-5, abs=1e-6, nan_ok=True), key
+        want = float("nan") if straight[key] is None else straight[key]  # NaN is written as null
+        assert resumed[key] == pytest.approx(want, rel=1e-5, abs=1e-6, nan_ok=True), key
     assert resumed["resumed"] == [{"seed": 0, "arm": "learned", "from_iteration": 2, "iterations_redone": 0}]
     assert straight["resumed"] == []
     assert "resumed (seed 0)" in capsys.readouterr().out
@@ -119,3 +135,18 @@ def test_kill_9_during_the_learned_arm_then_resume(tmp_path):
     assert summary["labels_used"] == 12  # the budget, never more: no query asked twice
     assert len({obs for _, obs in after}) == len(after)  # no pair stored twice
     assert [x["arm"] for x in summary["resumed"]] == ["learned"]
+
+
+def test_same_seed_same_command_same_labels_and_summary_in_fresh_processes(tmp_path, reference):
+    """Two runs of one command, in separate processes with different hash seeds: identical labels and figures.
+
+    textgen runs its seeds one after another in one process (it has no --workers), so this is the text
+    side of "same seed, same command: identical labels and summary".
+    """
+    (labels_a, sum_a), (labels_b, sum_b) = reference, _fresh_run(tmp_path / "run", "2")
+    assert labels_a == labels_b and len(labels_a) > 0
+    timing = ("seconds", "per_second", "peak_", "wall", "rollout_vs_generate")
+    figures = [k for k, v in sum_a.items() if isinstance(v, (float, type(None))) and not any(t in k for t in timing)]
+    assert {"score_learned", "kl_learned", "rm_accuracy", "reward_correlation"} <= set(figures)
+    for k in figures:
+        assert sum_a[k] == sum_b[k], k  # NaN is written as null
