@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out from its last checkpoints (give the run's own flags); "
                         "finished seeds and arms are kept, labels already in the store are never asked again")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also log every PPO update to TensorBoard in DIR/<arm>-seed<k>: true score, KL, beta and, for "
+                        "the learned arm, labels, RM accuracy, reward correlation, fit time (pip install tensorboard)")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0,
                    help="also checkpoint an arm after any iteration this long after its last checkpoint (default 10; "
                         "the learned arm also checkpoints after each label round)")
@@ -155,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 ARMS = ("true", "learned")  # the PPO arms, in the order they run
+TB_TAGS = {"true_score": "rollout/true_score", "kl": "ppo/kl", "beta": "ppo/beta", "labels": "pref/labels",
+           "rm_accuracy": "pref/rm_accuracy", "reward_correlation": "pref/reward_correlation"}
+"""TensorBoard tag of each curve column (``--tensorboard``); the learned arm adds ``pref/fit_seconds``."""
 QUICK = dict(iterations=3, batch_size=4, max_new_tokens=8, labels=6, eval_prompts=4, round_completions=4,
              initial_fit_steps=5, refit_steps=2)
 
@@ -212,6 +218,14 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
         fail("--resume needs --out: the directory of the run to continue")
     if not (math.isfinite(args.checkpoint_minutes) and args.checkpoint_minutes > 0):
         fail(f"--checkpoint-minutes must be a positive number, got {args.checkpoint_minutes}")
+    if args.tensorboard is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            fail("--tensorboard needs the tensorboard package: pip install tensorboard (or pip install 'prefrl[tensorboard]')")
+        problem = out_problem(Path(args.tensorboard))
+        if problem:
+            fail(problem.replace("--out", "--tensorboard", 1))
     out = Path(args.out or f"runs/textgen-{args.task}")
     taken = [f for f in (*OUTPUTS, *(f"labels-seed{s}.sqlite" for s in args.seeds), RUN_FILE) if (out / f).exists()]
     if taken and not args.resume:
@@ -233,7 +247,8 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
         problem = resume_problem(out, cfg)
         if problem:
             fail(problem)
-    return cfg, out, RunOptions(resume=args.resume, checkpoint_seconds=60.0 * args.checkpoint_minutes)
+    return cfg, out, RunOptions(resume=args.resume, checkpoint_seconds=60.0 * args.checkpoint_minutes,
+                                tensorboard=None if args.tensorboard is None else Path(args.tensorboard))
 
 
 # ---------------------------------------------------------------- resume
@@ -250,6 +265,8 @@ class RunOptions:
     """Continue the run in --out from its checkpoints."""
     checkpoint_seconds: float = 600.0
     """An arm is checkpointed after any iteration this long after its last checkpoint."""
+    tensorboard: Path | None = None
+    """Directory for TensorBoard event files (one subdirectory per arm and seed), or None."""
 
 
 def _run_config(cfg: TextBenchConfig) -> dict:
@@ -512,6 +529,12 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
                       f"{lr.metrics['rm/val_accuracy']:.3f} ({lr.metrics['rm/fit_seconds']:.0f} s)")
             checkpoint(0)
         last_ckpt = time.perf_counter()
+        writer = None
+        if opts.tensorboard is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step: after a resume, the iterations past the checkpoint are logged again, not twice
+            writer = SummaryWriter(str(opts.tensorboard / f"{arm}-seed{seed}"), purge_step=start + 1 if start else None)
         for it in range(start, cfg.iterations):
             ro = ppo.rollout(envs, train_seeds(seed, it, cfg.batch_size, cfg.rank_k))
             times["gen_time"] += ro.gen_seconds
@@ -541,12 +564,20 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             times["train_tokens"] += float(ro.response_mask.sum()) * ppo.config.ppo_epochs
             row.update(kl=m["kl/mean"], beta=m["kl/beta"], wall_seconds=time.perf_counter() - t_arm)
             arm_rows.append(row)
+            if writer is not None:
+                for key, tag in TB_TAGS.items():
+                    if row[key] != "":
+                        writer.add_scalar(tag, float(row[key]), it + 1)
+                if lr is not None:
+                    writer.add_scalar("pref/fit_seconds", lr.metrics["rm/fit_seconds"], it + 1)
             ck.set_reached(arm, it + 1)
             if labeled or time.perf_counter() - last_ckpt >= opts.checkpoint_seconds:
                 checkpoint(it + 1)
                 last_ckpt = time.perf_counter()
             bar.set_postfix_str(f"{arm} score {row['true_score']:+.2f} kl {m['kl/mean']:.1f}")
             bar.update(1)
+        if writer is not None:
+            writer.close()
         ev = evaluate(ppo, envs, cfg)
         result[arm] = {
             **ev,

@@ -102,3 +102,19 @@ def test_unknown_model_is_a_clear_error(tmp_path, capsys):
         textgen.main(["--synthetic-oracle", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     assert err.value.code == 2
     assert "cannot load --model" in capsys.readouterr().err
+
+
+def test_tensorboard_logs_both_arms(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    textgen.main(["--synthetic-oracle", "--quick", "--model", "tiny", "--out", str(tmp_path / "run"),
+                  "--tensorboard", str(tmp_path / "tb")])
+    tags = {}
+    for arm in ("true", "learned"):
+        acc = EventAccumulator(str(tmp_path / "tb" / f"{arm}-seed0"))
+        acc.Reload()
+        tags[arm] = set(acc.Tags()["scalars"])
+        assert [e.step for e in acc.Scalars("rollout/true_score")] == [1, 2, 3]  # one point per PPO update
+    assert {"rollout/true_score", "ppo/kl", "ppo/beta"} <= tags["true"]
+    assert {"pref/labels", "pref/rm_accuracy", "pref/reward_correlation", "pref/fit_seconds"} <= tags["learned"]
+    assert not any(t.startswith("pref/") for t in tags["true"])
