@@ -155,3 +155,41 @@ def test_an_expired_query_is_requeued_or_dropped_and_dropped_ones_are_asked_agai
             assert answer_all(queue, "carol") == n0
         assert loop.update(0)["labels"] == n0
         assert loop.labels_used == n0
+
+
+def test_the_text_loop_through_the_queue_gives_the_synchronous_labels_and_shows_prompt_and_k_completions():
+    from envs.text_tasks import imdb_reviews, vader_compound
+    from prefrl import TextLoopConfig, TextPreferenceLoop
+    from prefrl.text_reward import FrozenTextEnsemble, SentenceEncoder, completion_media
+
+    enc, W, reviews = SentenceEncoder(), 2 + 4 * 200, imdb_reviews()
+
+    def run_text(kind: str, k: int):
+        cfg = TextLoopConfig(labels=8, total_completions=4 * 12, rank_k=k, round_completions=12, initial_steps=5,
+                             refit_steps=2)
+        store, oracle = PreferenceStore(seed=0), SyntheticOracle(noise=0.0, seed=1)
+        labeler = oracle if kind == "sync" else QueueLabeler(LabelQueue(store), completion_media, answer_with=oracle)
+        torch.manual_seed(0)
+        loop = TextPreferenceLoop(FrozenTextEnsemble(enc, W), labeler, cfg, store=store)
+        i = 0
+        for it in range(5):
+            prompts, completions = [], []
+            for _ in range(12 // k):
+                prompt = " ".join(reviews[i].split()[:6])
+                completions += [" ".join(reviews[i + 1 + j].split()[6:20]) for j in range(k)]
+                prompts += [prompt] * k
+                i += k + 1
+            loop.add_rollout(prompts, completions, [vader_compound(c) for c in completions])
+            if it >= 1:
+                loop.label_due((it - 1) * 12)
+        return loop
+
+    for k in (2, 3):
+        sync, queued = run_text("sync", k), run_text("queue", k)
+        ts, tq = sync.store.tensors(), queued.store.tensors()
+        assert all(torch.equal(ts[key], tq[key]) for key in ts), f"K={k}: the queue path changed the labels"
+        assert queued.labels_used == sync.labels_used >= 6 and queued.pairs_labeled == sync.pairs_labeled
+        assert sync.metrics["rm/train_loss"] == queued.metrics["rm/train_loss"]
+        queue = queued.labeler.queue
+        q = queue.answered(limit=1)[0]
+        assert q.k == k and q.prompt and all(queue.media(q.id, j)["kind"] == "text" for j in range(k))
