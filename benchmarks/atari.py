@@ -112,6 +112,12 @@ def _obs_transform(args):
     return reward_model_view(args.env, mask_score=not args.show_score, size=RM_VARIANTS[args.rm].size)
 
 
+def _make_render(args):
+    from envs.atari_reward import frames_renderer
+
+    return frames_renderer()
+
+
 def _extra_flags(parser) -> None:
     from envs.atari_reward import RM_VARIANTS
 
@@ -149,6 +155,7 @@ FAMILY = Family(
     gpu_defaults=GPU_DEFAULTS,
     record_agent=record_agent,
     make_eval_venv=_make_eval_venv,
+    make_render=_make_render,  # --labeler web: a person sees what the reward model sees (score masked)
 )
 
 

@@ -69,6 +69,10 @@ class Family:
         make_eval_venv: (args, n_envs, seed) -> the VecEnv the final policy
             is evaluated on (e.g. with a cap on episode length); default
             ``make_venv``.
+        make_render: args -> ``render(segments) -> list of media dicts``, what a
+            person sees of the queried segments with ``--labeler web``.
+        keep_render_state: the loop records ``info["sim_state"]`` for ``make_render``
+            (MuJoCo) with ``--labeler web``.
     """
 
     name: str
@@ -85,6 +89,8 @@ class Family:
     gpu_defaults: dict = field(default_factory=dict)
     record_agent: Callable | None = None
     make_eval_venv: Callable | None = None
+    make_render: Callable | None = None
+    keep_render_state: bool = False
 
 
 def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -> argparse.ArgumentParser:
@@ -97,8 +103,7 @@ def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--synthetic-oracle", action="store_true",
-                   help="label queries with the synthetic oracle (prefers the larger true return)")
+    add_labeler_flags(p)
     p.add_argument(env_flag, dest="env", default=default_env, help="environment to train on")
     p.add_argument("--steps", type=int, default=defaults["steps"], help="environment steps per run")
     p.add_argument("--labels", type=int, default=defaults["labels"], help="total label budget")
@@ -135,13 +140,58 @@ def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -
     return p
 
 
+LABELERS = ("synthetic-oracle", "web")
+
+
+def add_labeler_flags(p: argparse.ArgumentParser) -> None:
+    """``--labeler {synthetic-oracle,web}`` (``--synthetic-oracle`` for short) and the web app's flags."""
+    p.add_argument("--labeler", choices=LABELERS, default=None,
+                   help="who labels: synthetic-oracle (prefers the larger true return, with --noise random answers) "
+                        "or web (you, in a local web page whose URL is printed when the run starts; training goes "
+                        "on while you label)")
+    p.add_argument("--synthetic-oracle", dest="labeler", action="store_const", const="synthetic-oracle",
+                   help="short for --labeler synthetic-oracle")
+    p.add_argument("--web-host", default="127.0.0.1",
+                   help="--labeler web: interface the page listens on (0.0.0.0: colleagues on a trusted network)")
+    p.add_argument("--web-port", type=int, default=0, help="--labeler web: TCP port (0 = any free port)")
+    p.add_argument("--label-timeout", type=float, default=300.0,
+                   help="--labeler web: seconds a shown query waits for its answer before it goes back to the queue "
+                        "(or is dropped, see --on-timeout)")
+    p.add_argument("--on-timeout", choices=("requeue", "drop"), default="requeue",
+                   help="--labeler web: what happens to a query nobody answered in --label-timeout seconds")
+
+
+def labeler_problem(args: argparse.Namespace, n_servers: int) -> str | None:
+    """Why the labeler flags cannot work, or None (``n_servers``: learned arms that each serve a page)."""
+    if args.labeler is None:
+        return ("choose a labeler: --labeler synthetic-oracle (or --synthetic-oracle: labels by the true return, "
+                "with --noise random answers) or --labeler web (you label in a local web page while the agent trains)")
+    if args.labeler != "web":
+        return None
+    if not 0 <= args.web_port <= 65535:
+        return f"--web-port must be a TCP port in 0..65535 (0 = any free one), got {args.web_port}"
+    if args.web_port != 0 and n_servers > 1:
+        return (f"--web-port {args.web_port} with {n_servers} learned runs (seeds): each serves its own page, "
+                "so they cannot share one port; use --web-port 0 (any free port; every URL is printed)")
+    if not 0 < args.label_timeout < 1e9:
+        return f"--label-timeout must be a positive number of seconds, got {args.label_timeout}"
+    import importlib.util
+
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        return "--labeler web needs the web app's packages: pip install 'prefrl[web]' (fastapi, uvicorn)"
+    return None
+
+
 def validate(args: argparse.Namespace, family: Family, parser: argparse.ArgumentParser) -> None:
     """Checks the flags; calls ``parser.error`` (exit 2, one line) on bad input."""
-    if not args.synthetic_oracle:
-        parser.error(
-            "choose a labeler: --synthetic-oracle (labels by the true return, with --noise random answers) "
-            "is the only one available; a browser labeling UI is planned"
-        )
+    problem = labeler_problem(args, len(args.seeds))
+    if problem:
+        parser.error(problem)
+    if args.labeler == "web" and family.make_render is None:
+        parser.error(f"--labeler web is not available for {family.name} yet; use --labeler synthetic-oracle")
+    if args.labeler == "web" and family.keep_render_state and args.anchor_fraction:
+        parser.error("--anchor-fraction > 0 with --labeler web: clips labeled before are kept without the simulator "
+                     "states a person needs to see them; leave --anchor-fraction at 0")
     try:
         args.env = family.check_env_id(args.env)
     except ValueError as err:
@@ -223,7 +273,8 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
 
 RUN_FILE = "run.json"
 """The flags of a run, written when it starts; ``--resume`` refuses flags that differ from them."""
-_NOT_COMPARED = {"out", "resume", "checkpoint_minutes", "workers", "tensorboard", "device", "threads"}
+_NOT_COMPARED = {"out", "resume", "checkpoint_minutes", "workers", "tensorboard", "device", "threads", "web_host",
+                 "web_port", "label_timeout", "on_timeout"}
 
 
 def label_memory_problem(args: argparse.Namespace, family: "Family") -> str | None:
@@ -327,7 +378,9 @@ def resume_problem(args: argparse.Namespace) -> str | None:
     if not path.exists():
         return (f"--resume: {args.out} holds no run to continue ({RUN_FILE} is missing); "
                 "start it without --resume")
-    saved = json.loads(path.read_text())["flags"]
+    saved = dict(json.loads(path.read_text())["flags"])
+    if "labeler" not in saved and saved.pop("synthetic_oracle", False):  # runs started before --labeler
+        saved["labeler"] = "synthetic-oracle"
     now = _run_flags(args)
     differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
               if saved.get(k) != now.get(k)]
@@ -462,12 +515,21 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
             overrides["anchor_fraction"] = args.anchor_fraction
         if args.reward_std is not None:
             overrides["target_std"] = args.reward_std
+        web = getattr(args, "labeler", "synthetic-oracle") == "web"
+        if web:
+            overrides["keep_render_state"] = family.keep_render_state
         cfg = LoopConfig(total_labels=args.labels, total_steps=args.steps, segment_length=L, query=args.query,
                          seed=seed, **overrides)
         tcfg = TrainerConfig(device=args.device, seed=seed, label_noise=args.noise if args.noise < 1 else 0.99,
                              **family.trainer_overrides)
         store = PreferenceStore(store_path, seed=seed)
-        loop = PreferenceLoop(family.make_ensemble(venv, args), SyntheticOracle(noise=args.noise, seed=seed),
+        labeler = SyntheticOracle(noise=args.noise, seed=seed)
+        if web:  # queries wait in the store's own file; a person answers them in the page served below
+            from prefrl import LabelQueue, QueueLabeler
+
+            labeler = QueueLabeler(LabelQueue(store, timeout_s=args.label_timeout, on_timeout=args.on_timeout),
+                                   family.make_render(args))
+        loop = PreferenceLoop(family.make_ensemble(venv, args), labeler,
                               args.n_envs, cfg, tcfg, store,
                               family.obs_transform(args) if family.obs_transform else None)
         venv = LearnedRewardVecEnv(venv, loop, family.episode_end_key)
@@ -476,7 +538,9 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
             venv.collect_random(min(family.random_steps, max(2 * L, args.steps // args.n_envs)), seed=seed)
             pre = loop.pretrain()
             pre["seconds"] = time.perf_counter() - t
-            queue.put((arm, seed, 0, "pretrained"))
+            queue.put((arm, seed, 0, "pretrained" if pre.get("labels") else
+                       f"posted the {loop.schedule.initial_labels} initial queries; the agent trains on the "
+                       "untrained reward model until their answers arrive"))
     if arm == UPPER:
         from agents.wrappers import NormalisedTrueReward
 
@@ -502,6 +566,8 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
                                             f"({redone} steps done before the crash are redone)"))
     log_every = max(args.steps // 50, 1)
     last_ckpt = [time.monotonic()]
+    at_step = [agent.num_timesteps]
+    server = start_label_server(args, loop, seed, rows, at_step, queue) if loop is not None and loop.is_async else None
 
     def checkpoint(model) -> None:
         ckpt.write(model, loop, {"rows": rows, "episodes": episodes.state(), "pre": pre,
@@ -520,6 +586,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
             return True
 
         def _on_rollout_end(self) -> None:
+            at_step[0] = self.num_timesteps
             fitted = False
             if loop is not None:
                 for k, v in (loop.update(self.num_timesteps) or {}).items():
@@ -553,8 +620,15 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     curve.last_sent = curve.last_log = agent.num_timesteps
     if resumed_from is None and loop is not None:
         checkpoint(agent)  # the labels of the initial policy and the fit on them are not asked for twice
-    agent.learn(max(args.steps - agent.num_timesteps, 1), callback=curve, tb_log_name=f"{arm}-seed{seed}",
-                reset_num_timesteps=resumed_from is None)
+    try:
+        agent.learn(max(args.steps - agent.num_timesteps, 1), callback=curve, tb_log_name=f"{arm}-seed{seed}",
+                    reset_num_timesteps=resumed_from is None)
+    finally:
+        if server is not None:
+            server.stop()
+            stats = loop.labeler.queue.stats()
+            queue.put((arm, seed, 0, f"labeling page closed: {stats['labels_given']} labels given, "
+                                     f"{stats['pending']} queries left unanswered in the store"))
     wall, cpu = before["wall"] + time.perf_counter() - t0, before["cpu"] + time.process_time() - c0
     steps = agent.num_timesteps  # SB3 finishes its last rollout, so this can exceed args.steps
     final = episodes.recent
@@ -599,6 +673,30 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
     venv.close()
     _atomic_json(ckpt.result_path, result)
     return result
+
+
+def start_label_server(args: argparse.Namespace, loop, seed: int, rows: list[dict], at_step: list[int], queue):
+    """Serves the learned arm's label queue (``--labeler web``) and sends its URL to the console at once.
+
+    The page's progress shows the labels given, the labels the schedule wants by now and not answered
+    (``labels_due``), the queue's length and the learned-reward agent's true return so far.
+    """
+    from prefrl.web import serve
+
+    def progress() -> dict:
+        status = loop.label_status(at_step[0])
+        curve = [[r["env_step"], r["true_return"]] for r in list(rows)
+                 if r["run"] == "learned" and math.isfinite(r["true_return"])]
+        return {"labels_due": status["labels_due"], "labels_budget": status["labels_total"],
+                "labels_counted": status["labels_used"], "env_step": at_step[0], "steps": args.steps,
+                "curves": {f"true return of the agent (seed {seed})": curve}}
+
+    server = serve(loop.labeler.queue, host=args.web_host, port=args.web_port, progress=progress, print_url=False)
+    queue.put(("learned", seed, 0, f"label at {server.url}\n"
+                                   "    open it in a browser, type your name, then pick the clip in which the agent "
+                                   "does better at the task (keys 1/2, = equal, space can't tell); the agent trains "
+                                   f"meanwhile; {loop.label_status(at_step[0])['waiting']} queries are waiting"))
+    return server
 
 
 def save_run(out: Path, arm: str, seed: int, agent, loop=None) -> list[str]:
@@ -751,6 +849,7 @@ def _follow(futures, queue, total: int) -> None:
                 bar.update(n)
                 if event:
                     bar.write(f"  seed {seed} {arm}: {event}")
+                    sys.stdout.flush()  # a URL to open must reach a piped console now
             time.sleep(0.2)
         while not queue.empty():
             bar.update(queue.get()[2])

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.mujoco --synthetic-oracle --env Hopper-v5``
+"""``python -m benchmarks.mujoco --synthetic-oracle --env Hopper-v5`` (or ``--labeler web`` to label yourself)
 
 PPO (or A2C) on a reward learned from synthetic preferences vs the same agent
 on the true reward, on gymnasium's MuJoCo v5 tasks.
@@ -48,6 +48,12 @@ def _wrap_agent_env(venv, arm: str, args):
     return VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.99)
 
 
+def _make_render(args):
+    from envs.mujoco import segment_renderer
+
+    return segment_renderer(args.env, width=160, height=160)
+
+
 def _extra_flags(parser) -> None:
     parser.add_argument("--standard-env", action="store_true",
                         help="use gymnasium's tasks unchanged (termination, control costs) instead of the paper's variant")
@@ -61,6 +67,8 @@ FAMILY = Family(
     wrap_agent_env=_wrap_agent_env,
     segment_length=25,
     random_steps=1000,
+    make_render=_make_render,  # --labeler web: clips rendered from the recorded simulator states
+    keep_render_state=True,
 )
 
 

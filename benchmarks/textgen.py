@@ -36,7 +36,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "samples.md")
-LABELERS = {"synthetic-oracle": "labels pairs by the task's true score, answering at random with probability --noise"}
+LABELERS = {"synthetic-oracle": "labels pairs by the task's true score, answering at random with probability --noise",
+            "web": "you rank the completions of each prompt in a local web page (URL printed at the start) while "
+                   "the policy trains"}
 
 
 @dataclass
@@ -109,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Token-level PPO on TextGen-v0: zero-shot vs PPO on the true score vs PPO on a reward "
                     "learned from synthetic preferences. Writes curves.csv, curves.png, summary.json, samples.md.",
     )
-    p.add_argument("--synthetic-oracle", action="store_true", help="label with the synthetic oracle (required)")
+    from benchmarks.harness import add_labeler_flags
+
+    add_labeler_flags(p)
     p.add_argument("--task", default=d.task, help=f"TextGen task (default {d.task})")
     p.add_argument("--model", default=d.model, help=f"policy LM: name, directory, .gguf, or 'tiny' (default {d.model})")
     p.add_argument("--iterations", type=int, default=d.iterations, help=f"PPO updates per arm (default {d.iterations})")
@@ -168,9 +172,15 @@ QUICK = dict(iterations=3, batch_size=4, max_new_tokens=8, labels=6, eval_prompt
 def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.synthetic_oracle:
-        names = "\n".join(f"  --{k}: {v}" for k, v in LABELERS.items())
-        parser.exit(2, f"prefrl: choose a labeler; available:\n{names}\n")
+    from benchmarks.harness import labeler_problem
+
+    problem = labeler_problem(args, 1 if args.labeler != "web" else len(args.seeds))
+    if args.labeler is None:
+        names = "\n".join(f"  --labeler {k}: {v}" for k, v in LABELERS.items())
+        parser.exit(2, f"prefrl: choose a labeler (--synthetic-oracle is short for --labeler synthetic-oracle); "
+                       f"available:\n{names}\n")
+    if problem:
+        parser.exit(2, f"prefrl: error: {problem}\n")
     if args.quick:
         for k, v in QUICK.items():
             if parser.get_default(k) == getattr(args, k):
@@ -248,7 +258,9 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
         if problem:
             fail(problem)
     return cfg, out, RunOptions(resume=args.resume, checkpoint_seconds=60.0 * args.checkpoint_minutes,
-                                tensorboard=None if args.tensorboard is None else Path(args.tensorboard))
+                                tensorboard=None if args.tensorboard is None else Path(args.tensorboard),
+                                labeler=args.labeler, web_host=args.web_host, web_port=args.web_port,
+                                label_timeout=args.label_timeout, on_timeout=args.on_timeout)
 
 
 # ---------------------------------------------------------------- resume
@@ -267,6 +279,12 @@ class RunOptions:
     """An arm is checkpointed after any iteration this long after its last checkpoint."""
     tensorboard: Path | None = None
     """Directory for TensorBoard event files (one subdirectory per arm and seed), or None."""
+    labeler: str = "synthetic-oracle"
+    """``synthetic-oracle`` or ``web`` (people answer in the page; the run goes on meanwhile)."""
+    web_host: str = "127.0.0.1"
+    web_port: int = 0
+    label_timeout: float = 300.0
+    on_timeout: str = "requeue"
 
 
 def _run_config(cfg: TextBenchConfig) -> dict:
@@ -353,7 +371,7 @@ def make_ppo(cfg: TextBenchConfig, base_model, tokenizer, seed: int):
     return LMPPO(copy.deepcopy(base_model), tokenizer, pcfg, device=cfg.device, ref_model=base_model)
 
 
-def make_loop(cfg: TextBenchConfig, seed: int, out: Path, tokenizer):
+def make_loop(cfg: TextBenchConfig, seed: int, out: Path, tokenizer, opts: "RunOptions | None" = None):
     """The learned arm's core loop: text RM, SQLite store of texts, synthetic oracle, schedule."""
     import torch
 
@@ -367,8 +385,15 @@ def make_loop(cfg: TextBenchConfig, seed: int, out: Path, tokenizer):
                               round_completions=cfg.round_completions, initial_steps=cfg.initial_fit_steps,
                               refit_steps=cfg.refit_steps, reward_std=cfg.reward_std, seed=seed)
     rm = make_text_reward_model(cfg.reward_model, width).to(cfg.device)
-    return TextPreferenceLoop.with_store_file(out / f"labels-seed{seed}.sqlite", rm,
-                                              SyntheticOracle(noise=cfg.noise, seed=seed), loop_cfg)
+    labeler = SyntheticOracle(noise=cfg.noise, seed=seed)
+    if opts is not None and opts.labeler == "web":  # queries wait in the store's file; people answer in the page
+        from prefrl import LabelQueue, PreferenceStore, QueueLabeler
+        from prefrl.text_reward import completion_media
+
+        store = PreferenceStore(out / f"labels-seed{seed}.sqlite", seed=seed)
+        queue = LabelQueue(store, timeout_s=opts.label_timeout, on_timeout=opts.on_timeout)
+        return TextPreferenceLoop(rm, QueueLabeler(queue, completion_media), loop_cfg, store=store)
+    return TextPreferenceLoop.with_store_file(out / f"labels-seed{seed}.sqlite", rm, labeler, loop_cfg)
 
 
 def train_seeds(seed: int, it: int, batch: int, k: int = 2) -> list[int]:
@@ -492,7 +517,20 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             store_path.rename(aside)
             bar.write(f"  seed {seed} learned: no checkpoint yet; its earlier labels are kept in {aside.name}")
         ppo = make_ppo(cfg, base_model, tokenizer, seed)
-        lr = make_loop(cfg, seed, out, tokenizer) if arm == "learned" else None
+        lr = make_loop(cfg, seed, out, tokenizer, opts) if arm == "learned" else None
+        server = None
+        if lr is not None and lr.is_async:
+            from prefrl.web import serve
+
+            server = serve(lr.labeler.queue, host=opts.web_host, port=opts.web_port, print_url=False,
+                           progress=lambda: {"labels_due": max(0, lr.schedule.due(episodes_seen[0]) - lr.labels_used),
+                                             "curves": {f"true score (seed {seed})": [
+                                                 [r["episodes"], r["true_score"]] for r in list(arm_rows_ref[0])]}})
+            bar.write(f"  seed {seed} learned: label at {server.url}\n    open it in a browser, type your name, "
+                      "and rank the completions of each prompt by how well they do the task; the policy trains "
+                      "meanwhile")
+            sys.stdout.flush()
+        episodes_seen, arm_rows_ref = [0], [[]]
         arm_rows: list[dict] = []
         episodes, fresh, start = 0, [], 0
         times = {"gen_time": 0.0, "gen_tokens": 0.0, "train_time": 0.0, "train_tokens": 0.0, "elapsed": 0.0}
@@ -540,6 +578,7 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             times["gen_time"] += ro.gen_seconds
             times["gen_tokens"] += ro.gen_tokens
             episodes += len(ro.prompts)
+            episodes_seen[0], arm_rows_ref[0] = episodes, arm_rows
             row = {"iteration": it + 1, "episodes": episodes, "run": arm, "seed": seed,
                    "true_score": float(ro.true_scores.mean()), "labels": "", "rm_accuracy": "",
                    "reward_correlation": ""}
@@ -578,6 +617,9 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             bar.update(1)
         if writer is not None:
             writer.close()
+        if server is not None:
+            server.stop()
+            bar.write(f"  seed {seed} learned: labeling page closed; {lr.labels_used} queries answered")
         ev = evaluate(ppo, envs, cfg)
         result[arm] = {
             **ev,

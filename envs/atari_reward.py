@@ -122,3 +122,35 @@ def make_frame_ensemble(variant: str, n_members: int = 3):
     ensemble.build_spec = {"factory": "envs.atari_reward:make_frame_ensemble",  # how prefrl.save_reward rebuilds it
                            "kwargs": {"variant": variant, "n_members": int(n_members)}}
     return ensemble
+
+
+def frames_renderer(scale: int | None = None, fps: float = 15.0):
+    """What a person sees of Atari segments: a function ``segments -> list of gif_media``.
+
+    A person sees what the reward model sees (as in the paper's protocol): the
+    newest frame of each step's stack in the loop's view (42x42 or 84x84
+    grayscale, the score area blacked out unless the run shows it), scaled up
+    with nearest-neighbour pixels. One agent step is 4 emulator frames, so 15
+    steps per second is real time.
+
+    Args:
+        scale: the upscaling factor (default: to ~168 pixels: 4 for 42x42, 2 for 84x84).
+        fps: frames per second of the GIF.
+
+    Returns:
+        ``render(segments) -> [{"kind": "gif", "data": bytes}] * N``, from ``segments.obs``
+        uint8 [N, L, H, W, C].
+    """
+    from prefrl.label_queue import gif_media
+
+    def render(segments) -> list[dict]:
+        obs = segments.obs.cpu().numpy() if hasattr(segments.obs, "cpu") else np.asarray(segments.obs)
+        if obs.ndim != 5:
+            raise ValueError(f"Atari segments must hold frame stacks [N, L, H, W, C], got {obs.shape}")
+        frames = obs[..., -1].astype(np.uint8)  # [N, L, H, W], the newest frame of each stack
+        k = scale or max(1, 168 // frames.shape[-1])
+        frames = frames.repeat(k, axis=2).repeat(k, axis=3)
+        return [gif_media(f, fps=fps) for f in frames]
+
+    return render
+

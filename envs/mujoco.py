@@ -63,8 +63,10 @@ import numpy as np
 from envs.mujoco_render import (
     RenderingUnavailableError,
     close_renderers,
+    frame_rate,
     gl_backend,
     render_states,
+    segment_renderer,
 )
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -78,11 +80,13 @@ __all__ = [
     "RenderingUnavailableError",
     "SimStateInfoWrapper",
     "close_renderers",
+    "frame_rate",
     "gl_backend",
     "make_mujoco_env",
     "make_mujoco_paper_env",
     "make_mujoco_vec_env",
     "render_states",
+    "segment_renderer",
     "sim_state_dims",
 ]
 

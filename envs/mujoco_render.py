@@ -34,8 +34,10 @@ import numpy as np
 __all__ = [
     "RenderingUnavailableError",
     "close_renderers",
+    "frame_rate",
     "gl_backend",
     "render_states",
+    "segment_renderer",
 ]
 
 
@@ -164,3 +166,47 @@ def render_states(
         sim.set_state(state[:nq], state[nq:])
         frames[i] = env.render()
     return frames[0] if single else frames
+
+
+def frame_rate(env_id: str) -> float:
+    """Simulated steps per second of a task, ``1 / env.dt`` (InvertedPendulum 25, HalfCheetah 20, Hopper 125)."""
+    env = gym.make(env_id)
+    try:
+        return 1.0 / float(env.unwrapped.dt)
+    finally:
+        env.close()
+
+
+def segment_renderer(env_id: str, width: int = 160, height: int = 160, max_fps: float = 50.0):
+    """What a person sees of MuJoCo segments: a function ``segments -> list of gif_media``, one looping GIF each.
+
+    Each clip is rendered from the segment's simulator states (``Segments.state``
+    [N, L, nq + nv], recorded when ``LoopConfig.keep_render_state`` is on) and
+    plays in real time: at the task's frame rate ``1 / env.dt``, or, where that
+    is above ``max_fps`` (GIF players show at most 50 frames/s), every k-th state
+    at ``1 / (k * dt)``. Only the segments passed in are rendered.
+
+    Args:
+        env_id: one of :data:`envs.mujoco.MUJOCO_TASKS`.
+        width, height: pixels of each clip (160 x 160: ~30 ms a frame with software GL).
+        max_fps: the highest frame rate to play at.
+
+    Returns:
+        ``render(segments) -> [{"kind": "gif", "data": bytes}] * N``; it raises
+        ValueError for segments without states (the fix: ``keep_render_state=True``).
+    """
+    from prefrl.label_queue import gif_media
+
+    dt = 1.0 / frame_rate(env_id)
+    stride = max(1, int(np.ceil(1.0 / (dt * max_fps) - 1e-9)))
+    fps = 1.0 / (dt * stride)
+
+    def render(segments) -> list[dict]:
+        if segments.state is None:
+            raise ValueError("these segments carry no simulator states to render; record them with "
+                             "LoopConfig(keep_render_state=True) on an env from envs.mujoco (info['sim_state'])")
+        states = segments.state.cpu().numpy() if hasattr(segments.state, "cpu") else np.asarray(segments.state)
+        return [gif_media(render_states(env_id, s[::stride], width, height), fps=fps) for s in states]
+
+    render.fps = fps
+    return render

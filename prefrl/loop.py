@@ -77,6 +77,10 @@ class LoopConfig:
     """Fresh segments scored for the learned-vs-true correlation metric."""
     seed: int = 0
     """Seeds segment sampling and query selection."""
+    keep_render_state: bool = False
+    """Record what a person needs to see each step (the wrappers pass MuJoCo's ``info["sim_state"]``) so
+    queried segments carry ``Segments.state`` for rendering. Off by default (memory: see
+    ``RolloutRecorder.add``); the benchmarks turn it on when a person labels MuJoCo clips."""
 
     def __post_init__(self) -> None:
         if self.query not in QUERY_METHODS:
@@ -109,8 +113,16 @@ class RolloutRecorder:
         self.size = 0
         self.total = 0
 
-    def add(self, obs: np.ndarray, act: np.ndarray, true_reward: np.ndarray, done: np.ndarray, valid=None) -> None:
-        """Appends one vector step: obs [n, ...], act [n, ...], true_reward [n], done [n], valid [n]."""
+    def add(self, obs: np.ndarray, act: np.ndarray, true_reward: np.ndarray, done: np.ndarray, valid=None,
+            state=None) -> None:
+        """Appends one vector step: obs [n, ...], act [n, ...], true_reward [n], done [n], valid [n].
+
+        ``state`` [n, *state_shape] (optional) is what a person needs to see the
+        step, e.g. MuJoCo's qpos + qvel after it (``info["sim_state"]``). Its
+        buffer is allocated on the first step that brings one, and only then:
+        capacity x n_envs x state size (MuJoCo, float64: 10k steps x 4 envs x
+        ~30 numbers = ~10 MB). Steps recorded without a state keep NaN there.
+        """
         step = {
             "obs": np.asarray(obs),
             "act": np.asarray(act),
@@ -123,6 +135,16 @@ class RolloutRecorder:
                 raise ValueError(f"{k} has {len(v)} rows, expected one per env ({self.n_envs})")
         if not self._buf:
             self._buf = {k: np.zeros((self.capacity, *v.shape), v.dtype) for k, v in step.items()}
+        if state is not None:
+            state = np.asarray(state)
+            if len(state) != self.n_envs:
+                raise ValueError(f"state has {len(state)} rows, expected one per env ({self.n_envs})")
+            if "state" not in self._buf:
+                dtype = state.dtype if np.issubdtype(state.dtype, np.floating) else np.float64
+                self._buf["state"] = np.full((self.capacity, *state.shape), np.nan, dtype)
+            step["state"] = state
+        elif "state" in self._buf:
+            self._buf["state"][self._next] = np.nan
         for k, v in step.items():
             self._buf[k][self._next] = v
         self._next = (self._next + 1) % self.capacity
@@ -143,9 +165,13 @@ class RolloutRecorder:
         return {name: v[order] for name, v in self._buf.items()}
 
     def sample(self, n: int, length: int, generator: torch.Generator, last: int | None = None) -> Segments:
-        """N segments of ``length`` steps from the recorded steps (the newest ``last`` steps if given)."""
+        """N segments of ``length`` steps from the recorded steps (the newest ``last`` steps if given).
+
+        The segments carry the recorded render states (``Segments.state``) when steps were recorded with one.
+        """
         a = self.arrays(last)
-        return sample_segments(a["obs"], a["act"], a["true_reward"], a["done"], length, n, generator, a["valid"])
+        return sample_segments(a["obs"], a["act"], a["true_reward"], a["done"], length, n, generator, a["valid"],
+                               a.get("state"))
 
     def random_steps(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Up to n recorded (obs, act) steps drawn at random: obs [n, ...], act [n, ...]."""
@@ -160,9 +186,25 @@ class RolloutRecorder:
 class PreferenceLoop:
     """Learns a reward from preferences while an agent trains.
 
+    Two ways to get labels:
+
+    * a synchronous :class:`~prefrl.oracle.Labeler` (``SyntheticOracle``):
+      each round asks for the labels due and waits for them;
+    * an asynchronous labeler with ``post``/``collect``/``outstanding``
+      (:class:`~prefrl.queue_labeler.QueueLabeler`, what the web app serves):
+      a round posts the queries due and returns at once; every ``update``
+      collects the answers that arrived, and the schedule counts *answered*
+      queries (``labels_used``): queries waiting in the queue are not posted
+      again, dropped ones (lease ran out with ``on_timeout="drop"``) are asked
+      again by the schedule. The model is refit when new labels arrived and a
+      batch of them is complete (as many as a round asks, or every posted query
+      resolved); the first fit uses ``pretrain_epochs``. Until the first labels
+      arrive the agent trains on the untrained model's reward (small random
+      rewards, normalised over the initial policy's steps).
+
     Args:
         ensemble: the reward model.
-        labeler: answers queries (``SyntheticOracle`` or a person).
+        labeler: answers queries (``SyntheticOracle``, a ``QueueLabeler``, a person).
         n_envs: environments per vector step.
         config: loop settings (``LoopConfig``).
         trainer_config: reward-fitting settings (``TrainerConfig``).
@@ -196,13 +238,18 @@ class PreferenceLoop:
         self.metrics: dict[str, float] = {}
         self.fit_seconds = 0.0
         self._steps_at_fit = -1  # recorder.total at the last fit; -1 before any
+        self.is_async = all(callable(getattr(self.labeler, m, None)) for m in ("post", "collect", "outstanding"))
+        self.labels_arrived = 0  # async: pairwise labels that arrived and were not fit yet
+        self.queries_posted = 0  # async: queries this loop posted (re-requests included)
+        self._fitted = False
+        self._initial_posted = False
 
     # -- per step --------------------------------------------------------
-    def record(self, obs, act, true_reward, done, valid=None) -> None:
+    def record(self, obs, act, true_reward, done, valid=None, state=None) -> None:
         """Records one vector step (see ``RolloutRecorder.add``)."""
-        self.recorder.add(self._view(obs), act, true_reward, done, valid)
+        self.recorder.add(self._view(obs), act, true_reward, done, valid, state)
 
-    def observe(self, obs, act, true_reward, done, valid=None) -> np.ndarray:
+    def observe(self, obs, act, true_reward, done, valid=None, state=None) -> np.ndarray:
         """Records one vector step and returns its normalised learned reward.
 
         What the wrappers call on every step: the observation is transformed
@@ -214,12 +261,14 @@ class PreferenceLoop:
             true_reward: [n_envs] environment rewards (kept for the oracle only).
             done: [n_envs] whether step t ended the episode.
             valid: [n_envs] False for autoreset steps (``None``: all valid).
+            state: [n_envs, *state_shape] render states for a person (e.g.
+                MuJoCo qpos + qvel after the step), or None.
 
         Returns:
             [n_envs] float32 learned rewards.
         """
         view = self._view(obs)
-        self.recorder.add(view, act, true_reward, done, valid)
+        self.recorder.add(view, act, true_reward, done, valid, state)
         return self._normalise(self.raw_reward(view, act, transformed=True))
 
     def _normalise(self, raw: np.ndarray) -> np.ndarray:
@@ -251,7 +300,22 @@ class PreferenceLoop:
         self.reward_std = float(raw.std()) if len(raw) > 1 and raw.std() > 1e-8 else 1.0
 
     def _query(self, n: int) -> int:
-        """Samples candidates, selects n queries, labels them; returns labels stored."""
+        """Samples candidates, selects n queries, labels them; returns labels stored.
+
+        With an asynchronous labeler the n queries are posted and 0 is returned at once.
+        """
+        seg1, seg2 = self._select(n)
+        if self.is_async:
+            self.labeler.post(seg1, seg2)
+            self.queries_posted += len(seg1)
+            return 0
+        mu, answered = self.labeler.label(seg1, seg2)
+        self.store.add(seg1[answered], seg2[answered], mu[answered])
+        self.labels_used += n  # skipped queries still cost the labeler's time
+        return int(answered.sum())
+
+    def _select(self, n: int) -> tuple[Segments, Segments]:
+        """n query pairs picked from ``candidate_factor`` x n recent candidates."""
         m = n * self.config.candidate_factor
         L = self.config.segment_length
         seg1 = self.recorder.sample(m, L, self._gen)
@@ -259,13 +323,10 @@ class PreferenceLoop:
         n_anchor = round(m * self.config.anchor_fraction) if len(self.store) else 0
         if n_anchor:
             seg2 = Segments.cat([seg2[: m - n_anchor], self._labeled_clips(n_anchor, like=seg2)])
-        method = self.config.query if self.labels_used > 0 else "random"  # an unfit model cannot disagree
+        fitted = self._fitted if self.is_async else self.labels_used > 0
+        method = self.config.query if fitted else "random"  # an unfit model cannot disagree
         pick = select_queries(self.ensemble, seg1, seg2, n, method, self._gen)
-        seg1, seg2 = seg1[pick], seg2[pick]
-        mu, answered = self.labeler.label(seg1, seg2)
-        self.store.add(seg1[answered], seg2[answered], mu[answered])
-        self.labels_used += n  # skipped queries still cost the labeler's time
-        return int(answered.sum())
+        return seg1[pick], seg2[pick]
 
     def _labeled_clips(self, n: int, like: Segments) -> Segments:
         """n clips drawn uniformly (with replacement) from both sides of the stored labels, as ``like``'s dtypes."""
@@ -281,6 +342,8 @@ class PreferenceLoop:
         self._calibrate()
         self._steps_at_fit = self.recorder.total
         self.fit_seconds += time.perf_counter() - t
+        self._fitted = True
+        self.labels_arrived = 0
         return metrics
 
     def fresh_correlation(self) -> dict[str, float]:
@@ -332,11 +395,44 @@ class PreferenceLoop:
         if isinstance(self.ensemble, MLPEnsemble):  # standardise inputs on the initial policy's data
             obs, act = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
             self.ensemble.set_input_stats(torch.as_tensor(obs, device=self.device), torch.as_tensor(act, device=self.device))
+        if self.is_async:  # post the initial queries; fit only on what has arrived (maybe nothing yet)
+            self._initial_posted = True
+            self._collect()
+            missing = n0 - self.labels_used - self.labeler.outstanding()
+            if missing > 0:
+                self._query(missing)
+            self._collect()
+            if self.labels_arrived == 0 or len(self.store) == 0:
+                return {}
+            self.metrics = self._fit(self.config.pretrain_epochs) | {"labels": float(self.labels_used)}
+            return self.metrics
         self._query(n0)
         if len(self.store) == 0:
             raise ValueError("the labeler skipped every initial query; lower its skip threshold")
         self.metrics = self._fit(self.config.pretrain_epochs) | {"labels": float(self.labels_used)}
         return self.metrics
+
+    def _collect(self) -> dict:
+        """Async: counts the answers that arrived since the last look (answered or skipped queries)."""
+        new = self.labeler.collect()
+        self.labels_used += int(new["queries"])
+        self.labels_arrived += int(new["labels"])
+        return new
+
+    def label_status(self, env_step: int) -> dict[str, int]:
+        """Where the labels stand at ``env_step``: for a progress page.
+
+        Returns:
+            ``labels_used`` (queries answered or skipped), ``labels_due`` (the
+            schedule's count at ``env_step`` minus ``labels_used``, >= 0),
+            ``labels_total`` (the budget), ``waiting`` (async: queries posted and
+            not answered yet, else 0) and ``labels_not_fit`` (async: arrived since the last fit).
+        """
+        return {"labels_used": self.labels_used,
+                "labels_due": max(0, self.schedule.due(env_step) - self.labels_used),
+                "labels_total": self.config.total_labels,
+                "waiting": self.labeler.outstanding() if self.is_async else 0,
+                "labels_not_fit": self.labels_arrived}
 
     # -- checkpoints -------------------------------------------------------
     def state_dict(self, recorder_max_bytes: int = 256 << 20) -> dict:
@@ -365,6 +461,9 @@ class PreferenceLoop:
             "metrics": dict(self.metrics), "fit_seconds": self.fit_seconds,
             "recorder": ({"buf": {k: v.copy() for k, v in rec._buf.items()}, "next": rec._next, "size": rec.size,
                           "total": rec.total, "steps_at_fit": self._steps_at_fit} if keep_rec else None),
+            "async": ({"cursor": self.labeler.cursor, "labels_arrived": self.labels_arrived,
+                       "queries_posted": self.queries_posted, "fitted": self._fitted,
+                       "initial_posted": self._initial_posted} if self.is_async else None),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -375,7 +474,15 @@ class PreferenceLoop:
         self.trainer._rng.set_state(state["trainer_rng"])
         self._gen.set_state(state["segments_rng"])
         self._np_rng.bit_generator.state = state["calibration_rng"]
-        self.labels_used = state["labels_used"] + max(0, self.store.total_added - state["labels_stored"])
+        asy = state.get("async") if self.is_async else None
+        if asy is not None:  # answers after the checkpoint are counted by the next collect, from the saved cursor
+            self.labels_used = state["labels_used"]
+            self.labeler.cursor = asy["cursor"]
+            self.labels_arrived, self.queries_posted = asy["labels_arrived"], asy["queries_posted"]
+            self._fitted, self._initial_posted = asy["fitted"], asy["initial_posted"]
+        else:
+            self.labels_used = state["labels_used"] + max(0, self.store.total_added - state["labels_stored"])
+            self._fitted = self._initial_posted = self.labels_used > 0
         self.reward_mean, self.reward_std = state["reward_mean"], state["reward_std"]
         self.metrics, self.fit_seconds = dict(state["metrics"]), state["fit_seconds"]
         rec = state["recorder"]
@@ -390,9 +497,15 @@ class PreferenceLoop:
         Args:
             env_step: environment steps the agent has taken so far.
 
+        With an asynchronous labeler (see the class docstring) it first
+        collects the answers that arrived, posts the queries due that are not
+        waiting already, and refits when a batch of new labels is complete.
+
         Returns:
-            The round's metrics, or ``None`` if nothing was due.
+            The round's metrics, or ``None`` if nothing was due (or, async, nothing to fit yet).
         """
+        if self.is_async:
+            return self._update_async(env_step)
         need = self.schedule.due(env_step) - self.labels_used
         later = self.config.total_labels - self.schedule.initial_labels
         batch = max(1, math.ceil(later / self.config.query_rounds))
@@ -406,6 +519,36 @@ class PreferenceLoop:
         if len(self.store) == 0:
             return None
         self.metrics = self._fit(self.config.fit_epochs) | corr | {"labels": float(self.labels_used)}
+        return self.metrics
+
+    def _update_async(self, env_step: int) -> dict[str, float] | None:
+        if not self._initial_posted and not self._fitted:
+            if self.recorder.size < self.config.segment_length:
+                return None
+            return self.pretrain() or None
+        self._collect()
+        waiting = self.labeler.outstanding()
+        due = self.schedule.due(env_step)
+        need = due - self.labels_used - waiting  # waiting queries are not posted again; dropped ones are
+        later = self.config.total_labels - self.schedule.initial_labels
+        batch = max(1, math.ceil(later / self.config.query_rounds))
+        final = due == self.config.total_labels
+        initial_short = self.labels_used + waiting < self.schedule.initial_labels  # e.g. an initial query was dropped
+        post = need >= 1 and (need >= batch or final or initial_short) \
+            and self.recorder.size >= self.config.segment_length
+        # the model's correlation on steps it was never asked about, measured before its candidates are drawn
+        # (the same order of random draws as the synchronous path)
+        corr = self.fresh_correlation() if self._fitted and (post or self.labels_arrived) else {}
+        if post:
+            self._query(need)
+            self._collect()
+            waiting = self.labeler.outstanding()
+        if self.labels_arrived == 0 or len(self.store) == 0:
+            return None
+        if self._fitted and self.labels_arrived < batch and waiting > 0:
+            return None  # a batch is still coming in: fit when it is complete
+        epochs = self.config.fit_epochs if self._fitted else self.config.pretrain_epochs
+        self.metrics = self._fit(epochs) | corr | {"labels": float(self.labels_used)}
         return self.metrics
 
 

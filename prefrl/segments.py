@@ -27,17 +27,22 @@ class Segments:
         act: [N, L, *act_shape] actions a_t taken at o_t.
         true_reward: [N, L] the environment's own reward r_t. For the oracle
             and for evaluation only: never shown to the agent.
+        state: optional [N, L, *state_shape] what a person needs to see the
+            clip that the observation alone cannot give (e.g. MuJoCo simulator
+            states qpos + qvel, rendered with ``envs.mujoco.render_states``),
+            or None. Never seen by the reward model; the store does not keep it.
     """
 
     obs: torch.Tensor
     act: torch.Tensor
     true_reward: torch.Tensor
+    state: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.true_reward.dim() != 2:
             raise ValueError(f"true_reward must be [N, L], got {tuple(self.true_reward.shape)}")
         n, length = self.true_reward.shape
-        for name in ("obs", "act"):
+        for name in ("obs", "act") + (("state",) if self.state is not None else ()):
             shape = tuple(getattr(self, name).shape[:2])
             if shape != (n, length):
                 raise ValueError(f"{name} leads with {shape}, expected (N, L) = {(n, length)}")
@@ -59,15 +64,18 @@ class Segments:
         """Selects segments along N (an int keeps the N dim: ``segs[3]`` is 1 segment)."""
         if isinstance(idx, int):
             idx = slice(idx, idx + 1 if idx != -1 else None)
-        return Segments(self.obs[idx], self.act[idx], self.true_reward[idx])
+        return Segments(self.obs[idx], self.act[idx], self.true_reward[idx],
+                        None if self.state is None else self.state[idx])
 
     @staticmethod
     def cat(parts: list["Segments"]) -> "Segments":
-        """Concatenates batches of segments along N."""
+        """Concatenates batches of segments along N (``state`` is kept only when every part has one)."""
+        states = [p.state for p in parts]
         return Segments(
             torch.cat([p.obs for p in parts]),
             torch.cat([p.act for p in parts]),
             torch.cat([p.true_reward for p in parts]),
+            torch.cat(states) if all(s is not None for s in states) else None,
         )
 
 
@@ -122,6 +130,7 @@ def sample_segments(
     n: int,
     generator: torch.Generator | None = None,
     valid=None,
+    state=None,
 ) -> Segments:
     """Samples N segments uniformly among all valid windows of a rollout.
 
@@ -134,9 +143,12 @@ def sample_segments(
         n: N, segments to draw (with replacement across windows).
         generator: torch RNG, for reproducible draws.
         valid: optional [T, n_envs] mask, False on autoreset steps.
+        state: optional [T, n_envs, *state_shape] render states (e.g. MuJoCo
+            qpos + qvel after each step), cut like the observations.
 
     Returns:
-        Segments with obs [N, L, ...], act [N, L, ...], true_reward [N, L].
+        Segments with obs [N, L, ...], act [N, L, ...], true_reward [N, L]
+        and state [N, L, ...] (None when no ``state`` was given).
 
     Raises:
         ValueError: on mismatched shapes, NaN rewards, or a rollout with no
@@ -147,7 +159,8 @@ def sample_segments(
     if reward.dim() != 2:
         raise ValueError(f"reward must be [T, n_envs], got {tuple(reward.shape)}")
     T, n_envs = reward.shape
-    for name, x in (("obs", obs), ("act", act), ("dones", dones)):
+    extra = (("state", _as_tensor(state)),) if state is not None else ()
+    for name, x in (("obs", obs), ("act", act), ("dones", dones), *extra):
         if tuple(x.shape[:2]) != (T, n_envs):
             raise ValueError(f"{name} leads with {tuple(x.shape[:2])}, expected [T, n_envs] = {(T, n_envs)}")
     if n < 1:
@@ -167,4 +180,5 @@ def sample_segments(
     t0, e = t_idx[pick], e_idx[pick]
     steps = t0[:, None] + torch.arange(length)[None, :]  # [N, L]
     env = e[:, None].expand(-1, length)
-    return Segments(obs[steps, env], act[steps, env], reward[steps, env].float())
+    cut = None if state is None else _as_tensor(state)[steps, env]
+    return Segments(obs[steps, env], act[steps, env], reward[steps, env].float(), cut)

@@ -119,7 +119,10 @@ class TextPreferenceLoop:
     Args:
         reward_model: a :class:`~prefrl.text_reward.TextRewardEnsemble` (fine-tuned or frozen).
         labeler: answers pairs (``label``) and, for rank_k > 2, rankings (``rank``):
-            :class:`~prefrl.SyntheticOracle` or your own.
+            :class:`~prefrl.SyntheticOracle` or your own; or a
+            :class:`~prefrl.QueueLabeler` (people in the web app, or the oracle through
+            the queue): its queries show the prompt and the K completions, the loop
+            goes on while they wait and refits on the answers as they arrive.
         config: see :class:`TextLoopConfig`.
         store: where labels go; default an in-memory store. Give a path-backed
             :class:`~prefrl.PreferenceStore` to keep them.
@@ -153,6 +156,9 @@ class TextPreferenceLoop:
         self._last_round = 0
         self._qgen = torch.Generator().manual_seed(cfg.seed)
         self._refit_due = False
+        self.is_async = all(callable(getattr(labeler, m, None)) for m in ("post_groups", "collect", "outstanding"))
+        self._arrived = 0  # async: pairwise labels that arrived and were not fit yet
+        self._posted_any = self._fit_any = False
 
     @classmethod
     def with_store_file(cls, path: str | Path, reward_model: TextRewardEnsemble, labeler: Labeler,
@@ -189,6 +195,8 @@ class TextPreferenceLoop:
         Returns:
             queries answered in this call (0 between rounds).
         """
+        if self.is_async:
+            return self._label_due_async(completions_seen)
         cfg = self.config
         first = self.labels_used == 0
         if self._refit_due:  # labels stored after the checkpoint this loop resumed from, not fit yet
@@ -210,6 +218,46 @@ class TextPreferenceLoop:
         self.pool.entries = self.pool.entries[-cfg.pool_rollouts :]
         self.refit(cfg.initial_steps if first else cfg.refit_steps)
         return int(len(idx))
+
+    def _collect(self) -> int:
+        new = self.labeler.collect()
+        self.labels_used += int(new["queries"])
+        self.pairs_labeled += int(new["labels"])
+        self._arrived += int(new["labels"])
+        return int(new["queries"])
+
+    def _label_due_async(self, completions_seen: int) -> int:
+        """``label_due`` with a :class:`~prefrl.QueueLabeler`: post the groups due, refit on what arrived.
+
+        Groups waiting for an answer are not posted again (they count against the
+        schedule as soon as they are answered); the reward model is refit whenever
+        new labels arrived (the first fit with ``initial_steps``). Until then the
+        policy is trained on the unfit model's reward.
+        """
+        cfg = self.config
+        answered = self._collect()
+        if not self._posted_any or completions_seen - self._last_round >= cfg.round_completions:
+            want = self.schedule.due(completions_seen) - self.labels_used - self.labeler.outstanding()
+            if want > 0 and len(self.pool):
+                from prefrl.text_reward import decode_texts
+
+                self._last_round = completions_seen
+                sides = self.pool.sides()
+                want = min(want, len(sides[0]))
+                if not self._posted_any:
+                    self.rm.set_input_stats(torch.cat([side.obs[:, 0] for side in sides]))
+                idx = select_groups(self.rm, list(sides), want, cfg.query, generator=self._qgen)
+                chosen = [side[idx] for side in sides]
+                self.labeler.post_groups(chosen, decode_texts(chosen[0].obs)[0])
+                self._posted_any = True
+                self.pool.remove(idx)
+                self.pool.entries = self.pool.entries[-cfg.pool_rollouts :]
+                answered += self._collect()
+        if self._arrived and len(self.store):
+            self.ties = int((self.store.tensors()["mu"] == 0.5).sum())
+            self.refit(cfg.refit_steps if self._fit_any else cfg.initial_steps)
+            self._fit_any, self._arrived = True, 0
+        return answered
 
     def _label(self, sides: tuple[Segments, ...], idx: torch.Tensor) -> None:
         if len(sides) == 2:
@@ -262,6 +310,8 @@ class TextPreferenceLoop:
             "labels_used": self.labels_used, "pairs_labeled": self.pairs_labeled, "ties": self.ties,
             "labels_stored": self.store.total_added, "mean": self.mean, "std": self.std,
             "metrics": dict(self.metrics), "last_round": self._last_round,
+            "async": ({"cursor": self.labeler.cursor, "arrived": self._arrived, "posted_any": self._posted_any,
+                       "fit_any": self._fit_any} if self.is_async else None),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -297,6 +347,11 @@ class TextPreferenceLoop:
         self.mean, self.std = state["mean"], state["std"]
         self.metrics, self._last_round = dict(state["metrics"]), state["last_round"]
         self._refit_due = extra > 0
+        asy = state.get("async") if self.is_async else None
+        if asy is not None:  # answers after the checkpoint are counted by the next collect, from the saved cursor
+            self.labels_used, self.pairs_labeled = state["labels_used"], state["pairs_labeled"]
+            self.labeler.cursor, self._arrived = asy["cursor"], asy["arrived"]
+            self._posted_any, self._fit_any, self._refit_due = asy["posted_any"], asy["fit_any"], False
 
     def reward(self, segs: Segments) -> tuple[torch.Tensor, torch.Tensor]:
         """[B] normalised learned reward of a rollout's completions, and [B] the raw ensemble mean."""

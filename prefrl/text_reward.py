@@ -402,3 +402,17 @@ def make_text_reward_model(kind: str, width: int, n_members: int = 3, **kwargs: 
         return FrozenTextEnsemble(SentenceEncoder(), width, n_members=n_members, **kwargs)
     raise ValueError(f"unknown text reward model {kind!r}; choose one of {', '.join(TEXT_REWARD_MODELS)}")
 
+
+def completion_media(segments: Segments) -> list[dict]:
+    """What a person sees of text segments: their completions as text media (a ``QueueLabeler``'s ``render``).
+
+    Args:
+        segments: N completions as :func:`text_segments` makes them (obs uint8 [N, 1, 2, width]).
+
+    Returns:
+        N ``{"kind": "text", "data": completion}``; the prompt is shown once above the sides.
+    """
+    from prefrl.label_queue import text_media
+
+    return [text_media(c) for c in decode_texts(segments.obs)[1]]
+

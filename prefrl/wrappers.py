@@ -5,7 +5,10 @@
 vector step, record (o_t, a_t, true r_t, done_t) in the loop's recorder,
 compute the learned reward of all envs in ONE batched call, return it as the
 reward, and keep the true reward in the info (``info["true_reward"]``) for
-evaluation only. ``PreferenceCallback`` runs the query/label/fit round
+evaluation only. When the loop keeps render states
+(``LoopConfig.keep_render_state``) they also pass each step's
+``info["sim_state"]`` (MuJoCo's qpos + qvel) so a person can see the clips.
+``PreferenceCallback`` runs the query/label/fit round
 between the updates of any stable-baselines3 algorithm.
 """
 
@@ -63,11 +66,17 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         ends = dones
         if self.episode_end_key is not None:
             ends = np.array([bool(info.get(self.episode_end_key, d)) for info, d in zip(infos, dones)])
-        reward = self.loop.observe(self._obs, self._actions, true_reward, ends)
+        reward = self.loop.observe(self._obs, self._actions, true_reward, ends, state=self._render_state(infos))
         for info, r in zip(infos, true_reward):
             info["true_reward"] = float(r)
         self._obs = np.array(obs, copy=True)
         return obs, reward, dones, infos
+
+    def _render_state(self, infos) -> np.ndarray | None:
+        """[n_envs, d] ``info["sim_state"]`` rows when the loop keeps render states and every env reports one."""
+        if not self.loop.config.keep_render_state or not all("sim_state" in info for info in infos):
+            return None
+        return np.stack([np.asarray(info["sim_state"]) for info in infos])
 
     def collect_random(self, n_steps: int, seed: int | None = None) -> None:
         """Steps every env ``n_steps`` times with uniformly random actions (the initial policy).
@@ -120,7 +129,10 @@ class LearnedRewardVectorEnv(gym.vector.VectorWrapper):
         done = np.logical_or(terminated, truncated)
         valid = ~self._prev_done if self._next_step_reset else None
         actions = np.asarray(actions)
-        reward = self.loop.observe(self._obs, actions, true_reward, done, valid)
+        state = None
+        if self.loop.config.keep_render_state and "sim_state" in info:
+            state = np.asarray(info["sim_state"])
+        reward = self.loop.observe(self._obs, actions, true_reward, done, valid, state)
         if valid is not None:
             reward[~valid] = 0.0  # a reset step: its action was ignored, the env itself pays 0
         info = dict(info)

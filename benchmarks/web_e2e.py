@@ -1,0 +1,253 @@
+"""End to end through a real browser: a MuJoCo run whose every label is clicked in the web page.
+
+``python -m benchmarks.web_e2e`` starts ``python -m benchmarks.mujoco --labeler web ...`` in its own
+process, reads the labeling URL it prints, opens it in headless Chromium (selenium, Debian's
+``chromium`` + ``chromium-driver``) and plays a scripted annotator: for every query the page shows,
+it looks up the true returns of the two clips in the run's store (out of band, as a test's own
+oracle) and answers with a click or a key, like a person who always picks the clip that does
+better. At the end it reports whether the learned-reward agent beat the random policy, and
+checks that every label in the store came through the page (annotator name).
+
+``--screenshots DIR`` also saves ``label-pair.png`` (the page with a real MuJoCo pair) and
+``label-text.png`` (a K = 3 text ranking served from a scratch store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ANNOTATOR = "e2e-annotator"
+URL_RE = re.compile(r"label at (http://\S+)")
+
+
+def browser_paths() -> tuple[str, str] | None:
+    """(chromium, chromedriver) on PATH, or None."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (chromium, driver) if chromium and driver else None
+
+
+def make_browser(width: int = 1200, height: int = 900):
+    """Headless Chromium under selenium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    paths = browser_paths()
+    if paths is None:
+        raise RuntimeError("needs chromium and chromedriver on PATH: apt-get install -y chromium chromium-driver")
+    opts = Options()
+    opts.binary_location = paths[0]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--disable-extensions", "--no-first-run", f"--window-size={width},{height}"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(paths[1]), options=opts)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def true_returns(store_path: Path, query_id: str) -> list[float]:
+    """The true return of each side of a query, read from the run's store (read-only, out of band)."""
+    from prefrl.store import _from_blob
+
+    db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=30)
+    try:
+        row = db.execute("SELECT true_reward FROM queries WHERE id = ?", (query_id,)).fetchone()
+    finally:
+        db.close()
+    if row is None:
+        raise KeyError(f"query {query_id} is not in {store_path}")
+    return _from_blob(row[0]).double().sum(dim=1).tolist()
+
+
+def annotate_run(cmd: list[str], store_path: Path, timeout_s: float = 600.0, screenshot: Path | None = None,
+                 annotator: str = ANNOTATOR) -> dict:
+    """Runs ``cmd`` (a benchmark with ``--labeler web``) and answers every query its page shows until it exits.
+
+    Returns:
+        dict with ``rc``, ``url``, ``answers`` ({query id: "left"/"right"/"equal"}), ``log`` (its console
+        lines), ``seconds``.
+    """
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[str] = []
+    found = threading.Event()
+    url: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            for part in line.rstrip("\n").split("\r"):
+                lines.append(part)
+                m = URL_RE.search(part)
+                if m and not url:
+                    url.append(m.group(1))
+                    found.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    answers: dict[str, str] = {}
+    browser = None
+    try:
+        while not found.wait(0.5):
+            if proc.poll() is not None or time.monotonic() - t0 > timeout_s:
+                raise RuntimeError("the run printed no labeling URL:\n" + "\n".join(lines[-30:]))
+        browser = make_browser(1200, 1250 if screenshot is not None else 900)
+        browser.get(url[0])
+        browser.find_element(By.ID, "annotator").send_keys(annotator, Keys.TAB)
+        main = browser.find_element(By.ID, "main")
+        shown = ("return [0, 1].every(k => { const i = document.querySelector('#side-' + k + ' img');"
+                 " return i !== null && i.complete && i.naturalWidth > 0; });")
+        last = None
+        while proc.poll() is None:
+            if time.monotonic() - t0 > timeout_s:
+                raise TimeoutError(f"the run did not finish in {timeout_s:.0f} s")
+            try:
+                state, qid = main.get_attribute("data-state"), main.get_attribute("data-query-id")
+                if state != "query" or not qid or qid == last or not browser.execute_script(shown):
+                    time.sleep(0.1)
+                    continue
+            except Exception:  # noqa: BLE001 -- the page is re-rendering; look again
+                time.sleep(0.1)
+                continue
+            if screenshot is not None and not answers:
+                time.sleep(0.5)  # a few frames into the clips
+                browser.save_screenshot(str(screenshot))
+            r = true_returns(store_path, qid)
+            answer = "left" if r[0] > r[1] else "right" if r[0] < r[1] else "equal"
+            if len(answers) % 2:  # every other query by key, the others by click
+                ActionChains(browser).send_keys({"left": "1", "right": "2", "equal": "="}[answer]).perform()
+            else:
+                browser.find_element(By.ID, f"btn-{answer}").click()
+            answers[qid], last = answer, qid
+        proc.wait(timeout=60)
+    finally:
+        if browser is not None:
+            browser.quit()
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+        reader.join(5)
+    return {"rc": proc.returncode, "url": url[0] if url else None, "answers": answers, "log": lines,
+            "seconds": time.monotonic() - t0}
+
+
+def store_labels(store_path: Path) -> list[tuple[str, str, float]]:
+    """(query id, annotator, mu) of every label in a store."""
+    db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT query_id, annotator, mu FROM labels ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def text_screenshot(path: Path) -> None:
+    """The ranking page with a prompt and K = 3 completions (a scratch store), saved as a PNG."""
+    import torch
+
+    from prefrl import PreferenceStore, Segments
+    from prefrl.label_queue import LabelQueue, text_media
+    from prefrl.web import serve
+
+    prompt = ("Review: I went in expecting another forgettable sequel, and for the first half hour that is exactly "
+              "what I got. Then")
+    completions = [
+        " the second act surprised me: the two leads finally have room to breathe, and the quiet scenes between "
+        "them are the best thing in the film.",
+        " it got worse. The plot goes nowhere and the jokes land with a thud.",
+        " the movie turned into something else entirely, funny and warm, and I left the theater smiling.",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = PreferenceStore(Path(tmp) / "text.sqlite")
+        queue = LabelQueue(store)
+        sides = [Segments(torch.full((1, 1, 4), float(k)), torch.zeros(1, 1, 1), torch.zeros(1, 1)) for k in range(3)]
+        queue.post(sides, [[text_media(c) for c in completions]], prompts=[prompt])
+        server = serve(queue, progress=lambda: {"labels_due": 1}, print_url=False)
+        browser = make_browser(1200, 800)
+        try:
+            from selenium.webdriver.common.by import By
+            from selenium.webdriver.common.keys import Keys
+            from selenium.webdriver.support.ui import WebDriverWait
+
+            browser.get(server.url)
+            browser.find_element(By.ID, "annotator").send_keys("alice", Keys.TAB)
+            WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "main").get_attribute("data-state")
+                                             == "query")
+            time.sleep(0.5)
+            browser.save_screenshot(str(path))
+        finally:
+            browser.quit()
+            server.stop()
+            store.close()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.web_e2e", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--env", default="InvertedPendulum-v5", help="MuJoCo task")
+    p.add_argument("--steps", type=int, default=30_000, help="environment steps of each arm")
+    p.add_argument("--labels", type=int, default=60, help="label budget (every label is clicked in the page)")
+    p.add_argument("--n-envs", type=int, default=1, help="parallel environments per arm")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: a new one under runs/)")
+    p.add_argument("--screenshots", type=Path, default=None, metavar="DIR",
+                   help="also save label-pair.png and label-text.png there")
+    p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more flags for benchmarks.mujoco")
+    args = p.parse_args(argv)
+    if browser_paths() is None:
+        p.error("needs chromium and chromedriver on PATH: apt-get install -y chromium chromium-driver")
+    out = args.out or Path("runs") / f"web-e2e-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    cmd = [sys.executable, "-m", "benchmarks.mujoco", "--labeler", "web", "--env", args.env,
+           "--steps", str(args.steps), "--labels", str(args.labels), "--n-envs", str(args.n_envs),
+           "--seeds", str(args.seed), "--eval-episodes", str(args.eval_episodes), "--out", str(out),
+           "--label-timeout", "120", *args.extra]
+    if args.screenshots is not None:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
+    print("prefrl web e2e: " + " ".join(cmd[1:]), flush=True)
+    res = annotate_run(cmd, out / f"labels-seed{args.seed}.sqlite", args.timeout,
+                       args.screenshots / "label-pair.png" if args.screenshots else None)
+    if res["rc"] != 0:
+        print("\n".join(res["log"][-40:]), file=sys.stderr)
+        raise SystemExit(f"the run failed (exit {res['rc']})")
+    if args.screenshots is not None:
+        text_screenshot(args.screenshots / "label-text.png")
+    summary = json.loads((out / "summary.json").read_text())
+    labels = store_labels(out / f"labels-seed{args.seed}.sqlite")
+    via_page = sum(a == ANNOTATOR for _, a, _ in labels)
+    rnd_hi = summary["true_return_random_ci95"][1]
+    learned_lo = summary["true_return_learned_ci95"][0]
+    report = {
+        "env": args.env, "steps": args.steps, "label_budget": args.labels,
+        "labels_in_store": len(labels), "labels_via_page": via_page, "queries_answered_in_page": len(res["answers"]),
+        "true_return_learned": summary["true_return_learned"], "true_return_learned_ci95": summary["true_return_learned_ci95"],
+        "true_return_true": summary["true_return_true"], "true_return_random": summary["true_return_random"],
+        "true_return_random_ci95": summary["true_return_random_ci95"],
+        "learned_beats_random": bool(learned_lo > rnd_hi), "wall_seconds": res["seconds"], "out": str(out),
+    }
+    (out / "web_e2e.json").write_text(json.dumps(report, indent=2) + "\n")
+    width = max(map(len, report))
+    print()
+    for k, v in report.items():
+        print(f"  {k:<{width}}  {v}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

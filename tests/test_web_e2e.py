@@ -1,0 +1,37 @@
+"""A short MuJoCo run whose labels are all given in the web page, by a scripted annotator in headless Chromium.
+
+Needs Debian's ``chromium`` and ``chromium-driver``; skipped, with the reason, only when they are absent.
+The annotator decides out of band, from the true returns of the query's clips in the run's store.
+"""
+
+import json
+import sys
+
+import pytest
+
+from benchmarks.web_e2e import ANNOTATOR, annotate_run, browser_paths, store_labels
+
+pytestmark = pytest.mark.skipif(browser_paths() is None,
+                                reason="needs chromium and chromedriver on PATH: apt-get install -y chromium chromium-driver")
+
+
+def test_a_mujoco_run_labeled_in_the_browser_finishes_with_every_label_from_the_page(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "benchmarks.mujoco", "--labeler", "web", "--env", "InvertedPendulum-v5",
+           "--steps", "3000", "--labels", "8", "--n-envs", "1", "--eval-episodes", "2", "--workers", "2",
+           "--label-timeout", "60", "--out", str(out)]
+    store = out / "labels-seed0.sqlite"
+    res = annotate_run(cmd, store, timeout_s=240, screenshot=tmp_path / "pair.png")
+    log = "\n".join(res["log"])
+    assert res["rc"] == 0, log[-3000:]
+    assert res["url"].startswith("http://127.0.0.1:") and "?token=" in res["url"]
+    summary = json.loads((out / "summary.json").read_text())
+    labels = store_labels(store)
+    assert len(res["answers"]) >= 2, f"the initial queries were answered in the page: {log[-2000:]}"
+    assert labels and {a for _, a, _ in labels} == {ANNOTATOR}, "every label came through the page"
+    expected = {"left": 1.0, "right": 0.0, "equal": 0.5}
+    assert {q: mu for q, _, mu in labels} == {q: expected[a] for q, a in res["answers"].items() if q in
+                                             {q for q, _, _ in labels}}
+    assert len(labels) >= len(res["answers"]) - 1  # the last click may land after the run stopped serving
+    assert summary["labels_used"] == len(labels), "the loop counted the answered labels"
+    assert (tmp_path / "pair.png").stat().st_size > 1000
