@@ -123,6 +123,23 @@ def _renderer(env_id: str, width: int, height: int) -> gym.Env:
     return _RENDERERS[key]
 
 
+def _follow_camera(sim):
+    """The renderer's free camera and the body it should follow (the task's ``trackbodyid``, else the root).
+
+    gymnasium renders these tasks with a free camera whose ``lookat`` stays where
+    the episode started (HalfCheetah and Ant have no tracking config; the free
+    camera ignores ``trackbodyid`` in any case), so a trained runner leaves the
+    picture after a few seconds. ``render_states`` moves ``lookat`` with the body
+    in x and y instead. Returns (None, 0) if this gymnasium's renderer differs.
+    """
+    try:
+        viewer = sim.mujoco_renderer._get_viewer("rgb_array")
+        body = int((sim.mujoco_renderer.default_cam_config or {}).get("trackbodyid", 1))
+        return viewer.cam, min(max(body, 1), sim.model.nbody - 1)
+    except (AttributeError, TypeError):
+        return None, 0
+
+
 def render_states(
     env_id: str, states: np.ndarray, width: int = 240, height: int = 240
 ) -> np.ndarray:
@@ -161,9 +178,12 @@ def render_states(
         )
     env = _renderer(env_id, int(width), int(height))
     sim = env.unwrapped
+    cam, body = _follow_camera(sim)
     frames = np.empty((states.shape[0], height, width, 3), dtype=np.uint8)
     for i, state in enumerate(states):
         sim.set_state(state[:nq], state[nq:])
+        if cam is not None:  # the free camera follows the body, so a runner never leaves the frame
+            cam.lookat[:2] = sim.data.xpos[body][:2]
         frames[i] = env.render()
     return frames[0] if single else frames
 

@@ -249,3 +249,23 @@ def test_gymnasium_asset_deprecation_is_not_printed_and_other_mujoco_warnings_re
     assert "settotalmass" not in capfd.readouterr().err
     with pytest.warns(RuntimeWarning, match="MuJoCo: Nan, Inf or huge value in QACC"):
         envs_mujoco._mujoco_warning("Nan, Inf or huge value in QACC at DOF 0.")
+
+
+def test_rendered_clips_follow_a_runner_that_leaves_the_start() -> None:
+    """HalfCheetah's camera has no tracking config: without following, a cheetah 30 m on is out of the picture."""
+    env = make_mujoco_env("HalfCheetah-v5")
+    _, info = env.reset(seed=0)
+    here = info["sim_state"]
+    far = here.copy()
+    far[0] += 30.0  # the same pose, 30 m down the track
+    try:
+        frames = render_states("HalfCheetah-v5", np.stack([here, far]), width=96, height=96)
+    except RenderingUnavailableError as err:
+        pytest.skip(f"no headless GL backend: {err}")
+
+    def body_pixels(frame):  # the cheetah's tan/orange body; the floor is black and pale green
+        r, g, b = (frame[..., c].astype(int) for c in range(3))
+        return int(((r > 150) & (r > g + 30) & (g > b + 20)).sum())
+
+    assert body_pixels(frames[0]) > 20
+    assert body_pixels(frames[1]) > 0.5 * body_pixels(frames[0])
