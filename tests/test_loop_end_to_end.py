@@ -227,6 +227,7 @@ def test_off_policy_replay_buffer_holds_the_current_learned_reward(tmp_path, alg
     model.set_logger(configure(str(tmp_path), ["csv"]))
     cb = PreferenceCallback(loop)
     model.learn(600, callback=cb)
+    model.logger.close()  # its CSV file would otherwise be closed by the GC, warning inside a later test
     rounds = [m for _, m in cb.history]
     assert rounds and all(m["relabeled"] > 0 for m in rounds)
     buf = model.replay_buffer

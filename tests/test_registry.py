@@ -6,6 +6,7 @@ preprocessed Atari game, the single-env twin of the benchmark's vector env.
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import warnings
@@ -94,6 +95,7 @@ def test_make_check_env_and_determinism(env_id: str) -> None:
 
     env = gym.make(env_id)
     assert env.spec is not None and env.spec.id == env_id
+    gc.collect()  # an earlier test's unclosed file warns when collected: let that happen before the capture
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # The render check is done in test_render_modes: check_env would also
