@@ -36,6 +36,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -250,7 +251,6 @@ def _die_with_parent() -> None:
     """In the child: get SIGTERM when the Ray worker that started it dies (Linux), so no run outlives its task."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except Exception:
@@ -285,6 +285,10 @@ def run_task(argv: list[str], run_dir: str, resume: bool, cpus: float, gpus: flo
         rc = subprocess.run(cmd, stdout=out, stderr=err, env=env, cwd=cwd if cwd and Path(cwd).is_dir() else None,
                             preexec_fn=_die_with_parent if sys.platform == "linux" else None).returncode
     return {"rc": rc, "seconds": time.perf_counter() - t0, "host": socket.gethostname()}
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _repo_root() -> str:
@@ -338,6 +342,8 @@ def run_sweep(blocks: list[Block], out: Path, address: str | None = None, num_cp
     t0 = time.perf_counter()
     if todo:
         ray = _init_ray(address, num_cpus)
+        # after ray.init, which installs its own handler: `kill` stops the sweep as Ctrl-C does
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             have = ray.cluster_resources()
             if cpus_per_run > have.get("CPU", 0) or gpus_per_run > have.get("GPU", 0):
@@ -370,8 +376,14 @@ def run_sweep(blocks: list[Block], out: Path, address: str | None = None, num_cp
                     failed.append(str(d))
                     print(f"[{done}/{len(todo)}] FAILED  {r.rel_dir} (exit {res['rc']}, {how}); "
                           f"log: {d / 'stderr.log'}", flush=True)
+        except KeyboardInterrupt:
+            print(f"\nprefrl sweep: interrupted; {len(pending)} run(s) stopped. Run the same command again: finished "
+                  "runs are skipped, the stopped ones continue from their checkpoints (--resume)", file=sys.stderr,
+                  flush=True)
+            raise
         finally:
-            ray.shutdown()
+            ray.shutdown()  # ends the tasks; each run gets SIGTERM (_die_with_parent) and keeps its checkpoints
+            signal.signal(signal.SIGTERM, previous)
     wall = time.perf_counter() - t0
     report = aggregate(out)
     finished = sum(run_state(out / r.rel_dir) == "finished" for r in runs)
@@ -596,8 +608,11 @@ def main(argv: list[str] | None = None) -> dict:
         import ray  # noqa: F401
     except ImportError:
         parser.error("the sweep runs on Ray: pip install 'ray>=2.9' (or pip install 'prefrl[sweep]')")
-    result = run_sweep(blocks, out, address=args.address, num_cpus=args.num_cpus, cpus_per_run=args.cpus_per_run,
-                       gpus_per_run=args.gpus_per_run)
+    try:
+        result = run_sweep(blocks, out, address=args.address, num_cpus=args.num_cpus,
+                           cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
     print(Path(result["md"]).read_text())
     if result["failed"] or result["finished"] < result["total"]:
         raise SystemExit(1)
