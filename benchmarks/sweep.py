@@ -459,7 +459,7 @@ def markdown_table(rows: list[dict]) -> str:
         ci = "–" if r["n"] == 0 else f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
         lines.append(f"| {r['family']} | {r['env']} | {r['labels']} | {r['query']} | {labels.get(r['figure'], r['figure'])} "
                      f"| {r['n']} | {_fmt(r['mean'])} | {ci} | {_fmt(r['iqm'])} |")
-    note = ("\nn: seeds with a finite value (a ratio is undefined when the reference return is <= 0). "
+    note = ("\nn: seeds with a finite value (a ratio is undefined when its reference, the true return or gain, is <= 0). "
             "CI: 95% percentile bootstrap of the mean over seeds (2000 resamples, seed 0). "
             "IQM: mean of the middle 50% of the seeds' values, values at the quartiles weighted by their share "
             "(benchmarks/stats.py).\n")

@@ -126,6 +126,18 @@ def test_dry_run_resumes_an_interrupted_run(tmp_path, capsys):
     assert lines[1].startswith("interrupted ") and lines[1].endswith("seed1 --resume")
 
 
+def test_a_runs_cpu_share_sizes_the_harness(monkeypatch):
+    import os
+
+    from benchmarks.harness import cpu_budget
+
+    monkeypatch.setenv("PREFRL_CPUS", "3")  # what a sweep task with --cpus-per-run 3 sets
+    assert cpu_budget() == 3
+    for unset in ("", "0", "x"):
+        monkeypatch.setenv("PREFRL_CPUS", unset)
+        assert cpu_budget() == os.cpu_count()
+
+
 # -- a tiny sweep on Ray -------------------------------------------------------------
 
 TINY = ["--family", "mujoco", "--envs", "Reacher-v5", "--seeds", "0", "1", "--labels", "12", "--steps", "1024",
