@@ -324,13 +324,23 @@ def _raw_steps_per_second(venv, seconds: float = 0.05) -> float:
 YEAR_SECONDS = 365 * 24 * 3600
 
 
+def cpu_budget() -> int:
+    """Cores this run may use: ``$PREFRL_CPUS`` when a scheduler gave it a share (``benchmarks.sweep`` on Ray
+    sets it to the task's CPUs), else every core of the machine. Sizes ``--workers`` and threads per run."""
+    try:
+        share = int(os.environ.get("PREFRL_CPUS", "0"))
+    except ValueError:
+        share = 0
+    return share if share > 0 else (os.cpu_count() or 1)
+
+
 def steps_time_problem(args: argparse.Namespace, raw_sps: float) -> str | None:
     """Why --steps cannot finish: more than a year even at the raw env speed measured here on every core, or None.
 
     A step budget takes no memory (curves keep 50 rows, the episode log its last 10 returns), so its
     bound is time: the agent, the reward model and the labels only make a run slower than the raw env.
     """
-    cores = os.cpu_count() or 1
+    cores = cpu_budget()
     runs = len(args.seeds) * (3 if args.upper_bound else 2)
     floor = args.steps * runs / (raw_sps * cores)
     if floor > YEAR_SECONDS:
@@ -786,7 +796,7 @@ def run(family_module: str, family: Family, args: argparse.Namespace) -> dict:
     if not args.resume:
         _atomic_json(args.out / RUN_FILE, {"flags": _run_flags(args), "started": time.time()})
     jobs = [(seed, arm) for seed in args.seeds for arm in (*ARMS, *((UPPER,) if args.upper_bound else ()))]
-    cores = os.cpu_count() or 1
+    cores = cpu_budget()
     workers = args.workers or max(1, min(len(jobs), cores))
     threads = max(1, cores // workers)
     args.threads = threads  # per run: the env's own threads where it has any (and torch's on a GPU machine)
