@@ -1,0 +1,1 @@
+"""Peer baselines run at prefrl's settings, each in its own virtualenv (see ``benchmarks.peers.run``)."""
