@@ -34,6 +34,12 @@ def finite_problem(**values: float) -> str | None:
     return None
 
 
+def flags_differ(saved: dict, now: dict) -> list[str]:
+    """``--flag old -> new`` for every flag whose value differs between a run's saved flags and these."""
+    return [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k)]
+
+
 def out_problem(out: Path) -> str | None:
     """Creates ``out`` if needed and proves it writable with a probe file; why it cannot be used, or None.
 

@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import time
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from benchmarks.checks import MAX_STEPS, out_problem, remove_empty_stores, seeds_problem
+from benchmarks.checks import MAX_STEPS, flags_differ, out_problem, remove_empty_stores, seeds_problem
 
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "timing.json")
 ARMS = ("learned", "true")
@@ -230,10 +231,10 @@ def validate(args: argparse.Namespace, family: Family, parser: argparse.Argument
     if not args.checkpoint_minutes >= 0:
         parser.error(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes}")
     try:
-        problem = label_memory_problem(args, family)
+        problem = budget_problem(args, family)
     except Exception as err:  # the estimate needs one env; the run itself reports what is wrong with it
         problem = None
-        print(f"prefrl: could not estimate the label memory ({type(err).__name__}: {err})", file=sys.stderr)
+        print(f"prefrl: could not check the budgets on one env ({type(err).__name__}: {err})", file=sys.stderr)
     if problem:
         parser.error(problem)
     if args.resume:
@@ -277,8 +278,12 @@ _NOT_COMPARED = {"out", "resume", "checkpoint_minutes", "workers", "tensorboard"
                  "web_port", "label_timeout", "on_timeout"}
 
 
-def label_memory_problem(args: argparse.Namespace, family: "Family") -> str | None:
-    """Why the label budget cannot fit in memory here, from the size of one recorded step, or None.
+def budget_problem(args: argparse.Namespace, family: "Family") -> str | None:
+    """Why the budgets cannot work here, judged from one env of the task, or None.
+
+    Checks, in order: ``--segment-length`` against the env's time limit and the steps kept
+    (:func:`segment_length_problem`), ``--steps`` against a time estimate from the env's raw
+    speed (:func:`steps_time_problem`), and the label budget's memory, below.
 
     The first query round samples ``candidate_factor`` candidate pairs for each of the initial
     labels (25% of the budget): 2 x n0 x factor clips of L steps, each step stored as the reward
@@ -391,9 +396,7 @@ def resume_problem(args: argparse.Namespace) -> str | None:
     saved = dict(json.loads(path.read_text())["flags"])
     if "labeler" not in saved and saved.pop("synthetic_oracle", False):  # runs started before --labeler
         saved["labeler"] = "synthetic-oracle"
-    now = _run_flags(args)
-    differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
-              if saved.get(k) != now.get(k)]
+    differ = flags_differ(saved, _run_flags(args))
     if differ:
         return f"--resume: the flags differ from the run in {args.out}: {'; '.join(differ)}; give the same flags"
     return None
@@ -410,15 +413,15 @@ class EpisodeLog:
     """Finished training episodes: how many, and the true returns of the last ``keep`` (constant memory)."""
 
     def __init__(self, count: int = 0, recent: list[float] | None = None, keep: int = 10):
-        self.count, self.keep = count, keep
-        self.recent: list[float] = list(recent or [])[-keep:]
+        self.count = count
+        self.recent: deque[float] = deque(recent or [], maxlen=keep)
 
     def add(self, ret: float) -> None:
         self.count += 1
-        self.recent = [*self.recent[1 - self.keep :], ret] if self.keep > 1 else [ret]
+        self.recent.append(ret)
 
     def state(self) -> dict:
-        return {"count": self.count, "recent": self.recent}
+        return {"count": self.count, "recent": list(self.recent)}
 
     @classmethod
     def from_state(cls, state) -> "EpisodeLog":

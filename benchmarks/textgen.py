@@ -296,9 +296,9 @@ def resume_problem(out: Path, cfg: TextBenchConfig) -> str | None:
     path = out / RUN_FILE
     if not path.exists():
         return f"--resume: {out} holds no run to continue ({RUN_FILE} is missing); start it without --resume"
-    saved, now = json.loads(path.read_text())["config"], _run_config(cfg)
-    differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
-              if saved.get(k) != now.get(k)]
+    from benchmarks.checks import flags_differ
+
+    differ = flags_differ(json.loads(path.read_text())["config"], _run_config(cfg))
     if differ:
         return f"--resume: the flags differ from the run in {out}: {'; '.join(differ)}; give the same flags"
     return None

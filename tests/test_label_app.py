@@ -15,6 +15,7 @@ from prefrl.label_queue import LabelQueue, frames_to_gif, gif_media, text_media 
 from prefrl.segments import Segments  # noqa: E402
 from prefrl.store import PreferenceStore  # noqa: E402
 from prefrl.web import create_app, serve  # noqa: E402
+from queue_helpers import Clock, snapshot  # noqa: E402
 
 TOKEN = "test-token-123456"
 
@@ -26,22 +27,6 @@ def segs(n, L=3, start=0):
 
 def clip(value):
     return torch.full((4, 6, 8, 3), value, dtype=torch.uint8)
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1_000_000.0
-
-    def __call__(self):
-        return self.t
-
-
-def snapshot(path):
-    db = sqlite3.connect(path)
-    try:
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in ("labels", "queries", "query_media")}
-    finally:
-        db.close()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from prefrl.label_queue import (AlreadyAnswered, LabelQueue, LeaseExpired, Malfo
                                 frames_to_gif, gif_media, text_media)
 from prefrl.segments import Segments
 from prefrl.store import PreferenceStore, _to_blob
+from queue_helpers import Clock, snapshot
 
 
 def segs(n, L=3, start=0):
@@ -26,23 +27,6 @@ def post_pairs(queue, n, start=0):
     """N pairs: left clip obs = start + i, right clip obs = 1000 + start + i."""
     media = [[text_media(f"left {start + i}"), text_media(f"right {start + i}")] for i in range(n)]
     return queue.post([segs(n, start=start), segs(n, start=1000 + start)], media)
-
-
-class Clock:
-    def __init__(self, t=1_000_000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-def snapshot(path):
-    """Every row of the tables a queue touches, read through a fresh connection."""
-    db = sqlite3.connect(path)
-    try:
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in ("labels", "queries", "query_media")}
-    finally:
-        db.close()
 
 
 def label_rows(path):
