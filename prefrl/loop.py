@@ -277,16 +277,40 @@ class PreferenceLoop:
     def _view(self, obs) -> np.ndarray:
         return np.asarray(obs) if self.obs_transform is None else self.obs_transform(np.asarray(obs))
 
-    @torch.inference_mode()
     def raw_reward(self, obs, act, transformed: bool = False) -> np.ndarray:
         """Ensemble-mean reward, unnormalised: obs [B, ...], act [B, ...] -> [B].
 
         ``transformed``: obs is already what the reward model sees (recorded steps).
         """
-        o = torch.as_tensor(obs if transformed else self._view(obs), device=self.device)
-        a = torch.as_tensor(act, device=self.device)
-        self.ensemble.eval()
-        return self.ensemble(o, a).mean(0).float().cpu().numpy()
+        return self.ensemble.mean_reward(obs if transformed else self._view(obs), act)
+
+    def rewards_of_recent(self, steps: int, chunk: int = 1024) -> np.ndarray:
+        """Normalised learned rewards of the newest ``steps`` recorded vector steps, scored in large batches.
+
+        The same function ``observe`` pays step by step (the recorded
+        observation is what the reward model sees), for a wrapper that defers
+        scoring to the end of a rollout (``LearnedRewardVecEnv(defer_rewards=True)``):
+        one forward pass per ``chunk`` steps instead of one per vector step.
+
+        Args:
+            steps: vector steps, newest last (at most the recorder's capacity).
+            chunk: (step, env) rows per forward pass.
+
+        Returns:
+            [steps, n_envs] float32 rewards, in time order.
+
+        Raises:
+            ValueError: fewer than ``steps`` steps are recorded.
+        """
+        if not 1 <= steps <= self.recorder.size:
+            raise ValueError(f"asked for the rewards of the last {steps} steps; the recorder holds "
+                             f"{self.recorder.size} (capacity {self.recorder.capacity}, LoopConfig.buffer_steps)")
+        a = self.recorder.arrays(steps)
+        T, n = a["true_reward"].shape
+        obs = a["obs"].reshape(T * n, *a["obs"].shape[2:])
+        act = a["act"].reshape(T * n, *a["act"].shape[2:])
+        raw = np.concatenate([self.raw_reward(o, x, transformed=True) for o, x in _chunks(obs, act, chunk)])
+        return self._normalise(raw).reshape(T, n)
 
     def reward(self, obs, act) -> np.ndarray:
         """Normalised learned reward of a batch of steps: obs [B, ...], act [B, ...] -> [B] float32."""

@@ -211,11 +211,13 @@ class RewardFunction:
             [B] float32 ensemble mean (``PreferenceLoop.raw_reward``), or
             [E, B] float32 per member if ``members``.
         """
-        o = torch.as_tensor(obs if transformed else self._view(obs), device=self.device)
+        view = obs if transformed else self._view(obs)
+        if not members:
+            return self.ensemble.mean_reward(view, act)  # what the loop's wrappers paid
+        o = torch.as_tensor(view, device=self.device)
         a = torch.as_tensor(act, device=self.device)
         self.ensemble.eval()
-        r = self.ensemble(o, a)
-        return (r if members else r.mean(0)).float().cpu().numpy()
+        return self.ensemble(o, a).float().cpu().numpy()
 
     def __call__(self, obs, act, transformed: bool = False) -> np.ndarray:
         """Normalised learned reward: obs [B, *obs_shape], act [B, *act_shape] -> [B] float32."""

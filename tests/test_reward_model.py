@@ -52,6 +52,27 @@ def test_discrete_actions_are_one_hot():
     assert not torch.allclose(r[:, 0], r[:, 1])
 
 
+@pytest.mark.parametrize("kind", ["continuous", "discrete", "no_action"])
+def test_numpy_mean_reward_is_the_torch_forward(kind):
+    torch.manual_seed(0)
+    if kind == "discrete":
+        ens, act = MLPEnsemble((3, 2), n_actions=4, n_members=3), torch.randint(4, (9,))
+    elif kind == "no_action":
+        ens, act = MLPEnsemble((3, 2), (2,), use_action=False, dropout=0.3), torch.randn(9, 2)
+    else:
+        ens, act = MLPEnsemble((3, 2), (2,), n_members=3, hidden=(8, 5, 4)), torch.randn(9, 2)
+    obs = torch.randn(9, 3, 2) * 3 + 1
+    ens.set_input_stats(obs, act)
+    ens.eval()
+    want = ens(obs, act).mean(0).detach().numpy()
+    got = ens.mean_reward(obs.numpy().astype(np.float64), act.numpy())  # float64 obs (MuJoCo) are cast
+    assert got.dtype == np.float32 and got.shape == (9,)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # it reads the live parameters, not a copy taken once
+        ens.biases[-1].add_(1.0)
+    np.testing.assert_allclose(ens.mean_reward(obs.numpy(), act.numpy()), want + 1.0, rtol=1e-5, atol=1e-5)
+
+
 def test_module_ensemble_stacks_members():
     class Member(nn.Module):
         def __init__(self):
