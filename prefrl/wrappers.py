@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
 import gymnasium as gym
 
 from prefrl.loop import PreferenceLoop
 
-__all__ = ["LearnedRewardVecEnv", "LearnedRewardVectorEnv", "PreferenceCallback", "relabel_replay_buffer"]
+__all__ = ["LearnedRewardVecEnv", "LearnedRewardVectorEnv", "PreferenceCallback", "deferring_wrapper",
+           "relabel_replay_buffer"]
 
 
 def _random_actions(space: gym.Space, n: int) -> np.ndarray:
@@ -32,20 +33,43 @@ def _random_actions(space: gym.Space, n: int) -> np.ndarray:
 class LearnedRewardVecEnv(VecEnvWrapper):
     """stable-baselines3 VecEnv whose reward is the loop's learned reward.
 
+    With ``defer_rewards=True`` (on-policy agents: PPO, A2C) the steps are
+    recorded but scored only at the end of each rollout, in batches of 1024
+    (``PreferenceLoop.rewards_of_recent``) instead of one small forward pass
+    per vector step: ``step`` returns 0 as the reward and :meth:`pay_rollout`
+    adds the learned rewards to the algorithm's ``RolloutBuffer`` and
+    recomputes its returns and advantages (``PreferenceCallback`` calls it).
+    The agent then trains on the same rewards as without deferral, up to
+    float32 rounding of a different batch size, on two conditions: nothing
+    between this wrapper and the algorithm reads the reward (true for reward
+    pass-through wrappers such as ``VecTransposeImage`` or
+    ``agents.wrappers.EpisodeEndsAsTimeouts``; not for ``VecNormalize`` with
+    ``norm_reward=True``, whose running return statistics need every step's
+    reward), and the model is refit only after the rollout is paid (what the
+    callback does: pay, then ``loop.update``). SB3 adds gamma * V(terminal
+    observation) to the reward of a truncated step; that term stays in the
+    buffer and the learned reward is added to it.
+
     Args:
         venv: the environments (SB3 VecEnv, same-step autoreset).
         loop: the preference loop that records steps and owns the reward model.
         episode_end_key: info key that marks the true end of an episode for
             segment cutting (e.g. "game_over" for Atari with life-loss
             episodes). ``None``: the VecEnv's ``done`` flag.
+        defer_rewards: score once per rollout (see above); default False
+            (score every step, right for any algorithm and wrapper stack).
     """
 
-    def __init__(self, venv: VecEnv, loop: PreferenceLoop, episode_end_key: str | None = None):
+    def __init__(self, venv: VecEnv, loop: PreferenceLoop, episode_end_key: str | None = None,
+                 defer_rewards: bool = False):
         super().__init__(venv)
         if loop.n_envs != venv.num_envs:
             raise ValueError(f"the loop expects {loop.n_envs} envs, the VecEnv has {venv.num_envs}")
         self.loop = loop
         self.episode_end_key = episode_end_key
+        self.defer_rewards = defer_rewards
+        self.unpaid = 0
+        """Vector steps recorded since the last :meth:`pay_rollout` (deferred mode)."""
         self._obs: np.ndarray | None = None
         self._actions: np.ndarray | None = None
 
@@ -53,7 +77,35 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         obs = self.venv.reset()
         self.loop.recorder.mark_episode_break()
         self._obs = np.array(obs, copy=True)  # some VecEnvs (frame stacks) reuse their buffer
+        self.unpaid = 0
         return obs
+
+    def pay_rollout(self, rollout_buffer, last_values, dones) -> None:
+        """Deferred mode: adds the learned reward of the rollout's steps to an SB3 ``RolloutBuffer``.
+
+        Call at the end of a rollout (``on_rollout_end``), before the reward
+        model is refit. The buffer's returns and advantages are recomputed.
+
+        Args:
+            rollout_buffer: the algorithm's full ``RolloutBuffer``: rewards [T, n_envs].
+            last_values: [n_envs] value of the observation after the rollout
+                (``locals["values"]`` at ``on_rollout_end``).
+            dones: [n_envs] done flags of the rollout's last step (``locals["dones"]``).
+
+        Raises:
+            RuntimeError: the wrapper does not defer, or it recorded a number of
+                steps other than the buffer's T since the last payment.
+        """
+        if not self.defer_rewards:
+            raise RuntimeError("pay_rollout is for LearnedRewardVecEnv(defer_rewards=True): this wrapper pays every step")
+        T = rollout_buffer.buffer_size
+        if self.unpaid != T or not rollout_buffer.full:
+            raise RuntimeError(f"the rollout buffer holds {T if rollout_buffer.full else rollout_buffer.pos} steps "
+                               f"but {self.unpaid} were recorded since the last payment: pay once per complete "
+                               "rollout, at its end")
+        rollout_buffer.rewards += self.loop.rewards_of_recent(T)
+        rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
+        self.unpaid = 0
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
@@ -66,7 +118,15 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         ends = dones
         if self.episode_end_key is not None:
             ends = np.array([bool(info.get(self.episode_end_key, d)) for info, d in zip(infos, dones)])
-        reward = self.loop.observe(self._obs, self._actions, true_reward, ends, state=self._render_state(infos))
+        if self.defer_rewards:
+            if self.unpaid >= self.loop.recorder.capacity:
+                raise RuntimeError(f"{self.unpaid} steps recorded with deferred rewards and never paid: use "
+                                   "PreferenceCallback (or call pay_rollout at each rollout end), or defer_rewards=False")
+            self.loop.record(self._obs, self._actions, true_reward, ends, state=self._render_state(infos))
+            reward = np.zeros(self.num_envs, np.float32)
+            self.unpaid += 1
+        else:
+            reward = self.loop.observe(self._obs, self._actions, true_reward, ends, state=self._render_state(infos))
         for info, r in zip(infos, true_reward):
             info["true_reward"] = float(r)
         self._obs = np.array(obs, copy=True)
@@ -91,6 +151,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self.reset()
         for _ in range(n_steps):
             self.step(_random_actions(self.action_space, self.num_envs))
+        self.unpaid = 0  # the initial policy's steps train no agent: nothing to pay
 
 
 class LearnedRewardVectorEnv(gym.vector.VectorWrapper):
@@ -171,11 +232,21 @@ class PreferenceCallback(BaseCallback):
         self.loop = loop
         self.relabel = relabel
         self.history: list[tuple[int, dict[str, float]]] = []
+        self.deferred: LearnedRewardVecEnv | None = None
 
     def _on_step(self) -> bool:
         return True
 
+    def _on_training_start(self) -> None:
+        self.deferred = deferring_wrapper(self.training_env)
+        if self.deferred is not None and getattr(self.model, "rollout_buffer", None) is None:
+            raise ValueError("LearnedRewardVecEnv(defer_rewards=True) needs an on-policy algorithm (PPO, A2C), "
+                             f"whose rollout buffer it pays at each rollout end; {type(self.model).__name__} is not: "
+                             "use defer_rewards=False")
+
     def _on_rollout_end(self) -> None:
+        if self.deferred is not None:  # the rollout's rewards, from the model it was collected under
+            self.deferred.pay_rollout(self.model.rollout_buffer, self.locals["values"], self.locals["dones"])
         metrics = self.loop.update(self.num_timesteps)
         if metrics:
             buffer = getattr(self.model, "replay_buffer", None)
@@ -185,6 +256,25 @@ class PreferenceCallback(BaseCallback):
             for k, v in metrics.items():
                 self.logger.record(f"pref/{k}", v)
             self.logger.dump(self.num_timesteps)
+
+
+def deferring_wrapper(venv) -> "LearnedRewardVecEnv | None":
+    """The ``LearnedRewardVecEnv(defer_rewards=True)`` inside a stack of SB3 VecEnv wrappers, or None.
+
+    Raises:
+        ValueError: a ``VecNormalize`` that normalises rewards sits above a
+            deferring wrapper (it would see only the placeholder zeros).
+    """
+    above = []
+    while venv is not None:
+        if isinstance(venv, LearnedRewardVecEnv):
+            if venv.defer_rewards and any(isinstance(w, VecNormalize) and w.norm_reward for w in above):
+                raise ValueError("VecNormalize(norm_reward=True) above LearnedRewardVecEnv(defer_rewards=True) would "
+                                 "normalise placeholder zeros: use defer_rewards=False, or norm_reward=False")
+            return venv if venv.defer_rewards else None
+        above.append(venv)
+        venv = getattr(venv, "venv", None)
+    return None
 
 
 def relabel_replay_buffer(buffer, loop: PreferenceLoop, batch_size: int = 4096) -> int:

@@ -242,3 +242,62 @@ def test_off_policy_replay_buffer_holds_the_current_learned_reward(tmp_path, alg
     with open(tmp_path / "progress.csv") as f:
         cols = next(csv.reader(f))
     assert "pref/relabeled" in cols and "pref/rm/val_accuracy" in cols
+
+
+def _ppo_rollouts(defer: bool, n_rollouts: int = 3, wrap=None):
+    """PPO on Pendulum with the learned reward; the rollout buffer's rewards/advantages at each rollout end."""
+    n_envs = 2
+    venv = DummyVecEnv([lambda: Monitor(gym.make("Pendulum-v1")) for _ in range(n_envs)])
+    venv.seed(0)
+    loop = make_loop(venv.observation_space, venv.action_space, n_envs, 64 * n_envs * n_rollouts, labels=60)
+    env = LearnedRewardVecEnv(venv, loop, defer_rewards=defer)
+    env.collect_random(100, seed=0)
+    loop.pretrain()
+    seen = []
+
+    class Capture(PreferenceCallback):
+        def _on_rollout_end(self) -> None:
+            super()._on_rollout_end()  # pays (deferred), then refits when labels are due
+            buf = self.model.rollout_buffer
+            seen.append((buf.rewards.copy(), buf.advantages.copy(), buf.returns.copy()))
+
+    model = PPO("MlpPolicy", wrap(env) if wrap else env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(64 * n_envs * n_rollouts, callback=Capture(loop))
+    return seen, loop
+
+
+def test_deferred_rewards_equal_the_per_step_rewards():
+    """Scoring once per rollout pays the agent what scoring every step pays: same rewards, returns, advantages."""
+    per_step, loop_a = _ppo_rollouts(defer=False)
+    deferred, loop_b = _ppo_rollouts(defer=True)
+    assert len(per_step) == len(deferred) == 3
+    for (r1, a1, g1), (r2, a2, g2) in zip(per_step, deferred):
+        assert np.abs(r1).sum() > 0  # a real learned reward, not zeros
+        np.testing.assert_allclose(r2, r1, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a2, a1, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(g2, g1, rtol=1e-4, atol=1e-4)
+    assert loop_a.labels_used == loop_b.labels_used > loop_a.schedule.initial_labels
+    # The rewards agree to float32 rounding (batches of 128 vs 2 rows), not bit for bit: after a PPO update on
+    # them the two policies differ in the last bits and their trajectories (so the later queries) part. The
+    # initial labels come before any agent update and are the same.
+    n0 = loop_a.schedule.initial_labels
+    ta, tb = loop_a.store.tensors(), loop_b.store.tensors()
+    assert torch.equal(ta["obs"][:n0], tb["obs"][:n0]) and torch.equal(ta["mu"][:n0], tb["mu"][:n0])
+
+
+def test_deferred_rewards_refuse_what_they_cannot_pay():
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    with pytest.raises(ValueError, match="norm_reward"):
+        _ppo_rollouts(defer=True, n_rollouts=1, wrap=lambda env: VecNormalize(env, norm_reward=True))
+    _ppo_rollouts(defer=True, n_rollouts=1, wrap=lambda env: VecNormalize(env, norm_reward=False))  # obs only: fine
+    venv = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
+    loop = make_loop(venv.observation_space, venv.action_space, 1, 1000, labels=20)
+    env = LearnedRewardVecEnv(venv, loop, defer_rewards=True)
+    with pytest.raises(ValueError, match="on-policy"):
+        SAC("MlpPolicy", env, learning_starts=10, seed=0, device="cpu").learn(20, callback=PreferenceCallback(loop))
+    with pytest.raises(RuntimeError, match="pay_rollout"):  # nobody pays: a clear error, not zeros forever
+        env.reset()
+        for _ in range(loop.recorder.capacity + 1):
+            env.step(np.zeros((1, 1), np.float32))
