@@ -27,7 +27,7 @@ from prefrl.queries import QUERY_METHODS, select_queries
 from prefrl.reward_model import MLPEnsemble, RewardEnsemble
 from prefrl.schedule import LabelSchedule
 from prefrl.seeding import derive_seed
-from prefrl.segments import Segments, sample_segments
+from prefrl.segments import Segments, segment_windows
 from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer, TrainerConfig
 
@@ -157,29 +157,45 @@ class RolloutRecorder:
             self._buf["done"][(self._next - 1) % self.capacity] = True
 
     def arrays(self, last: int | None = None) -> dict[str, np.ndarray]:
-        """The recorded steps in time order, each [T, n_envs, ...] (only the newest ``last`` if given)."""
+        """The recorded steps in time order, each [T, n_envs, ...] (only the newest ``last`` if given): copies."""
+        order = self._order(last)
+        return {name: v[order] for name, v in self._buf.items()}
+
+    def _order(self, last: int | None) -> np.ndarray:
+        """Ring positions of the newest ``last`` (default: all) recorded steps, oldest first."""
         if self.size == 0:
             raise ValueError("no steps recorded yet: step the wrapped environment first")
         k = self.size if last is None else min(last, self.size)
-        order = (self._next - k + np.arange(k)) % self.capacity
-        return {name: v[order] for name, v in self._buf.items()}
+        return (self._next - k + np.arange(k)) % self.capacity
 
     def sample(self, n: int, length: int, generator: torch.Generator, last: int | None = None) -> Segments:
         """N segments of ``length`` steps from the recorded steps (the newest ``last`` steps if given).
 
-        The segments carry the recorded render states (``Segments.state``) when steps were recorded with one.
+        The same draws as ``sample_segments`` on ``arrays(last)``, but only the
+        drawn steps' observations are copied out of the ring buffer (Atari:
+        N x L frames instead of all 80k recorded ones, ~570 MB, per call).
+        The segments carry the recorded render states (``Segments.state``) when
+        steps were recorded with one.
         """
-        a = self.arrays(last)
-        return sample_segments(a["obs"], a["act"], a["true_reward"], a["done"], length, n, generator, a["valid"],
-                               a.get("state"))
+        order = self._order(last)
+        buf = self._buf
+        steps, env = segment_windows(buf["true_reward"][order], buf["done"][order], length, n, generator,
+                                     buf["valid"][order])
+        rows, cols = order[steps.numpy()], env.numpy()
+        state = torch.from_numpy(buf["state"][rows, cols]) if "state" in buf else None
+        return Segments(torch.from_numpy(buf["obs"][rows, cols]), torch.from_numpy(buf["act"][rows, cols]),
+                        torch.from_numpy(buf["true_reward"][rows, cols]).float(), state)
 
     def random_steps(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Up to n recorded (obs, act) steps drawn at random: obs [n, ...], act [n, ...]."""
-        a = self.arrays()
-        flat = a["valid"].reshape(-1).nonzero()[0]
+        """Up to n recorded (obs, act) steps drawn at random: obs [n, ...], act [n, ...].
+
+        Only the drawn steps are copied out of the ring buffer.
+        """
+        order = self._order(None)
+        flat = self._buf["valid"][order].reshape(-1).nonzero()[0]
         pick = rng.choice(flat, size=min(n, len(flat)), replace=False)
         t, e = np.divmod(pick, self.n_envs)
-        return a["obs"][t, e], a["act"][t, e]
+        return self._buf["obs"][order[t], e], self._buf["act"][order[t], e]
 
 
 @dataclass

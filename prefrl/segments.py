@@ -163,6 +163,36 @@ def sample_segments(
     for name, x in (("obs", obs), ("act", act), ("dones", dones), *extra):
         if tuple(x.shape[:2]) != (T, n_envs):
             raise ValueError(f"{name} leads with {tuple(x.shape[:2])}, expected [T, n_envs] = {(T, n_envs)}")
+    steps, env = segment_windows(reward, dones, length, n, generator, valid)
+    cut = None if state is None else _as_tensor(state)[steps, env]
+    return Segments(obs[steps, env], act[steps, env], reward[steps, env].float(), cut)
+
+
+def segment_windows(
+    reward, dones, length: int, n: int, generator: torch.Generator | None = None, valid=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where N segments are cut: the (time, env) index of each of their steps, drawn as ``sample_segments`` draws them.
+
+    What ``sample_segments`` cuts with, for callers that gather the
+    observations themselves (the loop's ring buffer gathers only the drawn
+    steps instead of copying every recorded frame first).
+
+    Args:
+        reward: [T, n_envs] true rewards (NaN steps are never inside a segment).
+        dones: [T, n_envs] True where the step ended its episode.
+        length: L, steps per segment.
+        n: N, segments to draw (with replacement across windows).
+        generator: torch RNG, for reproducible draws.
+        valid: optional [T, n_envs] mask, False on autoreset steps.
+
+    Returns:
+        ``steps`` [N, L] and ``env`` [N, L] long indices into the [T, n_envs] arrays.
+
+    Raises:
+        ValueError: n < 1, or no window of ``length`` steps inside one episode.
+    """
+    reward, dones = _as_tensor(reward), _as_tensor(dones)
+    T, n_envs = reward.shape
     if n < 1:
         raise ValueError(f"number of segments must be >= 1, got {n}")
     nan = torch.isnan(reward.float())
@@ -179,6 +209,4 @@ def sample_segments(
     pick = torch.randint(len(t_idx), (n,), generator=generator)
     t0, e = t_idx[pick], e_idx[pick]
     steps = t0[:, None] + torch.arange(length)[None, :]  # [N, L]
-    env = e[:, None].expand(-1, length)
-    cut = None if state is None else _as_tensor(state)[steps, env]
-    return Segments(obs[steps, env], act[steps, env], reward[steps, env].float(), cut)
+    return steps, e[:, None].expand(-1, length)

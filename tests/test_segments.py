@@ -68,3 +68,30 @@ def test_same_seed_same_segments():
     a = sample_segments(obs, act, rew, dones, 4, 50, torch.Generator().manual_seed(3))
     b = sample_segments(obs, act, rew, dones, 4, 50, torch.Generator().manual_seed(3))
     assert torch.equal(a.obs, b.obs)
+
+
+def test_recorder_draws_what_sample_segments_draws_on_its_arrays():
+    """The ring buffer gathers only the drawn steps; the segments are those of sample_segments on a full copy."""
+    from prefrl.loop import RolloutRecorder
+
+    rng = np.random.default_rng(0)
+    rec = RolloutRecorder(capacity=37, n_envs=3)
+    for t in range(90):  # wraps around the ring twice
+        done = rng.random(3) < 0.05
+        valid = rng.random(3) > 0.1
+        rec.add(rng.integers(0, 255, (3, 4, 4, 2), dtype=np.uint8), rng.integers(0, 5, 3), rng.normal(size=3),
+                done, valid, state=rng.normal(size=(3, 2)))
+    for last in (None, 20):
+        a = rec.arrays(last)
+        want = sample_segments(a["obs"], a["act"], a["true_reward"], a["done"], 5, 40, torch.Generator().manual_seed(3),
+                               a["valid"], a["state"])
+        got = rec.sample(40, 5, torch.Generator().manual_seed(3), last=last)
+        for k in ("obs", "act", "true_reward", "state"):
+            assert torch.equal(getattr(got, k), getattr(want, k)), k
+    r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
+    o, x = rec.random_steps(30, r1)
+    a = rec.arrays()
+    flat = a["valid"].reshape(-1).nonzero()[0]
+    t, e = np.divmod(r2.choice(flat, size=30, replace=False), 3)
+    np.testing.assert_array_equal(o, a["obs"][t, e])
+    np.testing.assert_array_equal(x, a["act"][t, e])
