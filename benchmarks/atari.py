@@ -156,6 +156,7 @@ FAMILY = Family(
     record_agent=record_agent,
     make_eval_venv=_make_eval_venv,
     make_render=_make_render,  # --labeler web: a person sees what the reward model sees (score masked)
+    defer_rewards=True,  # the learned arm's wrappers pass the reward through: score each rollout in one batch
 )
 
 

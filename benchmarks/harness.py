@@ -74,6 +74,10 @@ class Family:
             person sees of the queried segments with ``--labeler web``.
         keep_render_state: the loop records ``info["sim_state"]`` for ``make_render``
             (MuJoCo) with ``--labeler web``.
+        defer_rewards: the learned arm scores its steps once per rollout
+            (``LearnedRewardVecEnv(defer_rewards=True)``), which needs every
+            wrapper of ``wrap_agent_env`` to pass the reward through (Atari: yes;
+            MuJoCo's ``VecNormalize`` normalises rewards: no).
     """
 
     name: str
@@ -92,6 +96,7 @@ class Family:
     make_eval_venv: Callable | None = None
     make_render: Callable | None = None
     keep_render_state: bool = False
+    defer_rewards: bool = False
 
 
 def build_parser(family: str, default_env: str, env_flag: str, defaults: dict) -> argparse.ArgumentParser:
@@ -519,7 +524,7 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         store_path.rename(store_path.with_name(f"labels-seed{seed}.before-resume-{int(time.time())}.sqlite"))
     family: Family = importlib.import_module(family_module).FAMILY
     venv = family.make_venv(args, args.n_envs, seed)
-    loop, pre = None, {}
+    loop, pre, learned_env = None, {}, None
     if arm == "learned":
         torch.manual_seed(seed)
         L = args.segment_length or family.segment_length
@@ -545,7 +550,8 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         loop = PreferenceLoop(family.make_ensemble(venv, args), labeler,
                               args.n_envs, cfg, tcfg, store,
                               family.obs_transform(args) if family.obs_transform else None)
-        venv = LearnedRewardVecEnv(venv, loop, family.episode_end_key)
+        venv = learned_env = LearnedRewardVecEnv(venv, loop, family.episode_end_key,
+                                                 defer_rewards=family.defer_rewards)
         if resume_from is None:
             t = time.perf_counter()
             venv.collect_random(min(family.random_steps, max(2 * L, args.steps // args.n_envs)), seed=seed)
@@ -601,6 +607,8 @@ def _run_arm(family_module: str, args: argparse.Namespace, seed: int, arm: str, 
         def _on_rollout_end(self) -> None:
             at_step[0] = self.num_timesteps
             fitted = False
+            if learned_env is not None and learned_env.defer_rewards:  # the rollout's rewards, before any refit
+                learned_env.pay_rollout(self.model.rollout_buffer, self.locals["values"], self.locals["dones"])
             if loop is not None:
                 for k, v in (loop.update(self.num_timesteps) or {}).items():
                     self.logger.record(f"pref/{k}", v)  # reaches TensorBoard with --tensorboard
