@@ -60,8 +60,8 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
         web = cfg.labeler == "web"
         if web:
             overrides["keep_render_state"] = family.keep_render_state
-        cfg = LoopConfig(total_labels=cfg.labels, total_steps=cfg.steps, segment_length=L, query=cfg.query,
-                         seed=seed, **overrides)
+        lcfg = LoopConfig(total_labels=cfg.labels, total_steps=cfg.steps, segment_length=L, query=cfg.query,
+                          seed=seed, **overrides)
         tcfg = TrainerConfig(device=cfg.device, seed=seed, label_noise=cfg.noise if cfg.noise < 1 else 0.99,
                              **family.trainer_overrides)
         store = PreferenceStore(store_path, seed=seed)
@@ -72,7 +72,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             labeler = QueueLabeler(LabelQueue(store, timeout_s=cfg.labeling.label_timeout,
                                               on_timeout=cfg.labeling.on_timeout), family.make_render(cfg))
         loop = PreferenceLoop(family.make_ensemble(venv, cfg), labeler,
-                              cfg.n_envs, cfg, tcfg, store,
+                              cfg.n_envs, lcfg, tcfg, store,
                               family.obs_transform(cfg) if family.obs_transform else None)
         venv = LearnedRewardVecEnv(venv, loop, family.episode_end_key)
         if resume_from is None:
