@@ -9,5 +9,5 @@
 * :mod:`~benchmarks.kit.report`: summary, CSV/JSON, plot, table.
 * :mod:`~benchmarks.kit.cli`: the Atari/MuJoCo command line.
 
-Submodules import nothing heavy at import time; import what you use from them.
+The modules import torch, SB3 and the env families only inside the functions that need them.
 """

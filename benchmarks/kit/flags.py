@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -42,7 +43,7 @@ def field_docs(cls: type) -> dict[str, str]:
         if klass is object:
             continue
         try:
-            tree = ast.parse(inspect.getsource(klass).lstrip() if klass.__module__ != "builtins" else "")
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
         except (OSError, TypeError, SyntaxError):
             continue
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
