@@ -30,8 +30,12 @@ learned-reward agent. With CUDA the defaults grow (``GPU_DEFAULTS``).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Literal
 
-from benchmarks.harness import Family, main
+from benchmarks.kit import cli
+from benchmarks.kit.family import Family
+from envs.atari_reward import RewardViewConfig
 
 DEFAULTS = dict(steps=300_000, labels=500, agent="ppo", n_envs=8)
 DEFAULT_GAME = "Seaquest"
@@ -39,7 +43,7 @@ QUICK = dict(steps=3_000, labels=16, eval_episodes=8)
 # With CUDA the reward model and the agent's CNN are cheap: 7x the steps, 4x the
 # labels and the paper's full-resolution predictor (the paper: 10M steps, 5.5k labels).
 GPU_DEFAULTS = dict(steps=2_000_000, labels=2_000, n_envs=16, rm="paper84")
-DEFAULT_RM = "cnn42"
+DEFAULT_RM = RewardViewConfig.rm
 DEFAULT_EPISODE_ENDS = "timeout"
 EVAL_MAX_FRAMES = 27_000
 """Emulator frames (7.5 min of play) after which an evaluation game is cut: a policy that stalls
@@ -48,42 +52,53 @@ CLIP_STEPS = 600
 """Agent steps in the GIF of the trained learned-reward agent (at most one game)."""
 
 
+@dataclass(frozen=True)
+class AtariOptions(RewardViewConfig):
+    """The Atari benchmark's own flags: the reward model's view and predictor (``RewardViewConfig``), and how
+    episode ends reach the learned-reward agent."""
+
+    episode_ends: Literal["timeout", "continue"] = DEFAULT_EPISODE_ENDS
+    """how life losses and game overs reach the learned-reward agent: as time-outs (bootstrapped) or not at all
+    (one endless stream); the true-reward agent always gets life-loss episodes"""
+
+
 def _check_env_id(game: str) -> str:
     from envs.atari import canonical_game_id
 
     return canonical_game_id(game)
 
 
-def _make_venv(args, n_envs: int, seed: int):
+def _make_venv(cfg, n_envs: int, seed: int, threads: int | None = None):
     from envs.atari import make_atari_vec_env
 
-    return make_atari_vec_env(args.env, n_envs, seed, num_threads=getattr(args, "threads", None))
+    return make_atari_vec_env(cfg.env, n_envs, seed, num_threads=threads)
 
 
-def _make_ensemble(venv, args):
-    from envs.atari_reward import make_frame_ensemble
-
-    return make_frame_ensemble(args.rm)
+def _make_ensemble(venv, cfg):
+    return cfg.options.ensemble()
 
 
-def _make_eval_venv(args, n_envs: int, seed: int):
+def _obs_transform(cfg):
+    return cfg.options.obs_transform(cfg.env)
+
+
+def _make_eval_venv(cfg, n_envs: int, seed: int, threads: int | None = None):
     from envs.atari import make_atari_vec_env
 
-    return make_atari_vec_env(args.env, n_envs, seed, num_threads=getattr(args, "threads", None),
-                              max_episode_frames=EVAL_MAX_FRAMES)
+    return make_atari_vec_env(cfg.env, n_envs, seed, num_threads=threads, max_episode_frames=EVAL_MAX_FRAMES)
 
 
-def _wrap_agent_env(venv, arm: str, args):
+def _wrap_agent_env(venv, arm: str, cfg):
     from agents.wrappers import ContinuingEpisodes, EpisodeEndsAsTimeouts, SignRewardVecEnv
 
     # true reward: the standard clipped reward and life-loss episodes; learned
     # reward: zero-mean, so episode ends must not look like an escape from it
     if arm == "true":
         return SignRewardVecEnv(venv)
-    return ContinuingEpisodes(venv) if args.episode_ends == "continue" else EpisodeEndsAsTimeouts(venv)
+    return ContinuingEpisodes(venv) if cfg.options.episode_ends == "continue" else EpisodeEndsAsTimeouts(venv)
 
 
-def record_agent(agent, args, seed: int, path) -> None:
+def record_agent(agent, cfg, seed: int, path) -> None:
     """Writes a GIF of ``agent`` playing one game (at most ``CLIP_STEPS`` steps) on a fresh env.
 
     The frames are what the agent sees (the newest 84x84 grayscale frame of
@@ -93,7 +108,7 @@ def record_agent(agent, args, seed: int, path) -> None:
 
     from envs.atari import make_atari_vec_env
 
-    venv = make_atari_vec_env(args.env, 1, seed + 20_000, num_threads=1)
+    venv = make_atari_vec_env(cfg.env, 1, seed + 20_000, num_threads=1)
     obs, frames = venv.reset(), []
     for _ in range(CLIP_STEPS):
         action, _ = agent.predict(obs, deterministic=False)
@@ -106,33 +121,20 @@ def record_agent(agent, args, seed: int, path) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=66, loop=0)
 
 
-def _obs_transform(args):
-    from envs.atari_reward import RM_VARIANTS, reward_model_view
-
-    return reward_model_view(args.env, mask_score=not args.show_score, size=RM_VARIANTS[args.rm].size)
-
-
-def _make_render(args):
+def _make_render(cfg):
     from envs.atari_reward import frames_renderer
 
     return frames_renderer()
 
 
-def _extra_flags(parser) -> None:
-    from envs.atari_reward import RM_VARIANTS
-
-    parser.add_argument("--show-score", action="store_true",
-                        help="let the reward model see the score area (the paper blacked it out)")
-    parser.add_argument("--episode-ends", choices=("timeout", "continue"), default=DEFAULT_EPISODE_ENDS,
-                        help="how life losses and game overs reach the learned-reward agent: as time-outs (bootstrapped) "
-                             "or not at all (one endless stream); the true-reward agent always gets life-loss episodes")
-    parser.add_argument("--rm", choices=tuple(RM_VARIANTS), default=DEFAULT_RM,
-                        help="reward predictor: " + "; ".join(f"{k}: {v.about}" for k, v in RM_VARIANTS.items()))
-
-
 FAMILY = Family(
     name="atari",
     check_env_id=_check_env_id,
+    default_env=DEFAULT_GAME,
+    env_flag="--game",
+    defaults=DEFAULTS,
+    quick=QUICK,
+    options=AtariOptions,
     make_venv=_make_venv,
     make_ensemble=_make_ensemble,
     wrap_agent_env=_wrap_agent_env,
@@ -160,5 +162,10 @@ FAMILY = Family(
 )
 
 
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m benchmarks.atari``: returns the summary."""
+    return cli.main("benchmarks.atari", argv)
+
+
 if __name__ == "__main__":
-    main("benchmarks.atari", FAMILY, DEFAULT_GAME, "--game", DEFAULTS, QUICK, sys.argv[1:], _extra_flags)
+    main(sys.argv[1:])

@@ -15,11 +15,21 @@ as the SB3 zoo does for MuJoCo.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
-from benchmarks.harness import Family, main
+from benchmarks.kit import cli
+from benchmarks.kit.family import Family
 
 DEFAULTS = dict(steps=300_000, labels=700, agent="ppo", n_envs=4)
 QUICK = dict(steps=4096, labels=40, eval_episodes=8)
+
+
+@dataclass(frozen=True)
+class MujocoOptions:
+    """The MuJoCo benchmark's own flags."""
+
+    standard_env: bool = False
+    """use gymnasium's tasks unchanged (termination, control costs) instead of the paper's variant"""
 
 
 def _check_env_id(env_id: str) -> str:
@@ -30,38 +40,38 @@ def _check_env_id(env_id: str) -> str:
     return env_id
 
 
-def _make_venv(args, n_envs: int, seed: int):
+def _make_venv(cfg, n_envs: int, seed: int, threads: int | None = None):
     from envs.mujoco import make_mujoco_vec_env
 
-    return make_mujoco_vec_env(args.env, n_envs, seed, paper_variant=not args.standard_env)
+    return make_mujoco_vec_env(cfg.env, n_envs, seed, paper_variant=not cfg.options.standard_env)
 
 
-def _make_ensemble(venv, args):
+def _make_ensemble(venv, cfg):
     from prefrl import MLPEnsemble
 
     return MLPEnsemble(venv.observation_space.shape, venv.action_space.shape, n_members=3, hidden=(64, 64))
 
 
-def _wrap_agent_env(venv, arm: str, args):
+def _wrap_agent_env(venv, arm: str, cfg):
     from stable_baselines3.common.vec_env import VecNormalize
 
     return VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.99)
 
 
-def _make_render(args):
+def _make_render(cfg):
     from envs.mujoco import segment_renderer
 
-    return segment_renderer(args.env, width=160, height=160)
-
-
-def _extra_flags(parser) -> None:
-    parser.add_argument("--standard-env", action="store_true",
-                        help="use gymnasium's tasks unchanged (termination, control costs) instead of the paper's variant")
+    return segment_renderer(cfg.env, width=160, height=160)
 
 
 FAMILY = Family(
     name="mujoco",
     check_env_id=_check_env_id,
+    default_env="HalfCheetah-v5",
+    env_flag="--env",
+    defaults=DEFAULTS,
+    quick=QUICK,
+    options=MujocoOptions,
     make_venv=_make_venv,
     make_ensemble=_make_ensemble,
     wrap_agent_env=_wrap_agent_env,
@@ -72,5 +82,10 @@ FAMILY = Family(
 )
 
 
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m benchmarks.mujoco``: returns the summary."""
+    return cli.main("benchmarks.mujoco", argv)
+
+
 if __name__ == "__main__":
-    main("benchmarks.mujoco", FAMILY, "HalfCheetah-v5", "--env", DEFAULTS, QUICK, sys.argv[1:], _extra_flags)
+    main(sys.argv[1:])

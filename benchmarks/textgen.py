@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
+import dataclasses
 import json
 import math
 import os
@@ -32,8 +32,13 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from benchmarks.kit.config import LabelerConfig, defaults_of, with_unset
+from benchmarks.kit.flags import add_flags, from_namespace, json_flags
+from benchmarks.kit.report import figure, print_rows, save_figure, write_csv, write_json
 
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "samples.md")
 LABELERS = {"synthetic-oracle": "labels pairs by the task's true score, answering at random with probability --noise",
@@ -41,9 +46,9 @@ LABELERS = {"synthetic-oracle": "labels pairs by the task's true score, answerin
                    "the policy trains"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class TextBenchConfig:
-    """Everything a text benchmark run depends on (``--help`` shows the flags)."""
+    """Everything a text benchmark run computes from (``--help`` shows the flags, generated from these fields)."""
 
     task: str = "imdb-positive"
     """TextGen task: the prompt source and the true scorer."""
@@ -62,7 +67,7 @@ class TextBenchConfig:
     """Prompt length range in tokens (first tokens of a review)."""
     labels: int = 500
     """Label budget of the learned arm."""
-    reward_model: str = "finetune"
+    reward_model: Literal["finetune", "frozen"] = "finetune"
     """Learned reward model: finetune (MiniLM fine-tuned on the comparisons, 3 heads) or frozen (MLP heads on
     frozen MiniLM embeddings)."""
     round_completions: int = 128
@@ -73,7 +78,7 @@ class TextBenchConfig:
     """Gradient steps of each later refit (warm start)."""
     noise: float = 0.1
     """Probability that the synthetic oracle answers at random."""
-    query: str = "disagreement"
+    query: Literal["disagreement", "entropy", "random"] = "disagreement"
     """Query selection: disagreement, entropy or random."""
     pool_factor: int = 2
     """Candidate queries per wanted label for the initial batch, from the zero-shot model."""
@@ -104,60 +109,38 @@ class TextBenchConfig:
     """auto (CUDA when present), cpu or cuda."""
 
 
+@dataclass(frozen=True)
+class TextCommand:
+    """The command line of ``python -m benchmarks.textgen``: what the run computes (``bench``), who labels, and
+    how the run is carried out (not compared on ``--resume``)."""
+
+    labeling: LabelerConfig = field(default_factory=LabelerConfig, metadata={"nested": True})
+    """who labels"""
+    bench: TextBenchConfig = field(default_factory=TextBenchConfig, metadata={"nested": True})
+    """what the run computes"""
+    out: Path | None = field(default=None, metadata={"default_text": "runs/textgen-<task>"})
+    """output directory, must not hold another run"""
+    quick: bool = False
+    """~1-minute smoke run (3 iterations of 4 completions, 6 labels, 8 tokens)"""
+    resume: bool = False
+    """continue the interrupted run in --out from its last checkpoints (give the run's own flags); finished seeds
+    and arms are kept, labels already in the store are never asked again"""
+    tensorboard: Path | None = field(default=None, metadata={"metavar": "DIR"})
+    """also log every PPO update to TensorBoard in DIR/<arm>-seed<k>: true score, KL, beta and, for the learned
+    arm, labels, RM accuracy, reward correlation, fit time (pip install tensorboard)"""
+    checkpoint_minutes: float = 10.0
+    """also checkpoint an arm after any iteration this long after its last checkpoint (the learned arm also
+    checkpoints after each label round)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    d = TextBenchConfig()
+    """The parser of ``python -m benchmarks.textgen``, generated from :class:`TextCommand`."""
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.textgen",
         description="Token-level PPO on TextGen-v0: zero-shot vs PPO on the true score vs PPO on a reward "
                     "learned from synthetic preferences. Writes curves.csv, curves.png, summary.json, samples.md.",
     )
-    from benchmarks.harness import add_labeler_flags
-
-    add_labeler_flags(p)
-    p.add_argument("--task", default=d.task, help=f"TextGen task (default {d.task})")
-    p.add_argument("--model", default=d.model, help=f"policy LM: name, directory, .gguf, or 'tiny' (default {d.model})")
-    p.add_argument("--iterations", type=int, default=d.iterations, help=f"PPO updates per arm (default {d.iterations})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help=f"completions per rollout, a multiple of --rank-k (default {d.batch_size})")
-    p.add_argument("--rank-k", type=int, default=d.rank_k,
-                   help="completions per query: 2 = pairs (default); K > 2 = K-wise rankings, --labels counts rankings")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"default {d.max_new_tokens}")
-    p.add_argument("--labels", type=int, default=d.labels, help=f"label budget of the learned arm (default {d.labels})")
-    p.add_argument("--reward-model", choices=("finetune", "frozen"), default=d.reward_model,
-                   help=f"learned reward model (default {d.reward_model}): finetune = all-MiniLM-L6-v2 fine-tuned on "
-                        "the comparisons with 3 heads; frozen = 3 MLP heads on frozen MiniLM embeddings")
-    p.add_argument("--round-completions", type=int, default=d.round_completions,
-                   help=f"completions between label rounds and refits (default {d.round_completions})")
-    p.add_argument("--initial-fit-steps", type=int, default=d.initial_fit_steps,
-                   help=f"reward-model steps on the zero-shot labels (default {d.initial_fit_steps})")
-    p.add_argument("--refit-steps", type=int, default=d.refit_steps,
-                   help=f"reward-model steps per later refit (default {d.refit_steps})")
-    p.add_argument("--noise", type=float, default=d.noise, help=f"oracle's random-answer probability (default {d.noise})")
-    p.add_argument("--query", choices=("disagreement", "entropy", "random"), default=d.query)
-    p.add_argument("--pool-rollouts", type=int, default=d.pool_rollouts,
-                   help=f"recent rollouts that give query candidates and reward statistics (default {d.pool_rollouts})")
-    p.add_argument("--eval-prompts", type=int, default=d.eval_prompts, help=f"evaluation prompts (default {d.eval_prompts})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"PPO learning rate (default {d.lr})")
-    p.add_argument("--train-layers", type=int, default=d.train_layers, help=f"top blocks trained, 0 = all (default {d.train_layers})")
-    p.add_argument("--init-kl-coef", type=float, default=d.init_kl_coef, help=f"default {d.init_kl_coef}")
-    p.add_argument("--target-kl", type=float, default=d.target_kl, help=f"adaptive KL target, 0 = fixed beta (default {d.target_kl})")
-    p.add_argument("--sft-steps", type=int, default=d.sft_steps,
-                   help="supervised fine-tuning steps on review text before PPO; the SFT model is then an arm, "
-                        f"the PPO start and the KL reference (default {d.sft_steps} = off)")
-    p.add_argument("--ptx-coef", type=float, default=d.ptx_coef, help=f"PPO-ptx weight (default {d.ptx_coef})")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help="seeds (default 0)")
-    p.add_argument("--device", default=d.device, help="auto, cpu or cuda (default auto)")
-    p.add_argument("--out", default=None, help="output directory, must not hold another run (default runs/textgen-<task>)")
-    p.add_argument("--quick", action="store_true", help="~1-minute smoke run (3 iterations of 4 completions, 6 labels, 8 tokens)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted run in --out from its last checkpoints (give the run's own flags); "
-                        "finished seeds and arms are kept, labels already in the store are never asked again")
-    p.add_argument("--tensorboard", default=None, metavar="DIR",
-                   help="also log every PPO update to TensorBoard in DIR/<arm>-seed<k>: true score, KL, beta and, for "
-                        "the learned arm, labels, RM accuracy, reward correlation, fit time (pip install tensorboard)")
-    p.add_argument("--checkpoint-minutes", type=float, default=10.0,
-                   help="also checkpoint an arm after any iteration this long after its last checkpoint (default 10; "
-                        "the learned arm also checkpoints after each label round)")
+    add_flags(p, TextCommand)
     return p
 
 
@@ -169,98 +152,98 @@ QUICK = dict(iterations=3, batch_size=4, max_new_tokens=8, labels=6, eval_prompt
              initial_fit_steps=5, refit_steps=2)
 
 
-def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path]:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from benchmarks.harness import labeler_problem
+def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path, "RunOptions"]:
+    """The run's frozen config, its output directory and how it is carried out, from the command line.
 
-    problem = labeler_problem(args, 1 if args.labeler != "web" else len(args.seeds))
-    if args.labeler is None:
+    ``--quick`` and the resolved device each give a new config (explicit flags win over ``--quick``);
+    bad input exits with status 2 and one line.
+    """
+    parser = build_parser()
+    cmd = from_namespace(TextCommand, parser.parse_args(argv))
+    from benchmarks.kit.validate import labeler_problem
+
+    cfg, lab = cmd.bench, cmd.labeling
+    problem = labeler_problem(lab, 1 if lab.labeler != "web" else len(cfg.seeds))
+    if lab.labeler is None:
         names = "\n".join(f"  --labeler {k}: {v}" for k, v in LABELERS.items())
         parser.exit(2, f"prefrl: choose a labeler (--synthetic-oracle is short for --labeler synthetic-oracle); "
                        f"available:\n{names}\n")
     if problem:
         parser.exit(2, f"prefrl: error: {problem}\n")
-    if args.quick:
-        for k, v in QUICK.items():
-            if parser.get_default(k) == getattr(args, k):
-                setattr(args, k, v)
+    if cmd.quick:
+        cmd, _ = with_unset(cmd, QUICK, defaults_of(parser.get_default, cmd))
+        cfg = cmd.bench
     fail = lambda msg: parser.exit(2, f"prefrl: error: {msg}\n")  # noqa: E731
     from envs.text_tasks import TEXT_TASKS
 
-    if args.task not in TEXT_TASKS:
-        fail(f"unknown task {args.task!r}; choose one of {', '.join(sorted(TEXT_TASKS))}")
+    if cfg.task not in TEXT_TASKS:
+        fail(f"unknown task {cfg.task!r}; choose one of {', '.join(sorted(TEXT_TASKS))}")
     for name in ("iterations", "max_new_tokens", "eval_prompts", "pool_rollouts", "round_completions",
-                 "initial_fit_steps", "refit_steps"):
-        if getattr(args, name) < 1:
-            fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.rank_k < 2:
-        fail(f"--rank-k must be >= 2 (completions compared per query), got {args.rank_k}")
-    if args.batch_size < args.rank_k or args.batch_size % args.rank_k:
-        fail(f"--batch-size must be a multiple of --rank-k={args.rank_k} (that many completions per prompt), "
-             f"got {args.batch_size}")
-    if args.labels < 1:
-        fail(f"--labels must be >= 1, got {args.labels}")
-    groups = args.iterations * args.batch_size // args.rank_k
-    later = args.labels - max(round(0.25 * args.labels), 1)  # the first 25% come from the zero-shot pool
+                 "initial_fit_steps", "refit_steps", "pool_factor"):
+        if getattr(cfg, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if not 1 <= cfg.prompt_tokens[0] <= cfg.prompt_tokens[1]:
+        fail(f"--prompt-tokens must be two lengths 1 <= MIN <= MAX, got {cfg.prompt_tokens[0]} {cfg.prompt_tokens[1]}")
+    if cfg.rank_k < 2:
+        fail(f"--rank-k must be >= 2 (completions compared per query), got {cfg.rank_k}")
+    if cfg.batch_size < cfg.rank_k or cfg.batch_size % cfg.rank_k:
+        fail(f"--batch-size must be a multiple of --rank-k={cfg.rank_k} (that many completions per prompt), "
+             f"got {cfg.batch_size}")
+    if cfg.labels < 1:
+        fail(f"--labels must be >= 1, got {cfg.labels}")
+    groups = cfg.iterations * cfg.batch_size // cfg.rank_k
+    later = cfg.labels - max(round(0.25 * cfg.labels), 1)  # the first 25% come from the zero-shot pool
     if later > groups:
-        fail(f"--labels {args.labels}: the {later} labels due during training exceed the {groups} queries the "
+        fail(f"--labels {cfg.labels}: the {later} labels due during training exceed the {groups} queries the "
              f"run generates (--iterations x --batch-size / --rank-k): lower --labels or raise --iterations")
-    if not 0.0 <= args.noise <= 1.0:
-        fail(f"--noise must be in [0, 1], got {args.noise}")
-    if args.sft_steps < 0:
-        fail(f"--sft-steps must be >= 0, got {args.sft_steps}")
+    if not 0.0 <= cfg.noise <= 1.0:
+        fail(f"--noise must be in [0, 1], got {cfg.noise}")
+    if cfg.sft_steps < 0:
+        fail(f"--sft-steps must be >= 0, got {cfg.sft_steps}")
     from benchmarks.checks import finite_problem, out_problem, seeds_problem
 
-    problem = seeds_problem(args.seeds) or finite_problem(lr=args.lr, init_kl_coef=args.init_kl_coef,
-                                                          target_kl=args.target_kl, ptx_coef=args.ptx_coef)
+    problem = seeds_problem(cfg.seeds) or finite_problem(lr=cfg.lr, init_kl_coef=cfg.init_kl_coef,
+                                                         target_kl=cfg.target_kl, ptx_coef=cfg.ptx_coef,
+                                                         reward_std=cfg.reward_std)
     if problem:
         fail(problem)
-    if args.lr <= 0 or args.train_layers < 0 or args.init_kl_coef < 0 or args.target_kl < 0 or args.ptx_coef < 0:
+    if cfg.lr <= 0 or cfg.train_layers < 0 or cfg.init_kl_coef < 0 or cfg.target_kl < 0 or cfg.ptx_coef < 0:
         fail("--lr must be > 0 and --train-layers, --init-kl-coef, --target-kl, --ptx-coef >= 0")
+    if cfg.reward_std <= 0:
+        fail(f"--reward-std must be a positive number, got {cfg.reward_std}")
     try:
         from agents.factory import resolve_device
 
-        device = resolve_device(args.device)
+        cfg = dataclasses.replace(cfg, device=resolve_device(cfg.device))
     except ValueError as err:
         fail(str(err))
-    if args.resume and args.out is None:
+    if cmd.resume and cmd.out is None:
         fail("--resume needs --out: the directory of the run to continue")
-    if not (math.isfinite(args.checkpoint_minutes) and args.checkpoint_minutes > 0):
-        fail(f"--checkpoint-minutes must be a positive number, got {args.checkpoint_minutes}")
-    if args.tensorboard is not None:
+    if not (math.isfinite(cmd.checkpoint_minutes) and cmd.checkpoint_minutes > 0):
+        fail(f"--checkpoint-minutes must be a positive number, got {cmd.checkpoint_minutes}")
+    if cmd.tensorboard is not None:
         import importlib.util
 
         if importlib.util.find_spec("tensorboard") is None:
             fail("--tensorboard needs the tensorboard package: pip install tensorboard (or pip install 'prefrl[tensorboard]')")
-        problem = out_problem(Path(args.tensorboard))
+        problem = out_problem(cmd.tensorboard)
         if problem:
             fail(problem.replace("--out", "--tensorboard", 1))
-    out = Path(args.out or f"runs/textgen-{args.task}")
-    taken = [f for f in (*OUTPUTS, *(f"labels-seed{s}.sqlite" for s in args.seeds), RUN_FILE) if (out / f).exists()]
-    if taken and not args.resume:
+    out = cmd.out or Path(f"runs/textgen-{cfg.task}")
+    taken = [f for f in (*OUTPUTS, *(f"labels-seed{s}.sqlite" for s in cfg.seeds), RUN_FILE) if (out / f).exists()]
+    if taken and not cmd.resume:
         fail(f"--out {out} already holds another run's {', '.join(taken)}; nothing was overwritten: give a new --out"
              + (" (or add --resume to continue it)" if RUN_FILE in taken else ""))
     problem = out_problem(out)
     if problem:
         fail(problem)
-    cfg = TextBenchConfig(
-        task=args.task, model=args.model, iterations=args.iterations, batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens, rank_k=args.rank_k, labels=args.labels, noise=args.noise, query=args.query,
-        reward_model=args.reward_model, round_completions=args.round_completions,
-        initial_fit_steps=args.initial_fit_steps, refit_steps=args.refit_steps,
-        eval_prompts=args.eval_prompts, pool_rollouts=args.pool_rollouts, lr=args.lr, train_layers=args.train_layers,
-        init_kl_coef=args.init_kl_coef, target_kl=args.target_kl, ptx_coef=args.ptx_coef, sft_steps=args.sft_steps,
-        seeds=tuple(args.seeds), device=device,
-    )
-    if args.resume:
+    if cmd.resume:
         problem = resume_problem(out, cfg)
         if problem:
             fail(problem)
-    return cfg, out, RunOptions(resume=args.resume, checkpoint_seconds=60.0 * args.checkpoint_minutes,
-                                tensorboard=None if args.tensorboard is None else Path(args.tensorboard),
-                                labeler=args.labeler, web_host=args.web_host, web_port=args.web_port,
-                                label_timeout=args.label_timeout, on_timeout=args.on_timeout)
+    return cfg, out, RunOptions(resume=cmd.resume, checkpoint_seconds=60.0 * cmd.checkpoint_minutes,
+                                tensorboard=cmd.tensorboard, labeler=lab.labeler, web_host=lab.web_host,
+                                web_port=lab.web_port, label_timeout=lab.label_timeout, on_timeout=lab.on_timeout)
 
 
 # ---------------------------------------------------------------- resume
@@ -288,7 +271,7 @@ class RunOptions:
 
 
 def _run_config(cfg: TextBenchConfig) -> dict:
-    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "device"}))
+    return json_flags(cfg, {"device"})
 
 
 def resume_problem(out: Path, cfg: TextBenchConfig) -> str | None:
@@ -711,17 +694,15 @@ def summarize(cfg: TextBenchConfig, results: list[dict], wall: float) -> dict:
     }
 
 
-def write_outputs(out: Path, cfg: TextBenchConfig, results: list[dict], summary: dict) -> None:
-    from benchmarks.harness import _json_safe
+CURVE_COLUMNS = ("iteration", "episodes", "run", "seed", "true_score", "kl", "beta", "labels", "rm_accuracy",
+                 "reward_correlation", "wall_seconds")
 
+
+def write_outputs(out: Path, cfg: TextBenchConfig, results: list[dict], summary: dict) -> None:
+    """Writes curves.csv, summary.json, samples.md and curves.png to ``out``."""
     rows = [row for r in results for row in r["rows"]]
-    cols = ["iteration", "episodes", "run", "seed", "true_score", "kl", "beta", "labels", "rm_accuracy",
-            "reward_correlation", "wall_seconds"]
-    with open(out / "curves.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    write_csv(out / "curves.csv", rows, CURVE_COLUMNS)
+    write_json(out / "summary.json", summary)
     lines = [f"# Sample completions ({cfg.task}, {cfg.model}, seed {results[0]['seed']})", "",
              "Evaluation prompts; one sampled completion per arm; true score in brackets.", ""]
     r0 = results[0]
@@ -738,12 +719,8 @@ def write_outputs(out: Path, cfg: TextBenchConfig, results: list[dict], summary:
 
 
 def plot(path: Path, rows: list[dict], summary: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    """Writes ``curves.png``: training score per arm and seed (and its moving mean), KL, the reward model."""
+    fig, (ax1, ax2) = figure()
     seeds = sorted({r["seed"] for r in rows})
     for arm, color in (("learned", "tab:blue"), ("true", "tab:orange")):
         for n, seed in enumerate(seeds):
@@ -773,11 +750,11 @@ def plot(path: Path, rows: list[dict], summary: dict) -> None:
     ax2.set_title("reward model and KL (nats/sequence)")
     ax2.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(path, fig)
 
 
 def print_table(s: dict) -> None:
+    """Prints the summary table of a text run."""
     lines = [
         ("true score, zero-shot", f"{s['score_zero_shot']:+.3f}"),
         *([("true score, SFT (held-out loss)", f"{s['score_sft']:+.3f}  ({s['sft_eval_loss_before']:.3f} -> "
@@ -799,8 +776,6 @@ def print_table(s: dict) -> None:
         *[(f"resumed (seed {x['seed']})", f"the {x['arm']} arm from iteration {x['from_iteration']}, "
            f"{x['iterations_redone']} redone") for x in s.get("resumed", [])],
     ]
-    from benchmarks.harness import print_rows
-
     print_rows(f"{s['task']} ({s['model']}, {s['config']['iterations']} PPO updates x {s['config']['batch_size']} "
                f"completions, seeds {list(s['config']['seeds'])}, {s['config']['device']})", lines)
 

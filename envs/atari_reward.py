@@ -12,12 +12,12 @@ README ("Atari: levers").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-__all__ = ["RewardModelSpec", "RM_VARIANTS", "reward_model_view", "make_frame_ensemble"]
+__all__ = ["RewardModelSpec", "RM_VARIANTS", "RewardViewConfig", "reward_model_view", "make_frame_ensemble"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,27 @@ RM_VARIANTS: dict[str, RewardModelSpec] = {
                                        "sum"),
 }
 """Predictor variants by name (``--rm`` of ``benchmarks.atari``)."""
+
+
+@dataclass(frozen=True)
+class RewardViewConfig:
+    """Which predictor learns the reward of an Atari run, and what it sees of the frames.
+
+    The benchmark's ``--rm`` and ``--show-score`` flags are generated from these fields.
+    """
+
+    rm: str = field(default="cnn42", metadata={"choices": {k: v.about for k, v in RM_VARIANTS.items()}})
+    """reward predictor"""
+    show_score: bool = False
+    """let the reward model see the score area (the paper blacked it out)"""
+
+    def obs_transform(self, game: str) -> Callable[[np.ndarray], np.ndarray]:
+        """The loop's obs_transform for ``game``: frames at the predictor's size, score masked unless shown."""
+        return reward_model_view(game, mask_score=not self.show_score, size=RM_VARIANTS[self.rm].size)
+
+    def ensemble(self, n_members: int = 3):
+        """The predictor: a ``ModuleEnsemble`` of ``n_members`` FrameCNNs (:func:`make_frame_ensemble`)."""
+        return make_frame_ensemble(self.rm, n_members)
 
 
 def reward_model_view(game: str, mask_score: bool, size: int) -> Callable[[np.ndarray], np.ndarray]:

@@ -33,9 +33,8 @@ def test_reward_model_view_pools_and_masks_the_score():
 ])
 def test_quick_sized_run_writes_all_outputs(tmp_path, flags, env_id, agent):
     out = tmp_path / "run"
-    summary = bench.main("benchmarks.atari", bench.FAMILY, bench.DEFAULT_GAME, "--game", bench.DEFAULTS, bench.QUICK,
-                         ["--synthetic-oracle", *flags, "--steps", "800", "--labels", "6", "--n-envs", "4",
-                          "--workers", "1", "--eval-episodes", "2", "--out", str(out)], bench._extra_flags)
+    summary = bench.main(["--synthetic-oracle", *flags, "--steps", "800", "--labels", "6", "--n-envs", "4",
+                          "--workers", "1", "--eval-episodes", "2", "--out", str(out)])
     for name in ("curves.csv", "curves.png", "summary.json", "labels-seed0.sqlite"):
         assert (out / name).stat().st_size > 0, name
     s = json.loads((out / "summary.json").read_text())
@@ -65,18 +64,16 @@ def test_quick_sized_run_writes_all_outputs(tmp_path, flags, env_id, agent):
 
 def test_gpu_defaults_apply_only_to_unset_flags(tmp_path, monkeypatch):
     """With CUDA the unset budget flags grow; explicit flags and --quick are kept (no run: validation only)."""
-    from benchmarks import harness
+    from benchmarks.kit import cli
 
     seen = {}
-    monkeypatch.setattr(harness, "run", lambda module, family, args: seen.setdefault("args", args))
+    monkeypatch.setattr(cli, "run", lambda module, family, cfg: seen.setdefault("cfg", cfg))
     monkeypatch.setattr("agents.resolve_device", lambda device: "cuda")
-    bench.main("benchmarks.atari", bench.FAMILY, "Breakout", "--game", bench.DEFAULTS, bench.QUICK,
-               ["--synthetic-oracle", "--labels", "900", "--out", str(tmp_path / "a")], bench._extra_flags)
-    a = seen.pop("args")
-    assert a.steps == bench.GPU_DEFAULTS["steps"] and a.rm == "paper84" and a.labels == 900
-    bench.main("benchmarks.atari", bench.FAMILY, "Breakout", "--game", bench.DEFAULTS, bench.QUICK,
-               ["--synthetic-oracle", "--quick", "--out", str(tmp_path / "b")], bench._extra_flags)
-    assert seen["args"].steps == bench.QUICK["steps"] and seen["args"].rm == bench.DEFAULT_RM
+    bench.main(["--synthetic-oracle", "--game", "Breakout", "--labels", "900", "--out", str(tmp_path / "a")])
+    a = seen.pop("cfg")
+    assert a.steps == bench.GPU_DEFAULTS["steps"] and a.options.rm == "paper84" and a.labels == 900
+    bench.main(["--synthetic-oracle", "--game", "Breakout", "--quick", "--out", str(tmp_path / "b")])
+    assert seen["cfg"].steps == bench.QUICK["steps"] and seen["cfg"].options.rm == bench.DEFAULT_RM
 
 
 def _cli(*args):

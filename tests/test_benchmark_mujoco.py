@@ -15,8 +15,7 @@ TINY = ["--synthetic-oracle", "--env", "Reacher-v5", "--steps", "1024", "--label
 
 
 def _run(argv):
-    return bench.main("benchmarks.mujoco", bench.FAMILY, "HalfCheetah-v5", "--env", bench.DEFAULTS, bench.QUICK,
-                      argv, bench._extra_flags)
+    return bench.main(argv)
 
 
 @pytest.mark.parametrize("agent", ["ppo", "a2c"])
@@ -26,9 +25,9 @@ def test_smoke_run_writes_all_outputs(tmp_path, agent):
     for name in ("curves.csv", "curves.png", "summary.json", "labels-seed0.sqlite"):
         assert (out / name).stat().st_size > 0, name
     s = json.loads((out / "summary.json").read_text())
-    from benchmarks.harness import _json_safe
+    from benchmarks.kit.report import json_safe
 
-    assert s == _json_safe(summary)  # strict JSON: NaN is written as null
+    assert s == json_safe(summary)  # strict JSON: NaN is written as null
     for key in ("true_return_learned", "true_return_true", "ratio", "labels_used", "rm_accuracy",
                 "reward_correlation", "true_return_learned_ci95", "true_return_learned_last10"):
         assert key in s, key

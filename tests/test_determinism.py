@@ -20,8 +20,7 @@ def _labels_digest(path) -> str:
 
 
 def _run(module, argv):
-    return module.main(f"benchmarks.{module.FAMILY.name}", module.FAMILY, "x", "--game" if module is atari else "--env",
-                       module.DEFAULTS, module.QUICK, argv, module._extra_flags)
+    return module.main(argv)
 
 
 @pytest.mark.parametrize("module, flags", [

@@ -41,7 +41,7 @@ def test_mean_ci_known_values_and_reproducible():
 
 def test_curves_figure_draws_one_line_per_seed():
     """Multi-seed curves: every line runs forward in env steps (joined seeds drew a stray diagonal back)."""
-    from benchmarks.harness import curves_figure
+    from benchmarks.kit.report import curves_figure
 
     rows = [{"run": arm, "seed": seed, "env_step": t, "true_return": float(t + seed), "rm_accuracy": 0.7,
              "reward_correlation": 0.5, "labels": t // 10}
@@ -62,7 +62,7 @@ def test_save_run_keeps_going_when_one_file_cannot_be_written(tmp_path):
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from benchmarks.harness import save_run
+    from benchmarks.kit.arms import save_run
 
     venv = VecNormalize(make_vec_env("CartPole-v1", n_envs=1, seed=0))
     agent = PPO("MlpPolicy", venv, n_steps=32, batch_size=32, seed=0, device="cpu")

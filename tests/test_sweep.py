@@ -129,7 +129,7 @@ def test_dry_run_resumes_an_interrupted_run(tmp_path, capsys):
 def test_a_runs_cpu_share_sizes_the_harness(monkeypatch):
     import os
 
-    from benchmarks.harness import cpu_budget
+    from benchmarks.kit.validate import cpu_budget
 
     monkeypatch.setenv("PREFRL_CPUS", "3")  # what a sweep task with --cpus-per-run 3 sets
     assert cpu_budget() == 3

@@ -1,0 +1,323 @@
+"""One arm of a benchmark: builds its env, reward loop and agent from the frozen config, trains, evaluates.
+
+:func:`run_arm` runs in a worker process (``benchmarks.kit.run`` starts one per (seed, arm)); it
+returns the arm's curve and figures and writes its checkpoint, its saved agent and (learned arm)
+its reward model to ``cfg.out``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.kit.checkpoint import Checkpoint, EpisodeLog, atomic_json
+from benchmarks.kit.config import RunConfig
+from benchmarks.kit.family import Family
+from benchmarks.kit.report import UPPER
+
+
+def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: int, queue) -> dict:
+    """Trains one agent (learned or true reward) and returns its curve and figures."""
+    import importlib
+
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from agents import make_agent
+    from prefrl import LearnedRewardVecEnv, LoopConfig, PreferenceLoop, PreferenceStore, SyntheticOracle
+    from prefrl import TrainerConfig
+
+    # One torch thread per run on the CPU, whatever --workers says: some torch kernels round differently
+    # with more threads (LAPACK's QR behind SB3's orthogonal init, the gradient-norm reduction of its
+    # clipping), so the same seed would give another agent, other labels and other figures with
+    # --workers 1 (2 threads per run here) than with --workers 2. The envs may still use `threads`.
+    torch.set_num_threads(1 if cfg.device == "cpu" else threads)
+    ckpt = Checkpoint(cfg.out, arm, seed)
+    if cfg.resume and ckpt.result_path.exists():  # finished before the interruption
+        queue.put((arm, seed, cfg.steps, "finished before the interruption; kept"))
+        return json.loads(ckpt.result_path.read_text())
+    resume_from = ckpt.latest() if cfg.resume else None
+    store_path = cfg.out / f"labels-seed{seed}.sqlite"
+    if cfg.resume and resume_from is None and arm == "learned" and store_path.exists():
+        # killed before its first checkpoint: start the arm again, keeping its early labels beside it
+        store_path.rename(store_path.with_name(f"labels-seed{seed}.before-resume-{int(time.time())}.sqlite"))
+    family: Family = importlib.import_module(family_module).FAMILY
+    venv = family.make_venv(cfg, cfg.n_envs, seed, threads)
+    loop, pre, learned_env = None, {}, None
+    if arm == "learned":
+        torch.manual_seed(seed)
+        L = cfg.segment_length or family.segment_length
+        overrides = dict(family.loop_overrides)
+        if cfg.anchor_fraction is not None:
+            overrides["anchor_fraction"] = cfg.anchor_fraction
+        if cfg.reward_std is not None:
+            overrides["target_std"] = cfg.reward_std
+        web = cfg.labeler == "web"
+        if web:
+            overrides["keep_render_state"] = family.keep_render_state
+        lcfg = LoopConfig(total_labels=cfg.labels, total_steps=cfg.steps, segment_length=L, query=cfg.query,
+                          seed=seed, **overrides)
+        tcfg = TrainerConfig(device=cfg.device, seed=seed, label_noise=cfg.noise if cfg.noise < 1 else 0.99,
+                             **family.trainer_overrides)
+        store = PreferenceStore(store_path, seed=seed)
+        labeler = SyntheticOracle(noise=cfg.noise, seed=seed)
+        if web:  # queries wait in the store's own file; a person answers them in the page served below
+            from prefrl import LabelQueue, QueueLabeler
+
+            labeler = QueueLabeler(LabelQueue(store, timeout_s=cfg.labeling.label_timeout,
+                                              on_timeout=cfg.labeling.on_timeout), family.make_render(cfg))
+        loop = PreferenceLoop(family.make_ensemble(venv, cfg), labeler,
+                              cfg.n_envs, lcfg, tcfg, store,
+                              family.obs_transform(cfg) if family.obs_transform else None)
+        venv = learned_env = LearnedRewardVecEnv(venv, loop, family.episode_end_key,
+                                                 defer_rewards=family.defer_rewards)
+        if resume_from is None:
+            t = time.perf_counter()
+            venv.collect_random(min(family.random_steps, max(2 * L, cfg.steps // cfg.n_envs)), seed=seed)
+            pre = loop.pretrain()
+            pre["seconds"] = time.perf_counter() - t
+            queue.put((arm, seed, 0, "pretrained" if pre.get("labels") else
+                       f"posted the {loop.schedule.initial_labels} initial queries; the agent trains on the "
+                       "untrained reward model until their answers arrive"))
+    if arm == UPPER:
+        from agents.wrappers import NormalisedTrueReward
+
+        std = cfg.reward_std if cfg.reward_std is not None else family.loop_overrides.get("target_std", 1.0)
+        venv = NormalisedTrueReward(venv, target_std=std)
+    env = family.wrap_agent_env(venv, "learned" if arm == UPPER else arm, cfg)
+    tb = dict(tensorboard_log=str(cfg.tensorboard)) if cfg.tensorboard is not None else {}
+    agent = make_agent(cfg.agent, env, family.name, seed=seed, device=cfg.device, **tb)
+    rows: list[dict] = []
+    episodes = EpisodeLog()
+    before = {"wall": 0.0, "cpu": 0.0}  # time spent before a resume
+    resumed_from = None
+    if resume_from is not None:
+        agent, progress = ckpt.restore(type(agent), env, loop, cfg.device)
+        if cfg.tensorboard is not None:
+            agent.tensorboard_log = str(cfg.tensorboard)
+        rows, episodes = progress["rows"], EpisodeLog.from_state(progress["episodes"])
+        pre, before = progress["pre"], {"wall": progress["wall"], "cpu": progress["cpu"]}
+        resumed_from = agent.num_timesteps
+        reached = json.loads(ckpt.reached_path.read_text())["env_step"] if ckpt.reached_path.exists() else resumed_from
+        redone = max(0, reached - resumed_from)
+        queue.put((arm, seed, resumed_from, f"resumed from its checkpoint at step {resumed_from} "
+                                            f"({redone} steps done before the crash are redone)"))
+    log_every = max(cfg.steps // 50, 1)
+    last_ckpt = [time.monotonic()]
+    at_step = [agent.num_timesteps]
+    server = start_label_server(cfg, loop, seed, rows, at_step, queue) if loop is not None and loop.is_async else None
+
+    def checkpoint(model) -> None:
+        ckpt.write(model, loop, {"rows": rows, "episodes": episodes.state(), "pre": pre,
+                                 "wall": before["wall"] + time.perf_counter() - t0,
+                                 "cpu": before["cpu"] + time.process_time() - c0})
+        last_ckpt[0] = time.monotonic()
+
+    class Curve(BaseCallback):
+        last_log = 0
+        last_sent = 0
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    episodes.add(float(info["episode"]["r"]))
+            return True
+
+        def _on_rollout_end(self) -> None:
+            at_step[0] = self.num_timesteps
+            fitted = False
+            if learned_env is not None and learned_env.defer_rewards:  # the rollout's rewards, before any refit
+                learned_env.pay_rollout(self.model.rollout_buffer, self.locals["values"], self.locals["dones"])
+            if loop is not None:
+                for k, v in (loop.update(self.num_timesteps) or {}).items():
+                    self.logger.record(f"pref/{k}", v)  # reaches TensorBoard with --tensorboard
+                    fitted = True
+            recent = episodes.recent
+            if recent:
+                self.logger.record("rollout/true_return", float(np.mean(recent)))  # the env's reward, both arms
+            if self.num_timesteps - self.last_log >= log_every:
+                self.last_log = self.num_timesteps
+                recent = episodes.recent
+                m = loop.metrics if loop is not None else {}
+                rows.append({
+                    "env_step": self.num_timesteps, "run": arm, "seed": seed,
+                    "true_return": float(np.mean(recent)) if recent else float("nan"),
+                    "episodes": episodes.count,
+                    "labels": m.get("labels", float("nan")),
+                    "rm_accuracy": m.get("rm/val_accuracy", float("nan")),
+                    "reward_correlation": m.get("corr/pearson", float("nan")),
+                    "wall_seconds": time.perf_counter() - t0,
+                })
+            queue.put((arm, seed, self.num_timesteps - self.last_sent, None))
+            self.last_sent = self.num_timesteps
+            if fitted or time.monotonic() - last_ckpt[0] >= 60 * cfg.checkpoint_minutes:
+                checkpoint(self.model)
+            else:  # how far the arm got: after a crash, the steps past the checkpoint are redone
+                atomic_json(ckpt.reached_path, {"env_step": self.num_timesteps})
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    curve = Curve()
+    curve.last_sent = curve.last_log = agent.num_timesteps
+    if resumed_from is None and loop is not None:
+        checkpoint(agent)  # the labels of the initial policy and the fit on them are not asked for twice
+    try:
+        agent.learn(max(cfg.steps - agent.num_timesteps, 1), callback=curve, tb_log_name=f"{arm}-seed{seed}",
+                    reset_num_timesteps=resumed_from is None)
+    finally:
+        if server is not None:
+            server.stop()
+            stats = loop.labeler.queue.stats()
+            queue.put((arm, seed, 0, f"labeling page closed: {stats['labels_given']} labels given, "
+                                     f"{stats['pending']} queries left unanswered in the store"))
+    wall, cpu = before["wall"] + time.perf_counter() - t0, before["cpu"] + time.process_time() - c0
+    steps = agent.num_timesteps  # SB3 finishes its last rollout, so this can exceed cfg.steps
+    final = episodes.recent
+    queue.put((arm, seed, 0, f"trained; evaluating on {cfg.eval_episodes} fresh episodes"))
+    t = time.perf_counter()
+    evaluation = evaluate_final_policy(family, cfg, seed, agent, threads)
+    result = {
+        "arm": arm, "seed": seed, "rows": rows, "wall_seconds": wall,
+        "env_steps": steps,
+        "steps_per_second": steps / wall,
+        "cpu_seconds": cpu,
+        "steps_per_cpu_second": steps / cpu,
+        "final_true_return_last10": float(np.mean(final)) if final else float("nan"),
+        "episodes": episodes.count,
+        **evaluation,
+        "eval_seconds": time.perf_counter() - t,
+    }
+    failed = save_run(cfg.out, arm, seed, agent, loop)
+    if failed:
+        result["save_failures"] = failed
+    if loop is not None and family.record_agent is not None:
+        family.record_agent(agent, cfg, seed, cfg.out / f"learned-agent-seed{seed}.gif")
+    if loop is not None:
+        # The final model on the steps since its last fit (never query candidates). When the
+        # last fit came at the very end there are none: report the last round's measurement,
+        # taken the same way just before that fit.
+        corr = loop.fresh_correlation() or {k: v for k, v in loop.metrics.items() if k.startswith("corr/")}
+        result.update({
+            "labels_used": loop.labels_used,
+            "label_tie_share": float((loop.store.tensors()["mu"] == 0.5).float().mean()) if len(loop.store) else float("nan"),
+            "rm_accuracy": loop.metrics.get("rm/val_accuracy", float("nan")),
+            "reward_correlation": corr.get("corr/pearson", float("nan")),
+            "reward_correlation_spearman": corr.get("corr/spearman", float("nan")),
+            **{k.replace("corr/", "reward_correlation_"): v for k, v in loop.step_diagnostics().items()},
+            "fit_seconds": loop.fit_seconds,
+            "pretrain_seconds": pre.get("seconds", 0.0),
+            "pretrain_accuracy": pre.get("rm/val_accuracy", float("nan")),
+        })
+        loop.store.close()
+    if resumed_from is not None:
+        result["resumed_from_step"], result["steps_redone"] = resumed_from, redone
+    venv.close()
+    atomic_json(ckpt.result_path, result)
+    return result
+
+
+def start_label_server(cfg: RunConfig, loop, seed: int, rows: list[dict], at_step: list[int], queue):
+    """Serves the learned arm's label queue (``--labeler web``) and sends its URL to the console at once.
+
+    The page's progress shows the labels given, the labels the schedule wants by now and not answered
+    (``labels_due``), the queue's length and the learned-reward agent's true return so far.
+    """
+    from prefrl.web import serve
+
+    def progress() -> dict:
+        status = loop.label_status(at_step[0])
+        curve = [[r["env_step"], r["true_return"]] for r in list(rows)
+                 if r["run"] == "learned" and math.isfinite(r["true_return"])]
+        return {"labels_due": status["labels_due"], "labels_budget": status["labels_total"],
+                "labels_counted": status["labels_used"], "env_step": at_step[0], "steps": cfg.steps,
+                "curves": {f"true return of the agent (seed {seed})": curve}}
+
+    server = serve(loop.labeler.queue, host=cfg.labeling.web_host, port=cfg.labeling.web_port, progress=progress,
+                   print_url=False)
+    queue.put(("learned", seed, 0, f"label at {server.url}\n"
+                                   "    open it in a browser, type your name, then pick the clip in which the agent "
+                                   "does better at the task (keys 1/2, = equal, space can't tell); the agent trains "
+                                   f"meanwhile; {loop.label_status(at_step[0])['waiting']} queries are waiting"))
+    return server
+
+
+def save_run(out: Path, arm: str, seed: int, agent, loop=None) -> list[str]:
+    """Saves what an arm trained: for the learned arm the reward model ``reward-model-seed{seed}.pt``
+    (``prefrl.save_reward``), ``agent-{arm}-seed{seed}.zip`` (SB3's ``save``) and the agent's
+    observation normalisation ``vecnormalize-{arm}-seed{seed}.pkl`` when it has one.
+
+    A file that cannot be written does not cost the run: each save is tried on its own, and what
+    failed is printed and returned (``["agent-learned-seed0.zip: TypeError: ..."]``), so the
+    evaluation, the figures and the other files still come out.
+    """
+    from prefrl import save_reward
+
+    saves = []
+    if loop is not None:
+        saves.append((f"reward-model-seed{seed}.pt", lambda: save_reward(loop, out, seed=seed)))
+    saves.append((f"agent-{arm}-seed{seed}.zip", lambda: agent.save(out / f"agent-{arm}-seed{seed}.zip")))
+    vecnorm = agent.get_vec_normalize_env()
+    if vecnorm is not None:
+        name = f"vecnormalize-{arm}-seed{seed}.pkl"
+        saves.append((name, lambda: vecnorm.save(out / name)))
+    failed = []
+    for name, save in saves:
+        try:
+            save()
+        except Exception as err:  # noqa: BLE001 -- any failure to write one file must not lose the run
+            failed.append(f"{name}: {type(err).__name__}: {err}")
+            print(f"prefrl: could not save {failed[-1]} (the run goes on)", file=sys.stderr, flush=True)
+    return failed
+
+
+EVAL_SEED_OFFSET = 30_000
+"""Evaluation envs are seeded with seed + this (training uses seed, the random baseline seed + 10_000)."""
+
+
+def _eval_venv(family: Family, cfg: RunConfig, seed: int, agent=None, threads: int | None = None):
+    """Fresh envs for evaluation; observation normalisation (VecNormalize) copied from the agent's, frozen."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    make = family.make_eval_venv or family.make_venv
+    venv = make(cfg, min(cfg.n_envs, cfg.eval_episodes), seed, threads)
+    train_env = agent.get_env() if agent is not None else None
+    if isinstance(train_env, VecNormalize):
+        venv = VecNormalize(venv, training=False, norm_obs=train_env.norm_obs, norm_reward=False)
+        venv.obs_rms = train_env.obs_rms
+    return venv
+
+
+def evaluate_final_policy(family: Family, cfg: RunConfig, seed: int, agent, threads: int | None = None) -> dict:
+    """The final policy (sampling its actions, as in training) on ``cfg.eval_episodes`` fresh episodes.
+
+    Returns:
+        ``eval_returns`` (true return of each episode), ``eval_mean``, ``eval_ci95`` [low, high].
+    """
+    from benchmarks.evaluation import mean_ci, run_episodes
+
+    venv = _eval_venv(family, cfg, seed + EVAL_SEED_OFFSET, agent, threads)
+    try:
+        returns, _ = run_episodes(lambda obs: agent.predict(obs, deterministic=False)[0], venv, cfg.eval_episodes)
+    finally:
+        venv.close()
+    mean, lo, hi = mean_ci(returns, seed=seed)
+    return {"eval_returns": returns, "eval_mean": mean, "eval_ci95": [lo, hi]}
+
+
+def random_policy_return(family: Family, cfg: RunConfig, seed: int, threads: int | None = None) -> dict:
+    """The uniformly random policy on ``cfg.eval_episodes`` episodes (seeded actions and envs), as above."""
+    from benchmarks.evaluation import mean_ci, run_episodes
+
+    venv = _eval_venv(family, cfg, seed + 10_000, threads=threads)
+    space, n = venv.action_space, venv.num_envs
+    space.seed(seed + 10_000)
+    try:
+        returns, _ = run_episodes(lambda obs: np.stack([space.sample() for _ in range(n)]), venv, cfg.eval_episodes)
+    finally:
+        venv.close()
+    mean, lo, hi = mean_ci(returns, seed=seed)
+    return {"eval_returns": returns, "eval_mean": mean, "eval_ci95": [lo, hi]}

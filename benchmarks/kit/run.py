@@ -1,0 +1,98 @@
+"""A whole benchmark: every (seed, arm) in a process pool, then the report.
+
+Each arm runs :func:`benchmarks.kit.arms.run_arm` in its own (spawned) process with the frozen
+config; one progress bar follows them all; a failed arm is reported as soon as it fails.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import shutil
+import signal
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from benchmarks.checks import remove_empty_stores
+from benchmarks.kit.arms import random_policy_return, run_arm
+from benchmarks.kit.checkpoint import atomic_json
+from benchmarks.kit.config import RUN_FILE, RunConfig, run_flags
+from benchmarks.kit.family import Family
+from benchmarks.kit.report import ARMS, UPPER, print_table, summarize, write_outputs
+from benchmarks.kit.validate import cpu_budget
+
+
+def run(family_module: str, family: Family, cfg: RunConfig) -> dict:
+    """Runs every (seed, arm), writes the outputs, prints a summary table; returns the summary."""
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        atomic_json(cfg.out / RUN_FILE, {"flags": run_flags(cfg), "started": time.time()})
+    jobs = [(seed, arm) for seed in cfg.seeds for arm in (*ARMS, *((UPPER,) if cfg.upper_bound else ()))]
+    cores = cpu_budget()
+    workers = cfg.workers or max(1, min(len(jobs), cores))
+    threads = max(1, cores // workers)  # per run: the env's own threads where it has any (and torch's on a GPU)
+    print(f"prefrl {family.name}: {cfg.env}, {cfg.agent}, {cfg.steps} steps x {len(jobs)} runs, "
+          f"{cfg.labels} labels, noise {cfg.noise}, query {cfg.query}, device {cfg.device}, "
+          f"{workers} worker(s) x {threads} thread(s) -> {cfg.out}", flush=True)
+    t_start = time.perf_counter()
+    results = []
+    ctx = mp.get_context("spawn")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` ends the workers too
+    try:
+        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            queue = manager.Queue()
+            try:
+                futures = [pool.submit(run_arm, family_module, cfg, seed, arm, threads, queue) for seed, arm in jobs]
+                _follow(futures, queue, cfg.steps * len(jobs))
+                results = [f.result() for f in futures]  # re-raises a worker's error
+            except BaseException:
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                removed = remove_empty_stores(cfg.out, [f"labels-seed{s}.sqlite" for s in cfg.seeds])
+                if removed:  # so that the same --out can be used again
+                    print(f"prefrl: removed the empty label store(s) {', '.join(removed)} of this failed run",
+                          file=sys.stderr)
+                raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    random = random_policy_return(family, cfg, cfg.seeds[0], threads)
+    summary, timing = summarize(cfg, results, random, time.perf_counter() - t_start)
+    write_outputs(cfg.out, results, summary, timing)
+    shutil.rmtree(cfg.out / "checkpoints", ignore_errors=True)  # the run is complete; its outputs are written
+    print_table(summary, timing)
+    return summary
+
+
+class ArmError(RuntimeError):
+    """A run (arm) stopped on a problem with its settings or data (a ``ValueError`` inside it)."""
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _follow(futures, queue, total: int) -> None:
+    """Shows one progress bar (with ETA) over all runs until they finish."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stdout, desc="training")
+    try:
+        while not all(f.done() for f in futures):
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:  # report a failed run now, not after the others spent their budgets
+                err = failed.exception()
+                if isinstance(err, ValueError):  # a problem with the run's settings or data: one line says it
+                    raise ArmError(f"a run stopped: {err}") from err
+                raise err
+            while not queue.empty():
+                arm, seed, n, event = queue.get()
+                bar.update(n)
+                if event:
+                    bar.write(f"  seed {seed} {arm}: {event}")
+                    sys.stdout.flush()  # a URL to open must reach a piped console now
+            time.sleep(0.2)
+        while not queue.empty():
+            bar.update(queue.get()[2])
+    finally:
+        bar.close()

@@ -1,0 +1,128 @@
+"""benchmarks.kit: flags generated from the config dataclasses parse back to the same frozen config."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import atari, mujoco, textgen
+from benchmarks.kit import cli
+from benchmarks.kit.config import RUN_FILE, LabelerConfig, RunConfig, run_flags, with_unset
+from benchmarks.kit.flags import field_docs, flat_fields, from_namespace, parse, replace_flat, to_argv
+from benchmarks.kit.validate import resume_problem
+from envs.atari_reward import RewardViewConfig
+
+FAMILIES = [mujoco, atari]
+
+
+def _family_parse(module, argv):
+    fam = module.FAMILY
+    return from_namespace(RunConfig, cli.build_parser(fam).parse_args(argv), nested={"options": fam.options})
+
+
+def _round_trip(module, cfg):
+    argv = to_argv(cfg, names={"env": module.FAMILY.env_flag})
+    return _family_parse(module, argv)
+
+
+@pytest.mark.parametrize("cls", [LabelerConfig, RewardViewConfig, atari.AtariOptions, mujoco.MujocoOptions,
+                                 textgen.TextBenchConfig, textgen.TextCommand])
+def test_defaults_round_trip(cls):
+    cfg = cls()
+    assert parse(cls, to_argv(cfg)) == cfg
+    assert parse(cls, []) == cfg
+
+
+@pytest.mark.parametrize("module", FAMILIES)
+def test_run_config_defaults_round_trip(module):
+    cfg = _family_parse(module, [])
+    assert cfg.env == module.FAMILY.default_env and cfg.steps == module.DEFAULTS["steps"]
+    assert isinstance(cfg.options, module.FAMILY.options) and cfg.labeling == LabelerConfig()
+    assert _round_trip(module, cfg) == cfg
+
+
+def test_non_default_configs_round_trip():
+    """Every kind of field: str, int, float, bool, Literal, optional int/float/Path, tuples, nested configs."""
+    lab = LabelerConfig(labeler="web", web_host="0.0.0.0", web_port=8123, label_timeout=12.5, on_timeout="drop")
+    cfg = RunConfig(env="Breakout", steps=1234, labels=56, agent="a2c", n_envs=3, labeling=lab, noise=0.25,
+                    query="random", seeds=(3, 1, 2), anchor_fraction=0.3, segment_length=17, reward_std=0.7,
+                    device="cpu", workers=2, out=Path("/tmp/x y"), resume=True, checkpoint_minutes=0.5,
+                    tensorboard=Path("tb"), eval_episodes=4, upper_bound=True, quick=True,
+                    options=atari.AtariOptions(rm="paper84", show_score=True, episode_ends="continue"))
+    assert _round_trip(atari, cfg) == cfg
+    assert _round_trip(mujoco, dataclasses.replace(cfg, options=mujoco.MujocoOptions(standard_env=True))) \
+        == dataclasses.replace(cfg, options=mujoco.MujocoOptions(standard_env=True))
+    text = textgen.TextCommand(
+        labeling=lab, out=Path("o"), quick=True, resume=True, tensorboard=Path("t"), checkpoint_minutes=2.0,
+        bench=textgen.TextBenchConfig(task="t", model="tiny", iterations=3, batch_size=6, rank_k=3, max_new_tokens=9,
+                                      prompt_tokens=(2, 5), labels=7, reward_model="frozen", round_completions=5,
+                                      initial_fit_steps=4, refit_steps=1, noise=0.0, query="entropy", pool_factor=3,
+                                      pool_rollouts=2, eval_prompts=5, lr=3e-5, train_layers=0, init_kl_coef=0.2,
+                                      target_kl=0.0, sft_steps=2, ptx_coef=0.1, reward_std=1.5, seeds=(4,),
+                                      device="cpu"))
+    assert parse(textgen.TextCommand, to_argv(text)) == text
+    assert from_namespace(textgen.TextCommand, textgen.build_parser().parse_args(to_argv(text))) == text
+
+
+def test_quick_and_gpu_defaults_give_a_new_frozen_config():
+    cfg = _family_parse(atari, ["--labels", "900"])
+    defaults = {k: cli.build_parser(atari.FAMILY).get_default(k) for k in flat_fields(cfg)}
+    quick, applied = with_unset(cfg, atari.QUICK, defaults)
+    assert quick is not cfg and cfg.steps == atari.DEFAULTS["steps"]  # the original is untouched
+    assert quick.steps == atari.QUICK["steps"] and quick.labels == 900  # explicit flags win
+    assert applied == {"steps": atari.QUICK["steps"], "eval_episodes": atari.QUICK["eval_episodes"]}
+    gpu, grown = with_unset(cfg, atari.GPU_DEFAULTS, defaults)
+    assert gpu.options.rm == "paper84" and cfg.options.rm == atari.DEFAULT_RM and "labels" not in grown
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        gpu.steps = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        gpu.options.rm = "cnn42"
+    assert replace_flat(cfg, show_score=True, web_port=9).options.show_score and cfg.options.show_score is False
+
+
+def test_parse_config_applies_quick_without_mutating(tmp_path):
+    cfg = cli.parse_config(mujoco.FAMILY, ["--synthetic-oracle", "--env", "Reacher-v5", "--quick", "--device", "cpu",
+                                           "--out", str(tmp_path / "run")])
+    assert cfg.steps == mujoco.QUICK["steps"] and cfg.labels == mujoco.QUICK["labels"] and cfg.device == "cpu"
+    assert cfg.labeler == "synthetic-oracle" and cfg.out == tmp_path / "run"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.out = None
+
+
+def test_text_quick_gives_a_new_config(tmp_path):
+    cfg, out, opts = textgen.parse_config(["--synthetic-oracle", "--quick", "--model", "tiny", "--iterations", "5",
+                                           "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert cfg.iterations == 5 and cfg.batch_size == textgen.QUICK["batch_size"] and cfg.device == "cpu"
+    assert out == tmp_path / "run" and opts.labeler == "synthetic-oracle" and textgen.TextBenchConfig().iterations == 80
+
+
+@pytest.mark.parametrize("parser", [cli.build_parser(mujoco.FAMILY), cli.build_parser(atari.FAMILY),
+                                    textgen.build_parser()], ids=["mujoco", "atari", "textgen"])
+def test_every_flag_has_help_that_shows_its_default(parser):
+    for action in parser._actions:
+        if action.dest == "help" or action.help.startswith("short for "):
+            continue
+        assert action.help and "(default: " in action.help, action.option_strings
+    assert "--synthetic-oracle" in parser.format_help()
+
+
+def test_every_config_field_has_a_docstring():
+    for cls in (LabelerConfig, RunConfig, RewardViewConfig, atari.AtariOptions, mujoco.MujocoOptions,
+                textgen.TextBenchConfig, textgen.TextCommand):
+        docs = field_docs(cls)
+        assert all(docs.get(f.name) for f in dataclasses.fields(cls)), cls
+
+
+def test_run_file_of_the_old_harness_still_resumes(tmp_path):
+    """run.json keeps the flat flag names of the argparse harness, so a run it started can be resumed."""
+    cfg = replace_flat(_family_parse(mujoco, ["--synthetic-oracle", "--env", "Reacher-v5", "--out", str(tmp_path)]),
+                       labels=30)
+    old = {"agent": "ppo", "anchor_fraction": None, "env": "Reacher-v5", "eval_episodes": 30, "labels": 30,
+           "n_envs": 4, "noise": 0.1, "query": "disagreement", "quick": False, "reward_std": None, "seeds": [0],
+           "segment_length": None, "standard_env": False, "steps": 300000, "upper_bound": False,
+           "synthetic_oracle": True}  # before --labeler
+    (tmp_path / RUN_FILE).write_text(json.dumps({"flags": old, "started": 0}))
+    assert resume_problem(cfg) is None
+    assert run_flags(cfg) == {**{k: v for k, v in old.items() if k != "synthetic_oracle"}, "labeler": "synthetic-oracle"}
+    assert "--labels 30 -> 31" in resume_problem(replace_flat(cfg, labels=31))
