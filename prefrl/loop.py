@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -77,6 +78,13 @@ class LoopConfig:
     """Fresh segments scored for the learned-vs-true correlation metric."""
     seed: int = 0
     """Seeds segment sampling and query selection."""
+    overlap_fit: bool = False
+    """Refit in a background thread while the agent goes on (its update, the next rollout), instead of
+    between them. Whatever reads the model first (a reward, a query round, a checkpoint) waits for the fit,
+    so the labels, rewards and fits are the serial ones; the wait is short only when nothing reads the
+    model until the next rollout ends: an on-policy agent on ``LearnedRewardVecEnv(defer_rewards=True)``.
+    Pays only with a spare core (the fit and the agent each use one). The first fit (``pretrain``) and
+    the asynchronous-labeler path stay serial."""
     keep_render_state: bool = False
     """Record what a person needs to see each step (the wrappers pass MuJoCo's ``info["sim_state"]``) so
     queried segments carry ``Segments.state`` for rendering. Off by default (memory: see
@@ -253,12 +261,16 @@ class PreferenceLoop:
         self.reward_mean, self.reward_std = 0.0, 1.0
         self.metrics: dict[str, float] = {}
         self.fit_seconds = 0.0
+        self.fit_overlap_cpu_seconds = 0.0  # CPU time of background fits (LoopConfig.overlap_fit), in their thread
         self._steps_at_fit = -1  # recorder.total at the last fit; -1 before any
         self.is_async = all(callable(getattr(self.labeler, m, None)) for m in ("post", "collect", "outstanding"))
         self.labels_arrived = 0  # async: pairwise labels that arrived and were not fit yet
         self.queries_posted = 0  # async: queries this loop posted (re-requests included)
         self._fitted = False
         self._initial_posted = False
+        self._fit_thread: threading.Thread | None = None
+        self._fit_out: dict = {}  # the background fit's result (or error), read by wait_fit
+        self._fit_unreported: dict[str, float] | None = None  # metrics of a background fit not returned yet
 
     # -- per step --------------------------------------------------------
     def record(self, obs, act, true_reward, done, valid=None, state=None) -> None:
@@ -297,7 +309,9 @@ class PreferenceLoop:
         """Ensemble-mean reward, unnormalised: obs [B, ...], act [B, ...] -> [B].
 
         ``transformed``: obs is already what the reward model sees (recorded steps).
+        Waits for a background fit first (``LoopConfig.overlap_fit``).
         """
+        self.wait_fit()
         return self.ensemble.mean_reward(obs if transformed else self._view(obs), act)
 
     def rewards_of_recent(self, steps: int, chunk: int = 1024) -> np.ndarray:
@@ -386,12 +400,78 @@ class PreferenceLoop:
         self.labels_arrived = 0
         return metrics
 
+    def _start_fit(self, epochs: int, extra: dict[str, float]) -> None:
+        """``_fit`` in a background thread (``LoopConfig.overlap_fit``); ``wait_fit`` finishes it.
+
+        What the serial fit reads is taken here, in the calling thread and in
+        the serial order: the labels' tensors, the calibration steps (drawn
+        from the recorder before the agent records more) and the step count.
+        """
+        data = self.store.tensors()
+        calib = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
+        self._steps_at_fit = self.recorder.total
+        self._fit_out = {}
+
+        def work() -> None:
+            t, c = time.perf_counter(), time.thread_time()
+            try:
+                metrics = self.trainer.fit(data, epochs, self.config.fit_min_steps)
+                obs, act = calib
+                raw = np.concatenate([self.ensemble.mean_reward(o, a) for o, a in _chunks(obs, act, 1024)])
+                self._fit_out = {"metrics": metrics, "raw": raw, "seconds": time.perf_counter() - t,
+                                 "cpu": time.thread_time() - c}
+            except BaseException as err:  # re-raised by wait_fit in the caller's thread
+                self._fit_out = {"error": err}
+
+        self._fit_thread = threading.Thread(target=work, name="prefrl-fit", daemon=True)
+        self._fit_extra = extra
+        self._fit_thread.start()
+
+    def wait_fit(self) -> dict[str, float] | None:
+        """Finishes a background fit (``LoopConfig.overlap_fit``): waits for it and applies its result.
+
+        Returns:
+            That fit's round metrics (as ``update`` returns them serially), or
+            None if no fit was running.
+
+        Raises:
+            whatever the fit raised.
+        """
+        if self._fit_thread is None:
+            return None
+        self._fit_thread.join()
+        self._fit_thread, out = None, self._fit_out
+        if "error" in out:
+            raise out["error"]
+        raw = out["raw"]
+        self.reward_mean = float(raw.mean())
+        self.reward_std = float(raw.std()) if len(raw) > 1 and raw.std() > 1e-8 else 1.0
+        self.fit_seconds += out["seconds"]
+        self.fit_overlap_cpu_seconds += out["cpu"]
+        self._fitted = True
+        self.labels_arrived = 0
+        self.metrics = out["metrics"] | self._fit_extra
+        self._fit_unreported = self.metrics
+        return self.metrics
+
+    def finished_fit(self) -> dict[str, float] | None:
+        """The metrics of a background fit that finished since the last call, once (else None).
+
+        Joins a fit still running. A callback calls it at a rollout end before
+        ``update`` (which may start the next one), so every round's metrics
+        are reported, one rollout later than a serial fit's.
+        """
+        self.wait_fit()
+        out, self._fit_unreported = self._fit_unreported, None
+        return out
+
     def fresh_correlation(self) -> dict[str, float]:
         """Learned vs true return correlation on segments recorded since the last fit.
 
         Those steps were never query candidates, so no labeled segment overlaps
         them. Empty dict if fewer than ``segment_length`` steps are that new.
         """
+        self.wait_fit()
         new = self.recorder.total - self._steps_at_fit
         if self._steps_at_fit < 0 or new < self.config.segment_length:
             return {}
@@ -429,6 +509,7 @@ class PreferenceLoop:
 
         Call after stepping the wrapped env with the initial (random) policy.
         """
+        self.wait_fit()
         n0 = self.schedule.initial_labels
         if n0 == 0:
             return {}
@@ -486,6 +567,7 @@ class PreferenceLoop:
         Returns:
             a dict of tensors, numbers and RNG states for ``torch.save``.
         """
+        self.wait_fit()
         rec = self.recorder
         keep_rec = rec._buf and sum(a.nbytes for a in rec._buf.values()) <= recorder_max_bytes
         return {
@@ -508,6 +590,7 @@ class PreferenceLoop:
 
     def load_state_dict(self, state: dict) -> None:
         """Restores :meth:`state_dict`. Labels the store gained after the checkpoint count as used."""
+        self.wait_fit()
         self.ensemble.load_state_dict(state["ensemble"])
         self.trainer.optimizer.load_state_dict(state["optimizer"])
         self.trainer.l2 = state["l2"].clone()
@@ -544,6 +627,7 @@ class PreferenceLoop:
         Returns:
             The round's metrics, or ``None`` if nothing was due (or, async, nothing to fit yet).
         """
+        self.wait_fit()
         if self.is_async:
             return self._update_async(env_step)
         need = self.schedule.due(env_step) - self.labels_used
@@ -557,6 +641,9 @@ class PreferenceLoop:
         corr = self.fresh_correlation()  # the current model, on steps it has never been asked about
         self._query(need)
         if len(self.store) == 0:
+            return None
+        if self.config.overlap_fit:  # its metrics come from finished_fit / the next update
+            self._start_fit(self.config.fit_epochs, corr | {"labels": float(self.labels_used)})
             return None
         self.metrics = self._fit(self.config.fit_epochs) | corr | {"labels": float(self.labels_used)}
         return self.metrics

@@ -107,11 +107,12 @@ class RewardTrainer:
         acc = correct.float().mean() if decided.any() else torch.tensor(float("nan"))
         return {"loss": loss, "accuracy": acc, "pred_diff": mean_diff}
 
-    def fit(self, store: PreferenceStore, epochs: int = 1, min_steps: int = 0) -> dict[str, float]:
+    def fit(self, store: PreferenceStore | dict, epochs: int = 1, min_steps: int = 0) -> dict[str, float]:
         """Trains every member for ``epochs`` passes over its bootstrap resample.
 
         Args:
-            store: the labels (must not be empty).
+            store: the labels (must not be empty), or their ``store.tensors()``
+                (what a background fit gets: the store's SQLite connection stays in its thread).
             epochs: passes over the training labels.
             min_steps: at least this many gradient steps (more epochs when the
                 store is small, so that a handful of labels still gets fit).
@@ -123,7 +124,7 @@ class RewardTrainer:
         """
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
-        data = store.tensors()
+        data = store if isinstance(store, dict) else store.tensors()
         is_val = data["is_val"]
         train_idx = (~is_val).nonzero(as_tuple=True)[0]
         val_idx = is_val.nonzero(as_tuple=True)[0]

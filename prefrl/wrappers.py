@@ -238,6 +238,9 @@ class PreferenceCallback(BaseCallback):
         return True
 
     def _on_training_start(self) -> None:
+        if self.loop.config.overlap_fit and getattr(self.model, "replay_buffer", None) is not None:
+            raise ValueError("LoopConfig.overlap_fit is for on-policy algorithms (PPO, A2C): an off-policy one reads "
+                             f"the reward every step and relabels its replay buffer after each fit ({type(self.model).__name__})")
         self.deferred = deferring_wrapper(self.training_env)
         if self.deferred is not None and getattr(self.model, "rollout_buffer", None) is None:
             raise ValueError("LearnedRewardVecEnv(defer_rewards=True) needs an on-policy algorithm (PPO, A2C), "
@@ -247,15 +250,23 @@ class PreferenceCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         if self.deferred is not None:  # the rollout's rewards, from the model it was collected under
             self.deferred.pay_rollout(self.model.rollout_buffer, self.locals["values"], self.locals["dones"])
-        metrics = self.loop.update(self.num_timesteps)
-        if metrics:
-            buffer = getattr(self.model, "replay_buffer", None)
-            if self.relabel and buffer is not None:
-                metrics = {**metrics, "relabeled": float(relabel_replay_buffer(buffer, self.loop))}
-            self.history.append((self.num_timesteps, metrics))
-            for k, v in metrics.items():
-                self.logger.record(f"pref/{k}", v)
-            self.logger.dump(self.num_timesteps)
+        # a background fit started at the last rollout end (LoopConfig.overlap_fit) is reported first
+        self._report(self.loop.finished_fit())
+        self._report(self.loop.update(self.num_timesteps))
+
+    def _on_training_end(self) -> None:
+        self._report(self.loop.finished_fit())  # the last background fit, if one is still running
+
+    def _report(self, metrics: dict[str, float] | None) -> None:
+        if not metrics:
+            return
+        buffer = getattr(self.model, "replay_buffer", None)
+        if self.relabel and buffer is not None:
+            metrics = {**metrics, "relabeled": float(relabel_replay_buffer(buffer, self.loop))}
+        self.history.append((self.num_timesteps, metrics))
+        for k, v in metrics.items():
+            self.logger.record(f"pref/{k}", v)
+        self.logger.dump(self.num_timesteps)
 
 
 def deferring_wrapper(venv) -> "LearnedRewardVecEnv | None":

@@ -41,6 +41,11 @@ def test_quick_sized_run_writes_all_outputs(tmp_path, flags, env_id, agent):
     assert s["env"] == env_id and s["agent"] == agent and s["labels_used"] == 6
     timing = json.loads((out / "timing.json").read_text())
     assert timing["steps_per_second_learned"] > 0 and timing["steps_per_second_true"] > 0
+    from benchmarks.kit.validate import cpu_budget
+
+    learned = next(r for r in timing["per_seed"] if r["arm"] == "learned")  # --workers 1: each run has every core
+    assert learned["fit_overlapped"] == (cpu_budget() >= 2)  # rewards deferred + a spare core: fits in the background
+    assert (learned["fit_overlap_cpu_seconds"] > 0) == learned["fit_overlapped"]
     assert math.isfinite(s["true_return_random"]) and s["true_return_random"] >= 0
     assert all(len(r["eval_returns"]) == 2 for r in s["per_seed"])
     rows = list(csv.DictReader(open(out / "curves.csv")))

@@ -22,10 +22,11 @@ from prefrl.diagnostics import segment_return_correlation
 from prefrl.loop import RolloutRecorder
 
 
-def make_loop(venv_obs_space, venv_act_space, n_envs, total_steps, labels, store=None, seed=0):
+def make_loop(venv_obs_space, venv_act_space, n_envs, total_steps, labels, store=None, seed=0, **config):
     torch.manual_seed(seed)
     ens = MLPEnsemble(venv_obs_space.shape, venv_act_space.shape)
-    cfg = LoopConfig(total_labels=labels, total_steps=total_steps, segment_length=25, pretrain_epochs=60, seed=seed)
+    cfg = LoopConfig(total_labels=labels, total_steps=total_steps, segment_length=25, pretrain_epochs=60, seed=seed,
+                     **config)
     return PreferenceLoop(ens, SyntheticOracle(seed=seed), n_envs, cfg, store=store)
 
 
@@ -244,12 +245,13 @@ def test_off_policy_replay_buffer_holds_the_current_learned_reward(tmp_path, alg
     assert "pref/relabeled" in cols and "pref/rm/val_accuracy" in cols
 
 
-def _ppo_rollouts(defer: bool, n_rollouts: int = 3, wrap=None):
+def _ppo_rollouts(defer: bool, n_rollouts: int = 3, wrap=None, overlap: bool = False, history=None):
     """PPO on Pendulum with the learned reward; the rollout buffer's rewards/advantages at each rollout end."""
     n_envs = 2
     venv = DummyVecEnv([lambda: Monitor(gym.make("Pendulum-v1")) for _ in range(n_envs)])
     venv.seed(0)
-    loop = make_loop(venv.observation_space, venv.action_space, n_envs, 64 * n_envs * n_rollouts, labels=60)
+    loop = make_loop(venv.observation_space, venv.action_space, n_envs, 64 * n_envs * n_rollouts, labels=60,
+                     overlap_fit=overlap)
     env = LearnedRewardVecEnv(venv, loop, defer_rewards=defer)
     env.collect_random(100, seed=0)
     loop.pretrain()
@@ -262,7 +264,11 @@ def _ppo_rollouts(defer: bool, n_rollouts: int = 3, wrap=None):
             seen.append((buf.rewards.copy(), buf.advantages.copy(), buf.returns.copy()))
 
     model = PPO("MlpPolicy", wrap(env) if wrap else env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
-    model.learn(64 * n_envs * n_rollouts, callback=Capture(loop))
+    cb = Capture(loop)
+    model.learn(64 * n_envs * n_rollouts, callback=cb)
+    if history is not None:
+        history.extend(cb.history)
+        loop.wait_fit()
     return seen, loop
 
 
@@ -301,3 +307,26 @@ def test_deferred_rewards_refuse_what_they_cannot_pay():
         env.reset()
         for _ in range(loop.recorder.capacity + 1):
             env.step(np.zeros((1, 1), np.float32))
+
+
+def test_overlapped_fit_gives_the_serial_labels_rewards_and_model():
+    """A fit in a background thread (LoopConfig.overlap_fit) while PPO updates: bit for bit the serial run.
+
+    With deferred rewards nothing reads the model between a round and the next rollout's end, where the
+    fit is joined; what the fit reads (labels, calibration steps) is taken before it starts.
+    """
+    h_serial, h_overlap = [], []
+    serial, loop_s = _ppo_rollouts(defer=True, n_rollouts=6, history=h_serial)
+    overlap, loop_o = _ppo_rollouts(defer=True, n_rollouts=6, overlap=True, history=h_overlap)
+    assert loop_o.fit_overlap_cpu_seconds > 0 and loop_s.fit_overlap_cpu_seconds == 0  # it did run in the thread
+    for (r1, a1, g1), (r2, a2, g2) in zip(serial, overlap, strict=True):
+        assert np.array_equal(r1, r2) and np.array_equal(a1, a2) and np.array_equal(g1, g2)
+    ts, to = loop_s.store.tensors(), loop_o.store.tensors()
+    assert torch.equal(ts["obs"], to["obs"]) and torch.equal(ts["mu"], to["mu"])
+    for (k, p), q in zip(loop_s.ensemble.state_dict().items(), loop_o.ensemble.state_dict().values()):
+        assert torch.equal(p, q), k
+    assert (loop_s.reward_mean, loop_s.reward_std) == (loop_o.reward_mean, loop_o.reward_std)
+    # every round is reported once, one rollout later than the serial fit's
+    assert [m for _, m in h_serial] == [m for _, m in h_overlap] and len(h_serial) >= 2
+    assert all(to_ >= ts_ for (ts_, _), (to_, _) in zip(h_serial, h_overlap))
+    assert any(to_ > ts_ for (ts_, _), (to_, _) in zip(h_serial, h_overlap))

@@ -60,6 +60,9 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
         web = cfg.labeler == "web"
         if web:
             overrides["keep_render_state"] = family.keep_render_state
+        # refit beside the agent's update when the rewards are deferred (so the run stays the serial one) and
+        # this run's CPU share has a core for it: not with one core per run (the default on 2 cores, 2 arms)
+        overrides["overlap_fit"] = family.defer_rewards and threads >= 2 and not web
         lcfg = LoopConfig(total_labels=cfg.labels, total_steps=cfg.steps, segment_length=L, query=cfg.query,
                           seed=seed, **overrides)
         tcfg = TrainerConfig(device=cfg.device, seed=seed, label_noise=cfg.noise if cfg.noise < 1 else 0.99,
@@ -134,6 +137,14 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             if learned_env is not None and learned_env.defer_rewards:  # the rollout's rewards, before any refit
                 learned_env.pay_rollout(self.model.rollout_buffer, self.locals["values"], self.locals["dones"])
             if loop is not None:
+                # overlap_fit: the fit started at the last rollout end has finished (pay_rollout waited for it);
+                # checkpoint now, before update() starts the next one in the background
+                for k, v in (loop.finished_fit() or {}).items():
+                    self.logger.record(f"pref/{k}", v)
+                    fitted = True
+                if fitted:
+                    checkpoint(self.model)
+                    fitted = False
                 for k, v in (loop.update(self.num_timesteps) or {}).items():
                     self.logger.record(f"pref/{k}", v)  # reaches TensorBoard with --tensorboard
                     fitted = True
@@ -209,6 +220,8 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             "reward_correlation_spearman": corr.get("corr/spearman", float("nan")),
             **{k.replace("corr/", "reward_correlation_"): v for k, v in loop.step_diagnostics().items()},
             "fit_seconds": loop.fit_seconds,
+            "fit_overlapped": loop.config.overlap_fit,
+            "fit_overlap_cpu_seconds": loop.fit_overlap_cpu_seconds,
             "pretrain_seconds": pre.get("seconds", 0.0),
             "pretrain_accuracy": pre.get("rm/val_accuracy", float("nan")),
         })

@@ -23,7 +23,7 @@ ARMS = ("learned", "true")
 UPPER = "upper"
 """The optional third arm (``--upper-bound``): the true reward through everything the learned arm gets."""
 TIMING_KEYS = ("wall_seconds", "steps_per_second", "cpu_seconds", "steps_per_cpu_second", "fit_seconds",
-               "pretrain_seconds", "eval_seconds")
+               "fit_overlapped", "fit_overlap_cpu_seconds", "pretrain_seconds", "eval_seconds")
 """Per-run figures that depend on the machine: they go to timing.json, so that summary.json of
 the same command and seed is identical from run to run."""
 CURVE_COLUMNS = ("env_step", "run", "seed", "true_return", "episodes", "labels", "rm_accuracy", "reward_correlation",
