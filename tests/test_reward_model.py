@@ -1,3 +1,4 @@
+import copy
 import math
 import numpy as np
 import pytest
@@ -70,6 +71,13 @@ def test_numpy_mean_reward_is_the_torch_forward(kind):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     with torch.no_grad():  # it reads the live parameters, not a copy taken once
         ens.biases[-1].add_(1.0)
+    np.testing.assert_allclose(ens.mean_reward(obs.numpy(), act.numpy()), want + 1.0, rtol=1e-5, atol=1e-5)
+    twin = copy.deepcopy(ens)  # a copy reads its own parameters, before and after they move
+    with torch.no_grad():
+        twin.biases[-1].add_(1.0)
+        twin.weights[0].data = twin.weights[0].data * 2
+    np.testing.assert_allclose(twin.mean_reward(obs.numpy(), act.numpy()), twin(obs, act).mean(0).detach().numpy(),
+                               rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ens.mean_reward(obs.numpy(), act.numpy()), want + 1.0, rtol=1e-5, atol=1e-5)
 
 
