@@ -140,8 +140,9 @@ def measure(game: str, n_envs: int, device: str, steps: int, labels: int, repeat
         "true": true_arm,
         "learned, scored per step": true_arm + cost["view"] + cost["rm_per_step"] + rm_rounds,
         "learned, deferred scoring": true_arm + cost["view"] + cost["rm_deferred"] + rm_rounds,
-        "learned, deferred + overlapped fit": true_arm + cost["view"] + cost["rm_deferred"]
-        + max(0.0, cost["fit"] - cost["ppo_update"] - cost["env"] - cost["policy"]) + cost["queries_and_metrics"],
+        # a round's fit hides behind the PPO update and the next rollout (``n_steps`` vector steps)
+        "learned, deferred + overlapped fit": true_arm + cost["view"] + cost["rm_deferred"] + cost["queries_and_metrics"]
+        + rounds * max(0.0, lcfg.fit_min_steps * step_s - n_steps * true_arm) / vector_steps,
     }
     return {
         "game": game, "n_envs": n_envs, "device": device, "steps": steps, "labels": labels,

@@ -84,8 +84,9 @@ class LoopConfig:
     between them. Whatever reads the model first (a reward, a query round, a checkpoint) waits for the fit,
     so the labels, rewards and fits are the serial ones; the wait is short only when nothing reads the
     model until the next rollout ends: an on-policy agent on ``LearnedRewardVecEnv(defer_rewards=True)``.
-    Pays only with a spare core (the fit and the agent each use one). The first fit (``pretrain``) and
-    the asynchronous-labeler path stay serial."""
+    Pays only with a spare core (the fit and the agent each use one). The first fit (``pretrain``), the
+    asynchronous-labeler path and models whose fit draws from torch's global RNG (dropout, random shifts:
+    the agent draws from it too, so the order would depend on timing) stay serial."""
     keep_render_state: bool = False
     """Record what a person needs to see each step (the wrappers pass MuJoCo's ``info["sim_state"]``) so
     queried segments carry ``Segments.state`` for rendering. Off by default (memory: see
@@ -172,6 +173,11 @@ class PreferenceLoop:
         self._fit_thread: threading.Thread | None = None
         self._fit_out: dict = {}  # the background fit's result (or error), read by wait_fit
         self._fit_unreported: dict[str, float] | None = None  # metrics of a background fit not returned yet
+        self._refit_due = False  # labels stored after the checkpoint this loop resumed from, not fit yet
+        # a fit that draws from torch's global RNG (dropout, random shifts) would interleave its draws with the
+        # agent's: such fits stay serial so that a seed gives one run
+        self.fit_in_background = self.config.overlap_fit and not self.ensemble.fit_draws_global_rng()
+        """Whether refits run in a background thread (``overlap_fit``, and the fit draws no global random numbers)."""
 
     # -- per step --------------------------------------------------------
     def record(self, obs, act, true_reward, done, valid=None, state=None) -> None:
@@ -505,7 +511,9 @@ class PreferenceLoop:
             self.labels_arrived, self.queries_posted = asy["labels_arrived"], asy["queries_posted"]
             self._fitted, self._initial_posted = asy["fitted"], asy["initial_posted"]
         else:
-            self.labels_used = state["labels_used"] + max(0, self.store.total_added - state["labels_stored"])
+            extra = max(0, self.store.total_added - state["labels_stored"])
+            self.labels_used = state["labels_used"] + extra
+            self._refit_due = extra > 0  # the next update fits on them first
             self._fitted = self._initial_posted = self.labels_used > 0
         self.reward_mean, self.reward_std = state["reward_mean"], state["reward_std"]
         self.metrics, self.fit_seconds = dict(state["metrics"]), state["fit_seconds"]
@@ -526,11 +534,17 @@ class PreferenceLoop:
         waiting already, and refits when a batch of new labels is complete.
 
         Returns:
-            The round's metrics, or ``None`` if nothing was due (or, async, nothing to fit yet).
+            The round's metrics, or ``None`` if nothing was due (or, async, nothing to fit yet), or if the
+            round's fit was started in the background (``LoopConfig.overlap_fit``): its metrics then come from
+            :meth:`finished_fit` (or this call's successor).
         """
         self.wait_fit()
         if self.is_async:
             return self._update_async(env_step)
+        if self._refit_due and len(self.store):  # resumed with labels the checkpointed model was not fit on
+            self._refit_due = False
+            self.metrics = self._fit(self.config.fit_epochs) | {"labels": float(self.labels_used)}
+            return self.metrics
         need = self.schedule.due(env_step) - self.labels_used
         later = self.config.total_labels - self.schedule.initial_labels
         batch = max(1, math.ceil(later / self.config.query_rounds))
@@ -543,7 +557,7 @@ class PreferenceLoop:
         self._query(need)
         if len(self.store) == 0:
             return None
-        if self.config.overlap_fit:  # its metrics come from finished_fit / the next update
+        if self.fit_in_background:  # its metrics come from finished_fit / the next update
             self._start_fit(self.config.fit_epochs, corr | {"labels": float(self.labels_used)})
             return None
         self.metrics = self._fit(self.config.fit_epochs) | corr | {"labels": float(self.labels_used)}

@@ -98,6 +98,14 @@ class RewardEnsemble(nn.Module):
             a = act.reshape(1, -1, *self.act_shape).expand(E, -1, *self.act_shape)
         return self.member_forward(o, a).reshape(E, *inner)
 
+    def fit_draws_global_rng(self) -> bool:
+        """Whether training mode draws from torch's global RNG: dropout with p > 0 or random-shift augmentation."""
+        def positive(x) -> bool:
+            return isinstance(x, (int, float)) and x > 0
+
+        return any((isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0) or positive(getattr(m, "shift", 0))
+                   or positive(getattr(m, "dropout", 0)) for m in self.modules())
+
     @torch.inference_mode()
     def mean_reward(self, obs, act) -> np.ndarray:
         """Ensemble-mean reward of a batch, in eval mode: obs [B, *obs_shape], act [B, *act_shape] -> [B] float32.
@@ -240,10 +248,16 @@ class MLPEnsemble(RewardEnsemble):
         return x[..., 0].mean(0, dtype=np.float32)
 
     def _numpy_views(self) -> list[np.ndarray]:
-        """[in_mean, in_std, w0, b0, w1, b1, ...] as numpy views of the parameters' memory (cached)."""
+        """[in_mean, in_std, w0, b0, w1, b1, ...] as numpy views of the parameters' memory.
+
+        Cached; rebuilt when a parameter or buffer is replaced (``load_state_dict(assign=True)``) or its
+        storage moves (``.to()``, a deep copy).
+        """
+        tensors = [self._buffers["in_mean"], self._buffers["in_std"],
+                   *(p for wb in zip(self.weights._parameters.values(), self.biases._parameters.values()) for p in wb)]
         cache = self.__dict__.get("_np_cache")
-        if cache is None or any(t.data_ptr() != ptr for t, _, ptr in cache):
-            tensors = [self.in_mean, self.in_std, *(p for wb in zip(self.weights, self.biases) for p in wb)]
+        if cache is None or len(cache) != len(tensors) or any(
+                t is not c or t.data_ptr() != ptr for t, (c, _, ptr) in zip(tensors, cache)):
             cache = [(t, t.detach().numpy(), t.data_ptr()) for t in tensors]
             self.__dict__["_np_cache"] = cache
         return [arr for _, arr, _ in cache]

@@ -117,6 +117,9 @@ def save_reward(loop: Any, path: str | os.PathLike, *, seed: int | None = None,
         ValueError: if the ensemble or the obs_transform cannot be described
             by a build spec (see the module docstring).
     """
+    wait = getattr(loop, "wait_fit", None)
+    if wait is not None:  # a background refit (LoopConfig.overlap_fit) finishes first: weights and normalisation agree
+        wait()
     config = getattr(loop, "config", None)
     if seed is None:
         seed = getattr(loop, "seed", None) if config is None else config.seed

@@ -70,6 +70,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self.defer_rewards = defer_rewards
         self.unpaid = 0
         """Vector steps recorded since the last :meth:`pay_rollout` (deferred mode)."""
+        self._paid_at = 0  # the loop's recorder.total at the last payment
         self._obs: np.ndarray | None = None
         self._actions: np.ndarray | None = None
 
@@ -77,7 +78,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         obs = self.venv.reset()
         self.loop.recorder.mark_episode_break()
         self._obs = np.array(obs, copy=True)  # some VecEnvs (frame stacks) reuse their buffer
-        self.unpaid = 0
+        self.start_rollout()
         return obs
 
     def pay_rollout(self, rollout_buffer, last_values, dones) -> None:
@@ -99,13 +100,22 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         if not self.defer_rewards:
             raise RuntimeError("pay_rollout is for LearnedRewardVecEnv(defer_rewards=True): this wrapper pays every step")
         T = rollout_buffer.buffer_size
+        if self.loop.recorder.total - self._paid_at != self.unpaid:
+            raise RuntimeError(f"the loop recorded {self.loop.recorder.total - self._paid_at} steps since the last "
+                               f"payment but this wrapper stepped {self.unpaid}: another env records into the same "
+                               "loop, so the newest steps are not this rollout's")
         if self.unpaid != T or not rollout_buffer.full:
             raise RuntimeError(f"the rollout buffer holds {T if rollout_buffer.full else rollout_buffer.pos} steps "
                                f"but {self.unpaid} were recorded since the last payment: pay once per complete "
                                "rollout, at its end")
         rollout_buffer.rewards += self.loop.rewards_of_recent(T)
         rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
-        self.unpaid = 0
+        self.start_rollout()
+
+    def start_rollout(self) -> None:
+        """Deferred mode: the next steps start a rollout (a callback calls it at training start: SB3 drops a
+        rollout that a callback stopped early, and ``learn`` does not reset the env on a continued run)."""
+        self.unpaid, self._paid_at = 0, self.loop.recorder.total
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
@@ -151,7 +161,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self.reset()
         for _ in range(n_steps):
             self.step(_random_actions(self.action_space, self.num_envs))
-        self.unpaid = 0  # the initial policy's steps train no agent: nothing to pay
+            self.start_rollout()  # the initial policy's steps train no agent: nothing to pay
 
 
 class LearnedRewardVectorEnv(gym.vector.VectorWrapper):
@@ -242,6 +252,8 @@ class PreferenceCallback(BaseCallback):
             raise ValueError("LoopConfig.overlap_fit is for on-policy algorithms (PPO, A2C): an off-policy one reads "
                              f"the reward every step and relabels its replay buffer after each fit ({type(self.model).__name__})")
         self.deferred = deferring_wrapper(self.training_env)
+        if self.deferred is not None:
+            self.deferred.start_rollout()
         if self.deferred is not None and getattr(self.model, "rollout_buffer", None) is None:
             raise ValueError("LearnedRewardVecEnv(defer_rewards=True) needs an on-policy algorithm (PPO, A2C), "
                              f"whose rollout buffer it pays at each rollout end; {type(self.model).__name__} is not: "

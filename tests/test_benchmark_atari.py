@@ -107,3 +107,18 @@ def test_help_and_no_labeler():
     assert r.returncode == 0 and "--game" in r.stdout and "--quick" in r.stdout
     r = _cli()
     assert r.returncode == 2 and "--synthetic-oracle" in r.stderr
+
+
+def test_throughput_microbenchmark_reports_every_piece(tmp_path, capsys):
+    from benchmarks import atari_throughput
+
+    r = atari_throughput.main(["--repeat", "1", "--n-envs", "2", "--steps", "20000", "--labels", "40",
+                               "--device", "cpu", "--json", str(tmp_path / "t.json")])
+    pieces = {"env", "policy", "view", "rm_per_step", "rm_deferred", "ppo_update", "fit", "queries_and_metrics"}
+    assert set(r["per_vector_step_ms"]) == pieces and all(v > 0 for v in r["per_vector_step_ms"].values())
+    assert json.loads((tmp_path / "t.json").read_text())["per_vector_step_ms"] == r["per_vector_step_ms"]
+    assert set(r["overhead_ratio"]) == {"learned, scored per step", "learned, deferred scoring",
+                                        "learned, deferred + overlapped fit"}
+    assert "ratio" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        atari_throughput.main(["--repeat", "0"])

@@ -245,12 +245,12 @@ def test_off_policy_replay_buffer_holds_the_current_learned_reward(tmp_path, alg
     assert "pref/relabeled" in cols and "pref/rm/val_accuracy" in cols
 
 
-def _ppo_rollouts(defer: bool, n_rollouts: int = 3, wrap=None, overlap: bool = False, history=None):
+def _ppo_rollouts(defer: bool, n_rollouts: int = 3, wrap=None, overlap: bool = False, history=None, n_steps=64):
     """PPO on Pendulum with the learned reward; the rollout buffer's rewards/advantages at each rollout end."""
     n_envs = 2
     venv = DummyVecEnv([lambda: Monitor(gym.make("Pendulum-v1")) for _ in range(n_envs)])
     venv.seed(0)
-    loop = make_loop(venv.observation_space, venv.action_space, n_envs, 64 * n_envs * n_rollouts, labels=60,
+    loop = make_loop(venv.observation_space, venv.action_space, n_envs, n_steps * n_envs * n_rollouts, labels=60,
                      overlap_fit=overlap)
     env = LearnedRewardVecEnv(venv, loop, defer_rewards=defer)
     env.collect_random(100, seed=0)
@@ -263,9 +263,10 @@ def _ppo_rollouts(defer: bool, n_rollouts: int = 3, wrap=None, overlap: bool = F
             buf = self.model.rollout_buffer
             seen.append((buf.rewards.copy(), buf.advantages.copy(), buf.returns.copy()))
 
-    model = PPO("MlpPolicy", wrap(env) if wrap else env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model = PPO("MlpPolicy", wrap(env) if wrap else env, n_steps=n_steps, batch_size=64, n_epochs=1, seed=0,
+                device="cpu")
     cb = Capture(loop)
-    model.learn(64 * n_envs * n_rollouts, callback=cb)
+    model.learn(n_steps * n_envs * n_rollouts, callback=cb)
     if history is not None:
         history.extend(cb.history)
         loop.wait_fit()
@@ -277,7 +278,10 @@ def test_deferred_rewards_equal_the_per_step_rewards():
     per_step, loop_a = _ppo_rollouts(defer=False)
     deferred, loop_b = _ppo_rollouts(defer=True)
     assert len(per_step) == len(deferred) == 3
-    for (r1, a1, g1), (r2, a2, g2) in zip(per_step, deferred):
+    # one 256-step rollout before any update (so both runs take the same steps): Pendulum truncates at step 200,
+    # where SB3 adds gamma * V(terminal observation) to the reward and the deferred payment adds to that
+    first = [_ppo_rollouts(defer=d, n_rollouts=1, n_steps=256)[0][0] for d in (False, True)]
+    for (r1, a1, g1), (r2, a2, g2) in zip(per_step + first[:1], deferred + first[1:]):
         assert np.abs(r1).sum() > 0  # a real learned reward, not zeros
         np.testing.assert_allclose(r2, r1, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(a2, a1, rtol=1e-4, atol=1e-4)
@@ -309,7 +313,7 @@ def test_deferred_rewards_refuse_what_they_cannot_pay():
             env.step(np.zeros((1, 1), np.float32))
 
 
-def test_overlapped_fit_gives_the_serial_labels_rewards_and_model():
+def test_overlapped_fit_gives_the_serial_labels_rewards_and_model(tmp_path):
     """A fit in a background thread (LoopConfig.overlap_fit) while PPO updates: bit for bit the serial run.
 
     With deferred rewards nothing reads the model between a round and the next rollout's end, where the
@@ -318,6 +322,7 @@ def test_overlapped_fit_gives_the_serial_labels_rewards_and_model():
     h_serial, h_overlap = [], []
     serial, loop_s = _ppo_rollouts(defer=True, n_rollouts=6, history=h_serial)
     overlap, loop_o = _ppo_rollouts(defer=True, n_rollouts=6, overlap=True, history=h_overlap)
+    assert loop_o.fit_in_background and not loop_s.fit_in_background
     assert loop_o.fit_overlap_cpu_seconds > 0 and loop_s.fit_overlap_cpu_seconds == 0  # it did run in the thread
     for (r1, a1, g1), (r2, a2, g2) in zip(serial, overlap, strict=True):
         assert np.array_equal(r1, r2) and np.array_equal(a1, a2) and np.array_equal(g1, g2)
@@ -326,7 +331,46 @@ def test_overlapped_fit_gives_the_serial_labels_rewards_and_model():
     for (k, p), q in zip(loop_s.ensemble.state_dict().items(), loop_o.ensemble.state_dict().values()):
         assert torch.equal(p, q), k
     assert (loop_s.reward_mean, loop_s.reward_std) == (loop_o.reward_mean, loop_o.reward_std)
+    from prefrl import load_reward, save_reward
+
+    obs, act = loop_o.recorder.random_steps(50, np.random.default_rng(0))
+    loop_o._start_fit(5, {})  # a refit in the background (as update() starts them) ...
+    assert loop_o._fit_thread is not None
+    saved = load_reward(save_reward(loop_o, tmp_path))  # ... and is finished before the model is written
+    np.testing.assert_array_equal(saved(obs, act), loop_o.reward(obs, act))
     # every round is reported once, one rollout later than the serial fit's
     assert [m for _, m in h_serial] == [m for _, m in h_overlap] and len(h_serial) >= 2
     assert all(to_ >= ts_ for (ts_, _), (to_, _) in zip(h_serial, h_overlap))
     assert any(to_ > ts_ for (ts_, _), (to_, _) in zip(h_serial, h_overlap))
+
+
+def test_overlap_stays_serial_when_the_fit_draws_global_random_numbers():
+    venv = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
+    ens = MLPEnsemble(venv.observation_space.shape, venv.action_space.shape, dropout=0.2)
+    loop = PreferenceLoop(ens, SyntheticOracle(), 1, LoopConfig(total_labels=20, total_steps=1000, overlap_fit=True))
+    assert not loop.fit_in_background  # dropout masks would interleave with the agent's draws
+
+
+def test_deferred_wrapper_collects_more_random_steps_than_its_recorder_holds():
+    venv = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
+    loop = make_loop(venv.observation_space, venv.action_space, 1, 1000, labels=20, buffer_steps=50)
+    env = LearnedRewardVecEnv(venv, loop, defer_rewards=True)
+    env.collect_random(60, seed=0)  # nothing to pay for the initial policy: no "never paid" error
+    assert env.unpaid == 0 and loop.recorder.size == 50
+
+
+def test_resumed_loop_first_fits_on_labels_stored_after_its_checkpoint():
+    venv = DummyVecEnv([lambda: gym.make("Pendulum-v1") for _ in range(2)])
+    store = PreferenceStore()
+    loop = make_loop(venv.observation_space, venv.action_space, 2, 10_000, labels=40, store=store)
+    LearnedRewardVecEnv(venv, loop).collect_random(150, seed=0)
+    loop.pretrain()
+    state = loop.state_dict()
+    loop._query(8)  # labels asked and stored after the checkpoint, then the process died before the fit
+    again = make_loop(venv.observation_space, venv.action_space, 2, 10_000, labels=40, store=store)
+    again.recorder = loop.recorder
+    again.load_state_dict(state)
+    assert again.labels_used == loop.labels_used == 18
+    metrics = again.update(0)  # nothing is due at step 0, but the 8 labels are fit first
+    assert metrics is not None and metrics["rm/n_train"] + metrics["rm/n_val"] == len(store) == 18
+    assert again.update(0) is None

@@ -62,7 +62,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             overrides["keep_render_state"] = family.keep_render_state
         # refit beside the agent's update when the rewards are deferred (so the run stays the serial one) and
         # this run's CPU share has a core for it: not with one core per run (the default on 2 cores, 2 arms)
-        overrides["overlap_fit"] = family.defer_rewards and threads >= 2 and not web
+        overrides["overlap_fit"] = family.defer_rewards and threads >= 2 and not web  # serial with dropout: see LoopConfig
         lcfg = LoopConfig(total_labels=cfg.labels, total_steps=cfg.steps, segment_length=L, query=cfg.query,
                           seed=seed, **overrides)
         tcfg = TrainerConfig(device=cfg.device, seed=seed, label_noise=cfg.noise if cfg.noise < 1 else 0.99,
@@ -130,6 +130,15 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
                 if "episode" in info:
                     episodes.add(float(info["episode"]["r"]))
             return True
+
+        def _on_training_start(self) -> None:
+            if learned_env is not None and learned_env.defer_rewards:
+                learned_env.start_rollout()
+
+        def _on_training_end(self) -> None:
+            if loop is not None:  # the last background fit (overlap_fit) finishes and is logged
+                for k, v in (loop.finished_fit() or {}).items():
+                    self.logger.record(f"pref/{k}", v)
 
         def _on_rollout_end(self) -> None:
             at_step[0] = self.num_timesteps
@@ -220,7 +229,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             "reward_correlation_spearman": corr.get("corr/spearman", float("nan")),
             **{k.replace("corr/", "reward_correlation_"): v for k, v in loop.step_diagnostics().items()},
             "fit_seconds": loop.fit_seconds,
-            "fit_overlapped": loop.config.overlap_fit,
+            "fit_overlapped": loop.fit_in_background,
             "fit_overlap_cpu_seconds": loop.fit_overlap_cpu_seconds,
             "pretrain_seconds": pre.get("seconds", 0.0),
             "pretrain_accuracy": pre.get("rm/val_accuracy", float("nan")),
