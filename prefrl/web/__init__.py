@@ -54,7 +54,7 @@ class LabelServer:
         self.review_url = f"{self.base_url}/review?token={token}"
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stops serving (requests in flight finish first) and waits for the thread."""
+        """Stops serving (requests in flight get 3 s to finish) and waits for the thread."""
         self._server.should_exit = True
         self._thread.join(timeout)
 
@@ -116,7 +116,8 @@ def serve(
         sock.close()
         raise OSError(f"cannot listen on {host}:{port} ({err}); pass another --port (0 = any free one)") from err
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # a connection that does not close (a browser tab's keep-alive) must not hold the shutdown forever
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="prefrl-label-server", daemon=True)
     thread.start()
