@@ -177,8 +177,12 @@ def test_prefrl_label_serves_a_stores_pending_queries_without_a_run(tmp_path):
     store.close()
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
+    def as_from_a_terminal() -> None:  # Ctrl-C reaches it as it would from a shell, whatever this process ignores
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen([sys.executable, "-m", "prefrl", "label", str(path), "--timeout", "60"],
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=root)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=root, preexec_fn=as_from_a_terminal)
     try:
         lines = []
         while not any("open http" in ln for ln in lines):
