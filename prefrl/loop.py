@@ -242,12 +242,28 @@ class PreferenceLoop:
         if not 1 <= steps <= self.recorder.size:
             raise ValueError(f"asked for the rewards of the last {steps} steps; the recorder holds "
                              f"{self.recorder.size} (capacity {self.recorder.capacity}, LoopConfig.buffer_steps)")
-        a = self.recorder.arrays(steps)
+        return self._normalise(self._recent_raw(steps, chunk)[0])
+
+    def _recent_raw(self, last: int, chunk: int = 1024) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Raw rewards [T, n_envs] of the newest ``last`` recorded vector steps, and those steps' arrays."""
+        self.wait_fit()
+        a = self.recorder.arrays(last)
         T, n = a["true_reward"].shape
-        obs = a["obs"].reshape(T * n, *a["obs"].shape[2:])
-        act = a["act"].reshape(T * n, *a["act"].shape[2:])
-        raw = np.concatenate([self.raw_reward(o, x, transformed=True) for o, x in _chunks(obs, act, chunk)])
-        return self._normalise(raw).reshape(T, n)
+        raw = self._score(a["obs"].reshape(T * n, *a["obs"].shape[2:]), a["act"].reshape(T * n, *a["act"].shape[2:]),
+                          chunk)
+        return raw.reshape(T, n), a
+
+    def _score(self, obs: np.ndarray, act: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        """Raw ensemble-mean rewards of recorded steps, ``chunk`` rows per forward pass: [B] float32.
+
+        Reads the model without waiting for a background fit (the fit's thread calls it too).
+        """
+        return np.concatenate([self.ensemble.mean_reward(o, a) for o, a in _chunks(obs, act, chunk)])
+
+    def _set_normalisation(self, raw: np.ndarray) -> None:
+        """Mean and std of the raw reward on calibration steps (std 1 when it is constant)."""
+        self.reward_mean = float(raw.mean())
+        self.reward_std = float(raw.std()) if len(raw) > 1 and raw.std() > 1e-8 else 1.0
 
     def reward(self, obs, act) -> np.ndarray:
         """Normalised learned reward of a batch of steps: obs [B, ...], act [B, ...] -> [B] float32."""
@@ -255,10 +271,8 @@ class PreferenceLoop:
 
     # -- between agent updates ---------------------------------------------
     def _calibrate(self) -> None:
-        obs, act = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
-        raw = np.concatenate([self.raw_reward(o, a, transformed=True) for o, a in _chunks(obs, act, 1024)])
-        self.reward_mean = float(raw.mean())
-        self.reward_std = float(raw.std()) if len(raw) > 1 and raw.std() > 1e-8 else 1.0
+        self._set_normalisation(self._score(*self.recorder.random_steps(self.config.calibration_samples,
+                                                                        self._np_rng)))
 
     def _query(self, n: int) -> int:
         """Samples candidates, selects n queries, labels them; returns labels stored.
@@ -323,8 +337,7 @@ class PreferenceLoop:
             t, c = time.perf_counter(), time.thread_time()
             try:
                 metrics = self.trainer.fit(data, epochs, self.config.fit_min_steps)
-                obs, act = calib
-                raw = np.concatenate([self.ensemble.mean_reward(o, a) for o, a in _chunks(obs, act, 1024)])
+                raw = self._score(*calib)
                 self._fit_out = {"metrics": metrics, "raw": raw, "seconds": time.perf_counter() - t,
                                  "cpu": time.thread_time() - c}
             except BaseException as err:  # re-raised by wait_fit in the caller's thread
@@ -350,9 +363,7 @@ class PreferenceLoop:
         self._fit_thread, out = None, self._fit_out
         if "error" in out:
             raise out["error"]
-        raw = out["raw"]
-        self.reward_mean = float(raw.mean())
-        self.reward_std = float(raw.std()) if len(raw) > 1 and raw.std() > 1e-8 else 1.0
+        self._set_normalisation(out["raw"])
         self.fit_seconds += out["seconds"]
         self.fit_overlap_cpu_seconds += out["cpu"]
         self._fitted = True
@@ -401,12 +412,8 @@ class PreferenceLoop:
         Returns:
             ``corr/step``, ``corr/5step`` and ``event_profile`` (2 * span + 1 floats, d = -span..span).
         """
-        a = self.recorder.arrays(last)
-        T, n = a["true_reward"].shape
-        obs = a["obs"].reshape(T * n, *a["obs"].shape[2:])
-        act = a["act"].reshape(T * n, *a["act"].shape[2:])
-        raw = np.concatenate([self.raw_reward(o, x, transformed=True) for o, x in _chunks(obs, act, 1024)])
-        learned = torch.from_numpy(raw.reshape(T, n))
+        raw, a = self._recent_raw(last)
+        learned = torch.from_numpy(raw)
         true = torch.from_numpy(a["true_reward"])
         return {"corr/step": window_correlation(learned, true, 1), "corr/5step": window_correlation(learned, true, 5),
                 "event_profile": event_triggered_average(learned, true, span)}
@@ -546,8 +553,7 @@ class PreferenceLoop:
             self.metrics = self._fit(self.config.fit_epochs) | {"labels": float(self.labels_used)}
             return self.metrics
         need = self.schedule.due(env_step) - self.labels_used
-        later = self.config.total_labels - self.schedule.initial_labels
-        batch = max(1, math.ceil(later / self.config.query_rounds))
+        batch = self._round_batch()
         final = self.schedule.due(env_step) == self.config.total_labels
         if need < 1 or (need < batch and not final) or self.recorder.size < self.config.segment_length:
             return None
@@ -563,6 +569,11 @@ class PreferenceLoop:
         self.metrics = self._fit(self.config.fit_epochs) | corr | {"labels": float(self.labels_used)}
         return self.metrics
 
+    def _round_batch(self) -> int:
+        """Labels a round asks for at least: the budget after the initial share over ``query_rounds``."""
+        later = self.config.total_labels - self.schedule.initial_labels
+        return max(1, math.ceil(later / self.config.query_rounds))
+
     def _update_async(self, env_step: int) -> dict[str, float] | None:
         if not self._initial_posted and not self._fitted:
             if self.recorder.size < self.config.segment_length:
@@ -572,8 +583,7 @@ class PreferenceLoop:
         waiting = self.labeler.outstanding()
         due = self.schedule.due(env_step)
         need = due - self.labels_used - waiting  # waiting queries are not posted again; dropped ones are
-        later = self.config.total_labels - self.schedule.initial_labels
-        batch = max(1, math.ceil(later / self.config.query_rounds))
+        batch = self._round_batch()
         final = due == self.config.total_labels
         initial_short = self.labels_used + waiting < self.schedule.initial_labels  # e.g. an initial query was dropped
         post = need >= 1 and (need >= batch or final or initial_short) \
