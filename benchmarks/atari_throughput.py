@@ -53,6 +53,7 @@ def measure(game: str, n_envs: int, device: str, steps: int, labels: int, repeat
     from benchmarks.atari import FAMILY, AtariOptions
     from envs.atari import make_atari_vec_env
     from prefrl import LoopConfig, TrainerConfig
+    from prefrl.wrappers import random_actions
 
     if device == "cpu":
         torch.set_num_threads(1)  # what each benchmark run uses on the CPU
@@ -62,20 +63,17 @@ def measure(game: str, n_envs: int, device: str, steps: int, labels: int, repeat
     agent = make_agent("ppo", venv, "atari", seed=0, device=device)
     view = options.obs_transform(game)
     ens = options.ensemble().to(device)
-    overrides = {**FAMILY.loop_overrides}
-    lcfg = LoopConfig(total_labels=labels, total_steps=steps, **overrides)
+    lcfg = LoopConfig(total_labels=labels, total_steps=steps, **FAMILY.loop_overrides)
     tcfg = TrainerConfig(**FAMILY.trainer_overrides)
     n_steps = agent.n_steps
 
-    acts = np.stack([venv.action_space.sample() for _ in range(n_envs)])
-    obs = venv.step(acts)[0]
-    frames = np.stack([view(venv.step(np.stack([venv.action_space.sample() for _ in range(n_envs)]))[0])
-                       for _ in range(64)])  # [64, n_envs, 42, 42, 4] recorded views
+    def random_step() -> np.ndarray:
+        return venv.step(random_actions(venv.action_space, n_envs))[0]
+
+    obs = random_step()
+    frames = np.stack([view(random_step()) for _ in range(64)])  # [64, n_envs, 42, 42, 4] recorded views
     rollout = np.concatenate([frames] * (n_steps // 64 + 1))[:n_steps].reshape(-1, *frames.shape[2:])
     act_none = np.zeros(len(rollout), np.int64)
-
-    def env_step():
-        venv.step(np.stack([venv.action_space.sample() for _ in range(n_envs)]))
 
     def policy():
         agent.policy.predict(obs, deterministic=False)
@@ -84,7 +82,7 @@ def measure(game: str, n_envs: int, device: str, steps: int, labels: int, repeat
         return lambda: ens.mean_reward(batch, act_none[: len(batch)])
 
     cost = {
-        "env": _time(env_step, repeat * 4),
+        "env": _time(random_step, repeat * 4),
         "policy": _time(policy, repeat * 4),
         "view": _time(lambda: view(obs), repeat * 4),
         "rm_per_step": _time(score(frames[0]), repeat * 4),

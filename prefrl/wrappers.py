@@ -26,7 +26,8 @@ __all__ = ["LearnedRewardVecEnv", "LearnedRewardVectorEnv", "PreferenceCallback"
            "relabel_replay_buffer"]
 
 
-def _random_actions(space: gym.Space, n: int) -> np.ndarray:
+def random_actions(space: gym.Space, n: int) -> np.ndarray:
+    """n actions drawn from ``space`` (one per env), stacked: [n, *action_shape]."""
     return np.stack([space.sample() for _ in range(n)])
 
 
@@ -160,7 +161,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             self.action_space.seed(seed)
         self.reset()
         for _ in range(n_steps):
-            self.step(_random_actions(self.action_space, self.num_envs))
+            self.step(random_actions(self.action_space, self.num_envs))
             self.start_rollout()  # the initial policy's steps train no agent: nothing to pay
 
 
