@@ -32,6 +32,7 @@ from prefrl.recorder import RolloutRecorder
 from prefrl.segments import Segments
 from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer, TrainerConfig
+from prefrl.unlabeled import UnlabeledData
 
 __all__ = ["LoopConfig", "RolloutRecorder", "PreferenceLoop"]
 
@@ -87,6 +88,12 @@ class LoopConfig:
     Pays only with a spare core (the fit and the agent each use one). The first fit (``pretrain``), the
     asynchronous-labeler path and models whose fit draws from torch's global RNG (dropout, random shifts:
     the agent draws from it too, so the order would depend on timing) stay serial."""
+    unlabeled_transitions: int = 4096
+    """Recorded transitions drawn for each fit when the trainer learns a representation from them
+    (``TrainerConfig.ssl_weight`` > 0); the fit's batches are drawn from these."""
+    unlabeled_pairs: int = 256
+    """Pairs of recorded clips drawn for each fit when the trainer pseudo-labels them
+    (``TrainerConfig.pseudo_threshold``); the fit's batches are drawn from these."""
     keep_render_state: bool = False
     """Record what a person needs to see each step (the wrappers pass MuJoCo's ``info["sim_state"]``) so
     queried segments carry ``Segments.state`` for rendering. Off by default (memory: see
@@ -95,7 +102,8 @@ class LoopConfig:
     def __post_init__(self) -> None:
         if self.query not in QUERY_METHODS:
             raise ValueError(f"unknown query method {self.query!r}; choose one of {QUERY_METHODS}")
-        for name in ("segment_length", "candidate_factor", "buffer_steps", "calibration_samples", "query_rounds"):
+        for name in ("segment_length", "candidate_factor", "buffer_steps", "calibration_samples", "query_rounds",
+                     "unlabeled_transitions", "unlabeled_pairs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.anchor_fraction <= 1.0:
@@ -152,8 +160,14 @@ class PreferenceLoop:
 
     def __post_init__(self) -> None:
         cfg = self.config
+        if self.trainer_config.crop_min_length > cfg.segment_length:
+            raise ValueError(f"crop_min_length={self.trainer_config.crop_min_length} is longer than the "
+                             f"{cfg.segment_length}-step segments: crop to at most {cfg.segment_length} steps "
+                             "(or 0 for no cropping)")
         self.store = self.store if self.store is not None else PreferenceStore(seed=cfg.seed)
         self.trainer = RewardTrainer(self.ensemble, self.trainer_config)
+        self._unlabeled_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "loop-unlabeled"))
+        self._unlabeled_rng = np.random.default_rng(derive_seed(cfg.seed, "loop-unlabeled-steps"))
         self.schedule = LabelSchedule(cfg.total_labels, cfg.total_steps, cfg.initial_fraction, cfg.t0_fraction)
         self.recorder = RolloutRecorder(cfg.buffer_steps, self.n_envs)
         self.device = torch.device(self.trainer_config.device)
@@ -311,9 +325,34 @@ class PreferenceLoop:
         return Segments(t["obs"][pair, side].to(like.obs.dtype), t["act"][pair, side].to(like.act.dtype),
                         t["true_reward"][pair, side].to(like.true_reward.dtype))
 
+    def _unlabeled(self) -> UnlabeledData | None:
+        """What a fit reads of the recorded steps beyond the labels (None when the trainer reads nothing more).
+
+        Transitions for the temporal-consistency loss and pairs of clips for pseudo-labels, drawn from the
+        whole recorder (``buffer_steps``) with the loop's own generators, in the calling thread.
+        """
+        tcfg, cfg = self.trainer_config, self.config
+        if not tcfg.uses_unlabeled or self.recorder.size < 2:
+            return None
+        parts: dict = {}
+        if tcfg.ssl_weight > 0:
+            tr = self.recorder.transitions(cfg.unlabeled_transitions, self._unlabeled_rng)
+            if len(tr["obs"]):
+                parts.update({k: torch.from_numpy(v) for k, v in tr.items()})
+        if tcfg.pseudo_threshold is not None:
+            try:
+                s1 = self.recorder.sample(cfg.unlabeled_pairs, cfg.segment_length, self._unlabeled_gen)
+                s2 = self.recorder.sample(cfg.unlabeled_pairs, cfg.segment_length, self._unlabeled_gen)
+            except ValueError:  # no window of L steps inside one episode yet
+                s1 = None
+            if s1 is not None:
+                parts.update(pair_obs=torch.stack([s1.obs, s2.obs], 1), pair_act=torch.stack([s1.act, s2.act], 1),
+                             pair_true_return=torch.stack([s1.true_return, s2.true_return], 1))
+        return UnlabeledData(**parts) if parts else None
+
     def _fit(self, epochs: int) -> dict[str, float]:
         t = time.perf_counter()
-        metrics = self.trainer.fit(self.store, epochs, self.config.fit_min_steps)
+        metrics = self.trainer.fit(self.store, epochs, self.config.fit_min_steps, self._unlabeled())
         self._calibrate()
         self._steps_at_fit = self.recorder.total
         self.fit_seconds += time.perf_counter() - t
@@ -329,6 +368,7 @@ class PreferenceLoop:
         from the recorder before the agent records more) and the step count.
         """
         data = self.store.tensors()
+        unlabeled = self._unlabeled()
         calib = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
         self._steps_at_fit = self.recorder.total
         self._fit_out = {}
@@ -336,7 +376,7 @@ class PreferenceLoop:
         def work() -> None:
             t, c = time.perf_counter(), time.thread_time()
             try:
-                metrics = self.trainer.fit(data, epochs, self.config.fit_min_steps)
+                metrics = self.trainer.fit(data, epochs, self.config.fit_min_steps, unlabeled)
                 raw = self._score(*calib)
                 self._fit_out = {"metrics": metrics, "raw": raw, "seconds": time.perf_counter() - t,
                                  "cpu": time.thread_time() - c}
@@ -489,6 +529,10 @@ class PreferenceLoop:
             "optimizer": self.trainer.optimizer.state_dict(),
             "l2": self.trainer.l2.clone(),
             "trainer_rng": self.trainer._rng.get_state(),
+            "trainer_unlabeled_rng": self.trainer._unlabeled_rng.get_state(),
+            "predictor": None if self.trainer.predictor is None else self.trainer.predictor.state_dict(),
+            "ssl_pretrained": self.trainer.ssl_pretrained,
+            "unlabeled_rngs": (self._unlabeled_gen.get_state(), self._unlabeled_rng.bit_generator.state),
             "segments_rng": self._gen.get_state(),
             "calibration_rng": self._np_rng.bit_generator.state,
             "labels_used": self.labels_used,
@@ -509,6 +553,13 @@ class PreferenceLoop:
         self.trainer.optimizer.load_state_dict(state["optimizer"])
         self.trainer.l2 = state["l2"].clone()
         self.trainer._rng.set_state(state["trainer_rng"])
+        if "trainer_unlabeled_rng" in state:  # checkpoints written before unlabeled learning have none
+            self.trainer._unlabeled_rng.set_state(state["trainer_unlabeled_rng"])
+            self._unlabeled_gen.set_state(state["unlabeled_rngs"][0])
+            self._unlabeled_rng.bit_generator.state = state["unlabeled_rngs"][1]
+            self.trainer.ssl_pretrained = state["ssl_pretrained"]
+        if self.trainer.predictor is not None and state.get("predictor") is not None:
+            self.trainer.predictor.load_state_dict(state["predictor"])
         self._gen.set_state(state["segments_rng"])
         self._np_rng.bit_generator.state = state["calibration_rng"]
         asy = state.get("async") if self.is_async else None

@@ -23,6 +23,8 @@ __all__ = [
     "kwise_ranking_loss",
     "disagreement",
     "mean_entropy",
+    "temporal_consistency_loss",
+    "pseudo_labels",
 ]
 
 
@@ -176,3 +178,42 @@ def mean_entropy(p: torch.Tensor) -> torch.Tensor:
     assert p.dim() == 1, f"p must be [E, N] or [N], got {tuple(p.shape)}"
     p = p.clamp(1e-7, 1 - 1e-7)
     return -(p * p.log() + (1 - p) * (1 - p).log())
+
+
+def temporal_consistency_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Self-supervised next-latent loss (REED, Metcalf et al.; SimSiam-style): 1 - cosine similarity.
+
+    loss_e = 1/B * sum_b [1 - <p_eb, sg(z'_eb)> / (|p_eb| |z'_eb|)]
+
+    where p = predictor(z_t, a_t) is each member's prediction of the next
+    step's latent and z' = z_{t+1} its actual latent, with the gradient
+    stopped (``sg``): the target is not pulled towards the prediction, which
+    with the predictor keeps the latents from collapsing to a constant.
+
+    Args:
+        pred: [E, B, D] predicted next latents.
+        target: [E, B, D] latents of the next steps (detached here).
+
+    Returns:
+        [E] mean loss of each member, in [0, 2].
+    """
+    assert pred.dim() == 3 and pred.shape == target.shape, f"pred {tuple(pred.shape)} vs target {tuple(target.shape)}"
+    return (1.0 - F.cosine_similarity(pred, target.detach(), dim=-1, eps=1e-8)).mean(dim=-1)
+
+
+def pseudo_labels(p: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """SURF's pseudo-labels (Park et al. 2022): confident predictions on unlabeled pairs become hard labels.
+
+    mu_hat = 1[P > 0.5],   keep = max(P, 1 - P) >= threshold
+
+    Args:
+        p: [..., N] predicted P[s1 > s2] (no gradient is taken through it).
+        threshold: confidence in (0.5, 1] a prediction needs to become a label.
+
+    Returns:
+        (mu_hat [..., N] in {0, 1}, keep [..., N] bool).
+    """
+    if not 0.5 < threshold <= 1.0:
+        raise ValueError(f"the pseudo-label threshold must be in (0.5, 1], got {threshold}")
+    p = p.detach()
+    return (p > 0.5).to(p.dtype), torch.maximum(p, 1.0 - p) >= threshold

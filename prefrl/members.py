@@ -108,6 +108,25 @@ class FrameCNN(nn.Module):
             x = torch.cat([x[:, -1:], x[:, 1:] - x[:, :-1]], dim=1)
         return x
 
+    @property
+    def latent_dim(self) -> int:
+        """D of :meth:`embed`: the hidden width of the head."""
+        return self.head[1].out_features if isinstance(self.head[1], nn.Linear) else self.head[0].out_channels
+
+    def embed(self, obs: torch.Tensor, act: torch.Tensor | None = None) -> torch.Tensor:
+        """obs [B, H, W, C] (or [B, C, H, W]) uint8 -> [B, D]: what the reward's last layer reads.
+
+        ``"fc"`` head: the hidden layer after its leaky ReLU; ``"sum"`` head: the per-position hidden
+        layer, averaged over positions.
+        """
+        x = self._prepare(obs)
+        if self.training and self.shift:
+            x = random_shift(x, self.shift)
+        x = self.convs(x)
+        if isinstance(self.head[1], nn.Linear):  # fc: Flatten, Linear, LeakyReLU, Linear
+            return self.head[:3](x)
+        return self.head[:2](x).mean(dim=(2, 3))  # sum: Conv1x1, LeakyReLU, ... -> [B, D]
+
     def forward(self, obs: torch.Tensor, act: torch.Tensor | None = None) -> torch.Tensor:
         """obs [B, H, W, C] (or [B, C, H, W]) uint8 -> [B] rewards."""
         x = self._prepare(obs)

@@ -49,6 +49,13 @@ class RolloutRecorder:
         for k, v in step.items():
             if len(v) != self.n_envs:
                 raise ValueError(f"{k} has {len(v)} rows, expected one per env ({self.n_envs})")
+        for k in ("obs", "act", "true_reward"):  # a NaN here would turn every later fit to NaN
+            v = step[k]
+            if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
+                bad = np.nonzero(~np.isfinite(v.reshape(self.n_envs, -1)).all(axis=1))[0]
+                raise ValueError(f"non-finite {k} (NaN or inf) at vector step {self.total} in env(s) "
+                                 f"{bad.tolist()}: the step was not recorded. Fix the environment (or clip its "
+                                 "output) before preference learning: a fit on it would be NaN")
         if not self._buf:
             self._buf = {k: np.zeros((self.capacity, *v.shape), v.dtype) for k, v in step.items()}
         if state is not None:
@@ -101,6 +108,26 @@ class RolloutRecorder:
         state = torch.from_numpy(buf["state"][rows, cols]) if "state" in buf else None
         return Segments(torch.from_numpy(buf["obs"][rows, cols]), torch.from_numpy(buf["act"][rows, cols]),
                         torch.from_numpy(buf["true_reward"][rows, cols]).float(), state)
+
+    def transitions(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Up to n recorded transitions (step t and step t + 1 of the same episode) drawn at random.
+
+        A step that ended its episode (``done``) or whose next step is an autoreset step is never a
+        transition's first step. Only the drawn steps are copied out of the ring buffer.
+
+        Returns:
+            ``obs``, ``act``, ``next_obs``, ``next_act``, each [m, ...] with m <= n (m = 0 if no step has
+            a successor yet).
+        """
+        order = self._order(None)
+        buf = self._buf
+        ok = buf["valid"][order[:-1]] & ~buf["done"][order[:-1]] & buf["valid"][order[1:]]  # [T-1, n_envs]
+        flat = ok.reshape(-1).nonzero()[0]
+        pick = np.sort(rng.choice(flat, size=min(n, len(flat)), replace=False))
+        t, e = np.divmod(pick, self.n_envs)
+        now, nxt = order[t], order[t + 1]
+        return {"obs": buf["obs"][now, e], "act": buf["act"][now, e],
+                "next_obs": buf["obs"][nxt, e], "next_act": buf["act"][nxt, e]}
 
     def random_steps(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Up to n recorded (obs, act) steps drawn at random: obs [n, ...], act [n, ...].

@@ -60,6 +60,22 @@ class RewardEnsemble(nn.Module):
         """[E] sum of squared weights of each member (biases excluded)."""
         raise NotImplementedError
 
+    latent_dim: int | None = None
+    """D, the width of ``member_embed``'s latent; None for models without one (no temporal-consistency loss)."""
+
+    def member_embed(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Per-member latents: the features each member's reward head reads.
+
+        Args:
+            obs: [E, B, *obs_shape].
+            act: [E, B, *act_shape].
+
+        Returns:
+            [E, B, D] (``latent_dim`` = D).
+        """
+        raise NotImplementedError(f"{type(self).__name__} exposes no latent, so it cannot learn a representation "
+                                  "from unlabeled transitions (TrainerConfig.ssl_weight must stay 0)")
+
     def parameter_groups(self, lr: float) -> list[dict]:
         """Optimizer parameter groups; the default trains everything at ``lr``.
 
@@ -262,16 +278,22 @@ class MLPEnsemble(RewardEnsemble):
             self.__dict__["_np_cache"] = cache
         return [arr for _, arr, _ in cache]
 
-    def member_forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    @property
+    def latent_dim(self) -> int:
+        """D: the width of the last hidden layer, what the reward head reads."""
+        return self.weights[-1].shape[1]
+
+    def member_embed(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """[E, B, *obs_shape], [E, B, *act_shape] -> [E, B, D]: the last hidden layer's activations."""
         x = (self.features(obs, act) - self.in_mean) / self.in_std
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, w)  # [E, B, out]
-            if i < last:
-                x = F.leaky_relu(x, 0.01)
-                if self.dropout > 0:
-                    x = F.dropout(x, self.dropout, self.training)
-        return x.squeeze(-1)
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            x = F.leaky_relu(torch.baddbmm(b, x, w), 0.01)  # [E, B, out]
+            if self.dropout > 0:
+                x = F.dropout(x, self.dropout, self.training)
+        return x
+
+    def member_forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.biases[-1], self.member_embed(obs, act), self.weights[-1]).squeeze(-1)
 
     def l2_penalty(self) -> torch.Tensor:
         return sum(w.pow(2).sum(dim=(1, 2)) for w in self.weights)
@@ -312,4 +334,15 @@ class ModuleEnsemble(RewardEnsemble):
         return torch.stack(
             [sum(p.pow(2).sum() for n, p in m.named_parameters() if p.dim() > 1) for m in self.members]
         )
+
+    @property
+    def latent_dim(self) -> int | None:
+        """D of the members' ``embed`` (their ``latent_dim`` attribute), or None when they have none."""
+        return getattr(self.members[0], "latent_dim", None)
+
+    def member_embed(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Each member's ``embed(obs [B, ...], act [B, ...]) -> [B, D]``, stacked to [E, B, D]."""
+        if self.latent_dim is None:
+            return super().member_embed(obs, act)
+        return torch.stack([m.embed(obs[e], act[e]) for e, m in enumerate(self.members)])
 

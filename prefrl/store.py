@@ -294,8 +294,8 @@ class PreferenceStore:
                 labels answer (all C(K, 2) pairs of a ranking share it).
 
         Raises:
-            ValueError: on mismatched batch sizes or shapes, or labels outside
-                {0, 0.5, 1}.
+            ValueError: on mismatched batch sizes or shapes, labels outside
+                {0, 0.5, 1}, or non-finite observations, actions or rewards.
         """
         with self._transaction() as db:
             staged = self._prepare(seg1, seg2, mu)
@@ -323,6 +323,11 @@ class PreferenceStore:
         act = torch.stack([seg1.act, seg2.act], dim=1).cpu()
         rew = torch.stack([seg1.true_reward, seg2.true_reward], dim=1).cpu().float()
         self._check_shapes({"obs": obs, "act": act, "true_reward": rew})  # before anything reaches the disk
+        for name, x in (("obs", obs), ("act", act), ("true_reward", rew)):  # one NaN would make every fit NaN
+            if x.is_floating_point() and not torch.isfinite(x).all():
+                rows = (~torch.isfinite(x.reshape(len(x), -1))).any(dim=1).nonzero().flatten()
+                raise ValueError(f"non-finite {name} (NaN or inf) in pair(s) {rows[:5].tolist()} of this batch: "
+                                 "nothing was stored; fix the environment's output before labeling its clips")
         is_val = torch.rand(len(mu), generator=self._rng) < self.val_fraction
         return obs, act, rew, mu, is_val
 

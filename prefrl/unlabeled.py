@@ -1,0 +1,163 @@
+"""Reward learning from the steps nobody labeled: a dynamics-aware representation and SURF's pieces.
+
+The agent records hundreds of thousands of steps; the labeler sees a few hundred clips of them. Two ways
+to let the reward model learn from the rest, both options of :class:`prefrl.trainer.TrainerConfig`:
+
+* **Temporal consistency** (REED, Metcalf et al. 2022/2024): every member's latent of a step,
+  ``z_t = embed(o_t, a_t)`` (the layer its reward head reads), is trained on recorded transitions to
+  predict the next step's latent, ``predictor(z_t, a_t) ~ z_{t+1}``
+  (:func:`prefrl.losses.temporal_consistency_loss`), before the first fit and beside every fit. The
+  reward head then reads a representation shaped by the dynamics of all recorded play.
+* **Semi-supervised preferences** (SURF, Park et al. 2022): pairs of recorded clips nobody labeled get the
+  ensemble's own confident predictions as labels (:func:`prefrl.losses.pseudo_labels`), and every pair,
+  labeled or not, is trained on random temporal crops of its two clips (:func:`temporal_crop`).
+
+:class:`UnlabeledData` carries what a fit reads of the recorded steps (the loop draws it from its
+recorder); :class:`TransitionPredictor` is the ``[E, ...]`` predictor of the temporal-consistency loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["UnlabeledData", "TransitionPredictor", "temporal_crop"]
+
+
+@dataclass
+class UnlabeledData:
+    """Recorded steps a fit learns from without labels; either part may be None.
+
+    Attributes:
+        obs, act: [N, *obs_shape], [N, *act_shape] steps t of N recorded transitions.
+        next_obs, next_act: [N, ...] the steps t + 1 of the same episodes.
+        pair_obs: [P, 2, L, *obs_shape] P pairs of unlabeled clips (for pseudo-labels).
+        pair_act: [P, 2, L, *act_shape] their actions.
+        pair_true_return: [P, 2] the pairs' true returns, or None: only for the ``rm/pseudo_accuracy``
+            diagnostic, never trained on.
+    """
+
+    obs: torch.Tensor | None = None
+    act: torch.Tensor | None = None
+    next_obs: torch.Tensor | None = None
+    next_act: torch.Tensor | None = None
+    pair_obs: torch.Tensor | None = None
+    pair_act: torch.Tensor | None = None
+    pair_true_return: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        parts = (self.obs, self.act, self.next_obs, self.next_act)
+        if any(p is not None for p in parts):
+            if any(p is None for p in parts):
+                raise ValueError("transitions need obs, act, next_obs and next_act together")
+            n = len(self.obs)
+            if any(len(p) != n for p in parts) or self.obs.shape != self.next_obs.shape:
+                raise ValueError(f"transition arrays disagree: obs {tuple(self.obs.shape)}, act {tuple(self.act.shape)}, "
+                                 f"next_obs {tuple(self.next_obs.shape)}, next_act {tuple(self.next_act.shape)}")
+        if (self.pair_obs is None) != (self.pair_act is None):
+            raise ValueError("unlabeled pairs need pair_obs and pair_act together")
+        if self.pair_obs is not None and (self.pair_obs.dim() < 3 or self.pair_obs.shape[1] != 2
+                                          or self.pair_obs.shape[:3] != self.pair_act.shape[:3]):
+            raise ValueError(f"unlabeled pairs must be [P, 2, L, ...], got obs {tuple(self.pair_obs.shape)} "
+                             f"and act {tuple(self.pair_act.shape)}")
+
+    @property
+    def n_transitions(self) -> int:
+        """N, the recorded transitions held (0 without)."""
+        return 0 if self.obs is None else len(self.obs)
+
+    @property
+    def n_pairs(self) -> int:
+        """P, the unlabeled pairs held (0 without)."""
+        return 0 if self.pair_obs is None else len(self.pair_obs)
+
+
+class TransitionPredictor(nn.Module):
+    """E small MLPs ``(z_t, a_t) -> z_{t+1}``, one per ensemble member, batched as ``[E, ...]`` weights.
+
+    Args:
+        n_members: E.
+        latent_dim: D, the width of the members' latents (``RewardEnsemble.latent_dim``).
+        act_shape: shape of one stored action; ``()`` for discrete actions.
+        n_actions: discrete actions are one-hot encoded over this many ids (default 256: any ALE action
+            set); ignored for continuous actions.
+        hidden: width of the hidden layer (default 128).
+    """
+
+    def __init__(self, n_members: int, latent_dim: int, act_shape: tuple[int, ...] = (), n_actions: int | None = None,
+                 hidden: int = 128):
+        super().__init__()
+        self.discrete = tuple(act_shape) == ()
+        self.n_actions = (n_actions or 256) if self.discrete else None
+        act_dim = self.n_actions if self.discrete else math.prod(act_shape)
+        self.E = n_members
+        sizes = [latent_dim + act_dim, hidden, latent_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            w = torch.empty(n_members, fan_in, fan_out)
+            for e in range(n_members):
+                nn.init.kaiming_uniform_(w[e].T, a=math.sqrt(5))
+            bound = 1 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.empty(n_members, 1, fan_out).uniform_(-bound, bound)))
+
+    def action_features(self, act: torch.Tensor) -> torch.Tensor:
+        """[E, B, *act_shape] -> [E, B, act_dim]: one-hot ids or flattened continuous actions."""
+        E, B = act.shape[:2]
+        if self.discrete:
+            ids = act.long().reshape(E, B)
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.n_actions):
+                raise ValueError(f"discrete actions must be ids in [0, {self.n_actions}), got {int(ids.min())}.."
+                                 f"{int(ids.max())}; build the predictor with n_actions large enough")
+            return F.one_hot(ids, self.n_actions).float()
+        return act.reshape(E, B, -1).float()
+
+    def forward(self, z: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """z [E, B, D], act [E, B, *act_shape] -> [E, B, D] predicted next latents."""
+        assert z.dim() == 3 and z.shape[0] == self.E, f"z must be [E={self.E}, B, D], got {tuple(z.shape)}"
+        x = torch.cat([z, self.action_features(act).to(z.dtype)], dim=-1)
+        x = F.leaky_relu(torch.baddbmm(self.biases[0], x, self.weights[0]), 0.01)
+        return torch.baddbmm(self.biases[1], x, self.weights[1])
+
+
+def temporal_crop(obs: torch.Tensor, act: torch.Tensor, length: int, generator: torch.Generator,
+                  time_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SURF's temporal cropping: each clip of each pair keeps a random window of ``length`` consecutive steps.
+
+    Both clips of a pair keep the same number of steps (their returns stay comparable) but start at
+    independent offsets, as in SURF; every pair of the batch keeps ``length`` steps so the batch stays one
+    tensor (the caller draws ``length`` per batch).
+
+    Args:
+        obs: [*lead, L, *obs_shape] clips, where ``lead`` (``time_dim`` dims, e.g. [E, B, 2]) ends with
+            the pair's two sides.
+        act: [*lead, L, *act_shape] their actions.
+        length: steps kept, 1 <= length <= L.
+        generator: draws the offsets.
+        time_dim: the index of the L dim.
+
+    Returns:
+        (obs [*lead, length, *obs_shape], act [*lead, length, *act_shape]).
+    """
+    lead, L = obs.shape[:time_dim], obs.shape[time_dim]
+    assert act.shape[: time_dim + 1] == obs.shape[: time_dim + 1], \
+        f"obs {tuple(obs.shape)} and act {tuple(act.shape)} differ before dim {time_dim + 1}"
+    if not 1 <= length <= L:
+        raise ValueError(f"a temporal crop keeps 1..{L} steps of an {L}-step clip, got {length}")
+    if length == L:
+        return obs, act
+    start = torch.randint(0, L - length + 1, tuple(lead), generator=generator)  # [*lead]
+    idx = start.unsqueeze(-1) + torch.arange(length)  # [*lead, length]
+    return _gather_time(obs, idx, time_dim), _gather_time(act, idx, time_dim)
+
+
+def _gather_time(x: torch.Tensor, idx: torch.Tensor, t_dim: int) -> torch.Tensor:
+    """x [*lead, L, *rest] gathered at idx [*lead, length] along dim t_dim."""
+    rest = x.shape[t_dim + 1:]
+    full = idx.reshape(*idx.shape, *([1] * len(rest))).expand(*idx.shape, *rest).to(x.device)
+    return torch.gather(x, t_dim, full)
