@@ -174,12 +174,16 @@ def _fit(args) -> None:
             mu, _ = SyntheticOracle(noise=0.1, seed=args.seed).label(s1, s2)
             store = PreferenceStore(capacity=max(n_labels, 1), seed=args.seed)
             store.add(s1, s2, mu)
-            trainer = RewardTrainer(ens, TrainerConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed))
+            tcfg = TrainerConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed, ssl_weight=args.ssl_weight,
+                                 ssl_pretrain_steps=args.ssl_pretrain_steps, pseudo_threshold=args.pseudo_threshold,
+                                 crop_min_length=args.crop)
+            trainer = RewardTrainer(ens, tcfg)
+            unlabeled = _unlabeled(obs, act, rew, done, pid, train_envs, args, tcfg) if tcfg.uses_unlabeled else None
             t = time.perf_counter()
             if args.fit_steps:  # a fixed compute budget: about that many gradient steps, whatever the label count
-                fit = trainer.fit(store, 1, min_steps=args.fit_steps)
+                fit = trainer.fit(store, 1, min_steps=args.fit_steps, unlabeled=unlabeled)
             else:
-                fit = trainer.fit(store, args.epochs, min_steps=150)
+                fit = trainer.fit(store, args.epochs, min_steps=150, unlabeled=unlabeled)
             fit_s = time.perf_counter() - t
             ens.eval()
             with torch.no_grad():
@@ -190,7 +194,10 @@ def _fit(args) -> None:
             diff = R1 - R2
             decided_c, decided_n = clean != 0.5, noisy != 0.5
             row = {
-                "game": meta["game"], "variant": variant, "segment_length": args.segment_length, "labels": n_labels, "epochs": None if args.fit_steps else args.epochs, "lr": args.lr,
+                "game": meta["game"], "variant": variant, "ssl_weight": args.ssl_weight,
+                "ssl_pretrain_steps": args.ssl_pretrain_steps if args.ssl_weight else None,
+                "pseudo_threshold": args.pseudo_threshold, "crop": args.crop,
+                **{k: round(v, 4) for k, v in fit.items() if k.startswith(("rm/ssl", "rm/pseudo"))}, "segment_length": args.segment_length, "labels": n_labels, "epochs": None if args.fit_steps else args.epochs, "lr": args.lr,
                 "fit_seconds": round(fit_s, 1), "fit_steps": fit["rm/steps"],
                 "store_val_accuracy": fit["rm/val_accuracy"], "train_accuracy": fit["rm/train_accuracy"],
                 "l2": fit["rm/l2"],
@@ -210,6 +217,31 @@ def _fit(args) -> None:
             print(json.dumps(row), flush=True)
             with open(out, "a") as f:
                 f.write(json.dumps(row) + "\n")
+
+
+def _unlabeled(obs, act, rew, done, pid, envs, args, tcfg):
+    """What the loop would give the trainer beyond the labels, drawn from the training envs' steps: recorded
+    transitions (step t and t + 1 of one game) and pairs of clips of one policy's rollout."""
+    import torch
+
+    from prefrl.seeding import derive_seed
+    from prefrl.unlabeled import UnlabeledData
+
+    parts = {}
+    rng = np.random.default_rng(derive_seed(args.seed, "offline-unlabeled"))
+    if tcfg.ssl_weight > 0:
+        ok = ~done[:-1][:, envs]  # [T-1, len(envs)]: step t has a successor in the same game and rollout
+        t, j = np.nonzero(ok)
+        pick = np.sort(rng.choice(len(t), size=min(args.unlabeled_transitions, len(t)), replace=False))
+        t, e = t[pick], np.asarray(envs)[j[pick]]
+        parts.update(obs=torch.from_numpy(obs[t, e]), act=torch.from_numpy(act[t, e]),
+                     next_obs=torch.from_numpy(obs[t + 1, e]), next_act=torch.from_numpy(act[t + 1, e]))
+    if tcfg.pseudo_threshold is not None:
+        gen = torch.Generator().manual_seed(derive_seed(args.seed, "offline-unlabeled-pairs"))
+        s1, s2, _ = _pairs(obs, act, rew, done, pid, envs, args.unlabeled_pairs, args.segment_length, gen)
+        parts.update(pair_obs=torch.stack([s1.obs, s2.obs], 1), pair_act=torch.stack([s1.act, s2.act], 1),
+                     pair_true_return=torch.stack([s1.true_return, s2.true_return], 1))
+    return UnlabeledData(**parts)
 
 
 def _window_corr(pred, true, n_envs: int, k: int) -> float:
@@ -256,6 +288,18 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--segment-length", type=int, default=25, help="steps per training clip (test clips: 25)")
     f.add_argument("--test-pairs", type=int, default=2000)
     f.add_argument("--show-score", action="store_true", help="do not black out the score")
+    f.add_argument("--ssl-weight", type=float, default=0.0,
+                   help="weight of the temporal-consistency loss on unlabeled transitions (REED); 0 = off")
+    f.add_argument("--ssl-pretrain-steps", type=int, default=200,
+                   help="steps of the temporal-consistency loss alone before the preference fit")
+    f.add_argument("--pseudo-threshold", type=float, default=None,
+                   help="SURF: confidence in (0.5, 1] at which an unlabeled pair gets a pseudo-label (default off)")
+    f.add_argument("--crop", type=int, default=0,
+                   help="SURF's temporal cropping: keep between this many steps and the whole clip (0 = off)")
+    f.add_argument("--unlabeled-transitions", type=int, default=8192,
+                   help="recorded transitions (training envs) the temporal-consistency loss draws from")
+    f.add_argument("--unlabeled-pairs", type=int, default=512,
+                   help="unlabeled pairs of clips (training envs) that pseudo-labels are drawn from")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=1)
     f.add_argument("--out", type=Path, default=None, help="JSON lines to append to (default DATA/fits.jsonl)")

@@ -101,6 +101,11 @@ def _cli(*args, cwd=None):
         (["--out", "/proc/prefrl-out"], "cannot be written"),
         (["--out", "pyproject.toml"], "is a file; give a directory"),
         (["--out", "pyproject.toml/sub"], "which is a file; give a directory"),
+        (["--pseudo-threshold", "0.5"], "--pseudo-threshold must be in (0.5, 1]"),
+        (["--pseudo-threshold", "1.2"], "--pseudo-threshold must be in (0.5, 1]"),
+        (["--crop", "26"], "--crop must be between 0 (off) and the segment length 25"),
+        (["--ssl-pretrain-steps", "0"], "--ssl-pretrain-steps must be >= 1"),
+        (["--ssl-weight", "nan"], "--ssl-weight must be a finite weight"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message):

@@ -21,6 +21,20 @@ from benchmarks.kit.family import Family
 from benchmarks.kit.report import UPPER
 
 
+def trainer_overrides(family: Family, cfg: RunConfig) -> dict:
+    """The TrainerConfig fields of a learned arm: the family's, then the flags set (0 turns a piece off)."""
+    out = dict(family.trainer_overrides)
+    if cfg.ssl_weight is not None:
+        out["ssl_weight"] = cfg.ssl_weight
+    if cfg.ssl_pretrain_steps is not None:
+        out["ssl_pretrain_steps"] = cfg.ssl_pretrain_steps
+    if cfg.pseudo_threshold is not None:
+        out["pseudo_threshold"] = cfg.pseudo_threshold or None
+    if cfg.crop is not None:
+        out["crop_min_length"] = cfg.crop
+    return out
+
+
 def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: int, queue) -> dict:
     """Trains one agent (learned or true reward) and returns its curve and figures."""
     import importlib
@@ -66,7 +80,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
         lcfg = LoopConfig(total_labels=cfg.labels, total_steps=cfg.steps, segment_length=L, query=cfg.query,
                           seed=seed, **overrides)
         tcfg = TrainerConfig(device=cfg.device, seed=seed, label_noise=cfg.noise if cfg.noise < 1 else 0.99,
-                             **family.trainer_overrides)
+                             **trainer_overrides(family, cfg))
         store = PreferenceStore(store_path, seed=seed)
         labeler = SyntheticOracle(noise=cfg.noise, seed=seed)
         if web:  # queries wait in the store's own file; a person answers them in the page served below
@@ -234,6 +248,12 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             "pretrain_seconds": pre.get("seconds", 0.0),
             "pretrain_accuracy": pre.get("rm/val_accuracy", float("nan")),
         })
+        # learning from unlabeled steps (only when on, so that runs without it keep their summary as it was)
+        result.update({name: loop.metrics[k] for k, name in (
+            ("rm/ssl_loss", "ssl_loss"), ("rm/pseudo_share", "pseudo_label_share"),
+            ("rm/pseudo_accuracy", "pseudo_label_accuracy")) if k in loop.metrics})
+        if "rm/ssl_pretrain_loss" in pre:
+            result["ssl_pretrain_loss"] = pre["rm/ssl_pretrain_loss"]
         loop.store.close()
     if resumed_from is not None:
         result["resumed_from_step"], result["steps_redone"] = resumed_from, redone

@@ -69,6 +69,16 @@ class RunConfig:
     """steps per segment"""
     reward_std: float | None = field(default=None, metadata={"default_text": "the family's"})
     """std of the normalised learned reward the agent gets"""
+    ssl_weight: float | None = field(default=None, metadata={"default_text": "the family's"})
+    """weight of the self-supervised temporal-consistency loss (REED: each reward member's latent of a recorded
+    step predicts the next step's) on every recorded transition; 0 = off"""
+    ssl_pretrain_steps: int | None = field(default=None, metadata={"default_text": "the family's"})
+    """gradient steps of that loss alone before the first reward fit (>= 1)"""
+    pseudo_threshold: float | None = field(default=None, metadata={"default_text": "the family's"})
+    """SURF: an unlabeled pair of recorded clips whose predicted preference is at least this confident gets it as a
+    label, in (0.5, 1]; 0 = off"""
+    crop: int | None = field(default=None, metadata={"default_text": "the family's"})
+    """SURF's temporal cropping: train on random windows of between this many steps and the whole segment; 0 = off"""
     device: str = "auto"
     """auto (GPU when present), cpu or cuda"""
     workers: int | None = field(default=None, metadata={"default_text": "one per CPU core, at most one per run"})

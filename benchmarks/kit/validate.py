@@ -45,6 +45,24 @@ def labeler_problem(labeling: LabelerConfig, n_servers: int) -> str | None:
     return None
 
 
+def unlabeled_problem(cfg: RunConfig, family: Family) -> str | None:
+    """Why the flags of learning from unlabeled steps cannot work, or None."""
+    import math
+
+    if cfg.ssl_weight is not None and not (math.isfinite(cfg.ssl_weight) and cfg.ssl_weight >= 0):
+        return f"--ssl-weight must be a finite weight >= 0 (0 = off), got {cfg.ssl_weight}"
+    if cfg.ssl_pretrain_steps is not None and cfg.ssl_pretrain_steps < 1:
+        return (f"--ssl-pretrain-steps must be >= 1 (the representation is trained before the reward reads it), "
+                f"got {cfg.ssl_pretrain_steps}; --ssl-weight 0 turns the loss off")
+    t = cfg.pseudo_threshold
+    if t is not None and t != 0 and not 0.5 < t <= 1.0:
+        return f"--pseudo-threshold must be in (0.5, 1] (or 0 = off), got {t}"
+    L = cfg.segment_length or family.segment_length
+    if cfg.crop is not None and not 0 <= cfg.crop <= L:
+        return f"--crop must be between 0 (off) and the segment length {L}, got {cfg.crop}"
+    return None
+
+
 def validate(cfg: RunConfig, family: Family, error: Callable[[str], NoReturn]) -> RunConfig:
     """Checks the flags; calls ``error`` on bad input; returns the completed config (a new one).
 
@@ -81,6 +99,9 @@ def validate(cfg: RunConfig, family: Family, error: Callable[[str], NoReturn]) -
         error(f"--reward-std must be a positive number, got {cfg.reward_std}")
     if cfg.segment_length is not None and cfg.segment_length < 1:
         error(f"--segment-length must be >= 1, got {cfg.segment_length}")
+    problem = unlabeled_problem(cfg, family)
+    if problem:
+        error(problem)
     problem = seeds_problem(cfg.seeds)
     if problem:
         error(problem)
