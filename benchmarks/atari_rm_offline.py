@@ -176,6 +176,7 @@ def _fit(args) -> None:
             store.add(s1, s2, mu)
             tcfg = TrainerConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed, ssl_weight=args.ssl_weight,
                                  ssl_pretrain_steps=args.ssl_pretrain_steps, pseudo_threshold=args.pseudo_threshold,
+                                 ssl_objective=args.ssl_objective,
                                  crop_min_length=args.crop)
             trainer = RewardTrainer(ens, tcfg)
             unlabeled = _unlabeled(obs, act, rew, done, pid, train_envs, args, tcfg) if tcfg.uses_unlabeled else None
@@ -196,6 +197,7 @@ def _fit(args) -> None:
             row = {
                 "game": meta["game"], "variant": variant, "ssl_weight": args.ssl_weight,
                 "ssl_pretrain_steps": args.ssl_pretrain_steps if args.ssl_weight else None,
+                "ssl_objective": args.ssl_objective if args.ssl_weight else None,
                 "pseudo_threshold": args.pseudo_threshold, "crop": args.crop,
                 **{k: round(v, 4) for k, v in fit.items() if k.startswith(("rm/ssl", "rm/pseudo"))}, "segment_length": args.segment_length, "labels": n_labels, "epochs": None if args.fit_steps else args.epochs, "lr": args.lr,
                 "fit_seconds": round(fit_s, 1), "fit_steps": fit["rm/steps"],
@@ -290,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--show-score", action="store_true", help="do not black out the score")
     f.add_argument("--ssl-weight", type=float, default=0.0,
                    help="weight of the temporal-consistency loss on unlabeled transitions (REED); 0 = off")
+    f.add_argument("--ssl-objective", choices=("cosine", "contrastive"), default="cosine",
+                   help="next-latent objective: cosine (REED/SimSiam) or contrastive (InfoNCE over the batch)")
     f.add_argument("--ssl-pretrain-steps", type=int, default=200,
                    help="steps of the temporal-consistency loss alone before the preference fit")
     f.add_argument("--pseudo-threshold", type=float, default=None,

@@ -24,6 +24,7 @@ __all__ = [
     "disagreement",
     "mean_entropy",
     "temporal_consistency_loss",
+    "temporal_contrastive_loss",
     "pseudo_labels",
 ]
 
@@ -199,6 +200,35 @@ def temporal_consistency_loss(pred: torch.Tensor, target: torch.Tensor) -> torch
     """
     assert pred.dim() == 3 and pred.shape == target.shape, f"pred {tuple(pred.shape)} vs target {tuple(target.shape)}"
     return (1.0 - F.cosine_similarity(pred, target.detach(), dim=-1, eps=1e-8)).mean(dim=-1)
+
+
+def temporal_contrastive_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Contrastive next-latent loss (InfoNCE, as in CPC/ATC): each prediction must pick its own next latent
+    among the batch's.
+
+    s_eij = <p_ei, sg(z'_ej)> / (|p_ei| |z'_ej| tau),   loss_e = -1/B * sum_i log softmax_j(s_eij)[j = i]
+
+    Unlike :func:`temporal_consistency_loss` it cannot be met by latents that barely change from one
+    step to the next (consecutive Atari frames) or that all point one way (post-ReLU features): the
+    other transitions of the batch are the negatives.
+
+    Args:
+        pred: [E, B, D] predicted next latents.
+        target: [E, B, D] latents of the next steps (detached here).
+        temperature: tau > 0.
+
+    Returns:
+        [E] mean loss of each member (log B for a model that cannot tell the transitions apart).
+    """
+    assert pred.dim() == 3 and pred.shape == target.shape, f"pred {tuple(pred.shape)} vs target {tuple(target.shape)}"
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    p = F.normalize(pred, dim=-1, eps=1e-8)
+    z = F.normalize(target.detach(), dim=-1, eps=1e-8)
+    logits = torch.bmm(p, z.transpose(1, 2)) / temperature  # [E, B, B]
+    E, B = logits.shape[:2]
+    labels = torch.arange(B, device=pred.device).expand(E, B)
+    return F.cross_entropy(logits.reshape(E * B, B), labels.reshape(-1), reduction="none").reshape(E, B).mean(-1)
 
 
 def pseudo_labels(p: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from prefrl.losses import bt_loss, pseudo_labels, temporal_consistency_loss
+from prefrl.losses import bt_loss, pseudo_labels, temporal_consistency_loss, temporal_contrastive_loss
 from prefrl.reward_model import RewardEnsemble
 from prefrl.seeding import derive_seed
 from prefrl.store import PreferenceStore
@@ -55,6 +55,9 @@ class TrainerConfig:
     """Weight of the temporal-consistency loss (REED): each member's latent of a recorded step is trained to
     predict the next step's latent, on transitions the loop records (labeled or not). 0 = off. Needs an
     ensemble with a latent (``RewardEnsemble.latent_dim``) and ``fit(..., unlabeled=...)`` transitions."""
+    ssl_objective: str = "cosine"
+    """How a predicted next latent is scored: "cosine" (REED/SimSiam: 1 - cosine similarity to the actual one)
+    or "contrastive" (InfoNCE: pick the actual one among the batch's other next latents, temperature 0.1)."""
     ssl_batch_size: int = 64
     """Recorded transitions per member per gradient step of the temporal-consistency loss."""
     ssl_pretrain_steps: int = 200
@@ -92,6 +95,8 @@ class TrainerConfig:
         if self.pseudo_threshold is not None and not 0.5 < self.pseudo_threshold <= 1.0:
             raise ValueError(f"pseudo_threshold must be in (0.5, 1] (a confidence a prediction needs to become a "
                              f"label), got {self.pseudo_threshold}; None turns pseudo-labels off")
+        if self.ssl_objective not in ("cosine", "contrastive"):
+            raise ValueError(f"ssl_objective must be 'cosine' or 'contrastive', got {self.ssl_objective!r}")
         if self.crop_min_length < 0:
             raise ValueError(f"crop_min_length must be >= 0 steps (0 = no cropping), got {self.crop_min_length}")
 
@@ -326,6 +331,8 @@ class RewardTrainer:
         z = self.ensemble.member_embed(per_member(unlabeled.obs), act)  # [E, B, D]
         z_next = self.ensemble.member_embed(per_member(unlabeled.next_obs), per_member(unlabeled.next_act))
         assert z.shape[:2] == (E, B), f"member_embed gave {tuple(z.shape)}, expected [E={E}, B={B}, D]"
+        if cfg.ssl_objective == "contrastive":
+            return temporal_contrastive_loss(self.predictor(z, act), z_next)
         return temporal_consistency_loss(self.predictor(z, act), z_next)
 
     def _ssl_pretrain(self, unlabeled: UnlabeledData) -> float:

@@ -11,7 +11,7 @@ import torch
 
 from prefrl import LoopConfig, MLPEnsemble, ModuleEnsemble, PreferenceLoop, PreferenceStore, RewardTrainer
 from prefrl import Segments, SyntheticOracle, TrainerConfig
-from prefrl.losses import pseudo_labels, temporal_consistency_loss
+from prefrl.losses import pseudo_labels, temporal_consistency_loss, temporal_contrastive_loss
 from prefrl.members import FrameCNN
 from prefrl.recorder import RolloutRecorder
 from prefrl.unlabeled import TransitionPredictor, UnlabeledData, temporal_crop
@@ -37,6 +37,21 @@ def test_temporal_consistency_loss_stops_the_gradient_at_the_target():
     temporal_consistency_loss(pred, target).sum().backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
     assert target.grad is None
+
+
+def test_temporal_contrastive_loss_known_values():
+    z = 5.0 * torch.eye(4)[None]  # [E=1, B=4, D=4]: orthogonal latents
+    # each prediction equals its own target: logits 1/tau on the diagonal, 0 elsewhere
+    expected = -math.log(math.exp(10.0) / (math.exp(10.0) + 3.0))
+    assert torch.allclose(temporal_contrastive_loss(z, z), torch.tensor([expected]), atol=1e-6)
+    # predictions that cannot tell the transitions apart: log B
+    assert torch.allclose(temporal_contrastive_loss(torch.ones(1, 4, 4), z), torch.tensor([math.log(4)]))
+    # a target barely different from its prediction is not enough when all latents point one way
+    same_way = torch.ones(1, 4, 4) + 0.01 * torch.eye(4)
+    assert temporal_consistency_loss(same_way, same_way).item() < 1e-6
+    assert temporal_contrastive_loss(same_way, same_way).item() > 1.0
+    with pytest.raises(ValueError, match="temperature"):
+        temporal_contrastive_loss(z, z, temperature=0.0)
 
 
 def test_temporal_consistency_loss_checks_shapes():
@@ -148,18 +163,21 @@ def _store(seg1, seg2, seed=0):
     return store
 
 
-def test_ssl_pretraining_lowers_the_temporal_consistency_loss_and_is_deterministic():
+@pytest.mark.parametrize("objective", ["cosine", "contrastive"])
+def test_ssl_pretraining_lowers_the_temporal_consistency_loss_and_is_deterministic(objective):
     seg1, seg2, trans, _ = _linear_world()
     results = []
     for _ in range(2):
         torch.manual_seed(0)
         ens = MLPEnsemble((2,), (1,), n_members=2)
-        cfg = TrainerConfig(ssl_weight=1.0, ssl_pretrain_steps=150, seed=3)
+        cfg = TrainerConfig(ssl_weight=1.0, ssl_pretrain_steps=150, seed=3, ssl_objective=objective)
         trainer = RewardTrainer(ens, cfg)
         before = trainer._ssl_loss(trans).mean().item()
         m = trainer.fit(_store(seg1, seg2), epochs=2, unlabeled=trans)
         assert trainer.ssl_pretrained
-        assert m["rm/ssl_pretrain_loss"] < 0.5 * before, (before, m["rm/ssl_pretrain_loss"])
+        # cosine: at least halved; contrastive: at least 1 nat below its start (log 64 = 4.16 is chance)
+        bound = 0.5 * before if objective == "cosine" else before - 1.0
+        assert m["rm/ssl_pretrain_loss"] < bound, (before, m["rm/ssl_pretrain_loss"])
         assert math.isfinite(m["rm/ssl_loss"])
         results.append(torch.cat([p.detach().flatten() for p in ens.parameters()]))
         m2 = trainer.fit(_store(seg1, seg2), epochs=1, unlabeled=trans)
@@ -198,6 +216,7 @@ def test_trainer_needs_the_unlabeled_data_its_options_read():
     (dict(ssl_weight=-1.0), "must be >= 0"),
     (dict(crop_min_length=-1), "crop_min_length must be >= 0"),
     (dict(ssl_batch_size=0), "ssl_batch_size must be >= 1"),
+    (dict(ssl_objective="byol"), "ssl_objective must be"),
 ])
 def test_trainer_config_refuses_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):

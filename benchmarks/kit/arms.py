@@ -28,6 +28,8 @@ def trainer_overrides(family: Family, cfg: RunConfig) -> dict:
         out["ssl_weight"] = cfg.ssl_weight
     if cfg.ssl_pretrain_steps is not None:
         out["ssl_pretrain_steps"] = cfg.ssl_pretrain_steps
+    if cfg.ssl_objective is not None:
+        out["ssl_objective"] = cfg.ssl_objective
     if cfg.pseudo_threshold is not None:
         out["pseudo_threshold"] = cfg.pseudo_threshold or None
     if cfg.crop is not None:
