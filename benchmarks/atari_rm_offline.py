@@ -292,8 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--show-score", action="store_true", help="do not black out the score")
     f.add_argument("--ssl-weight", type=float, default=0.0,
                    help="weight of the temporal-consistency loss on unlabeled transitions (REED); 0 = off")
-    f.add_argument("--ssl-objective", choices=("cosine", "contrastive"), default="cosine",
-                   help="next-latent objective: cosine (REED/SimSiam) or contrastive (InfoNCE over the batch)")
+    f.add_argument("--ssl-objective", choices=("cosine", "contrastive", "inverse"), default="cosine",
+                   help="self-supervised objective: cosine (REED/SimSiam next latent), contrastive (InfoNCE "
+                        "over the batch) or inverse (inverse dynamics: the action from two latents)")
     f.add_argument("--ssl-pretrain-steps", type=int, default=200,
                    help="steps of the temporal-consistency loss alone before the preference fit")
     f.add_argument("--pseudo-threshold", type=float, default=None,

@@ -25,6 +25,7 @@ __all__ = [
     "mean_entropy",
     "temporal_consistency_loss",
     "temporal_contrastive_loss",
+    "inverse_dynamics_loss",
     "pseudo_labels",
 ]
 
@@ -229,6 +230,29 @@ def temporal_contrastive_loss(pred: torch.Tensor, target: torch.Tensor, temperat
     E, B = logits.shape[:2]
     labels = torch.arange(B, device=pred.device).expand(E, B)
     return F.cross_entropy(logits.reshape(E * B, B), labels.reshape(-1), reduction="none").reshape(E, B).mean(-1)
+
+
+def inverse_dynamics_loss(pred: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Inverse-dynamics loss: which action led from o_t to o_{t+1}, predicted from their two latents.
+
+    discrete:    loss_e = -1/B * sum_b log softmax(pred_eb)[a_eb]
+    continuous:  loss_e =  1/B * sum_b |pred_eb - a_eb|^2
+
+    Args:
+        pred: [E, B, A] action logits (discrete) or predicted actions (continuous).
+        act: [E, B] integer action ids (discrete) or [E, B, A] actions (continuous).
+
+    Returns:
+        [E] mean loss of each member.
+    """
+    assert pred.dim() == 3, f"pred must be [E, B, A], got {tuple(pred.shape)}"
+    E, B, A = pred.shape
+    if act.dim() == 2 and not act.is_floating_point():
+        assert act.shape == (E, B), f"act {tuple(act.shape)} vs pred {tuple(pred.shape)}"
+        return F.cross_entropy(pred.reshape(E * B, A), act.reshape(-1).long(), reduction="none").reshape(E, B).mean(-1)
+    act = act.reshape(E, B, -1).to(pred.dtype)
+    assert act.shape == pred.shape, f"act {tuple(act.shape)} vs pred {tuple(pred.shape)}"
+    return (pred - act).pow(2).sum(-1).mean(-1)
 
 
 def pseudo_labels(p: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:

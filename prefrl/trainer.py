@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from prefrl.losses import bt_loss, pseudo_labels, temporal_consistency_loss, temporal_contrastive_loss
+from prefrl.losses import (bt_loss, inverse_dynamics_loss, pseudo_labels, temporal_consistency_loss,
+                           temporal_contrastive_loss)
 from prefrl.reward_model import RewardEnsemble
 from prefrl.seeding import derive_seed
 from prefrl.store import PreferenceStore
-from prefrl.unlabeled import TransitionPredictor, UnlabeledData, temporal_crop
+from prefrl.unlabeled import InverseDynamics, TransitionPredictor, UnlabeledData, temporal_crop
 
 __all__ = ["TrainerConfig", "RewardTrainer"]
 
@@ -56,8 +57,9 @@ class TrainerConfig:
     predict the next step's latent, on transitions the loop records (labeled or not). 0 = off. Needs an
     ensemble with a latent (``RewardEnsemble.latent_dim``) and ``fit(..., unlabeled=...)`` transitions."""
     ssl_objective: str = "cosine"
-    """How a predicted next latent is scored: "cosine" (REED/SimSiam: 1 - cosine similarity to the actual one)
-    or "contrastive" (InfoNCE: pick the actual one among the batch's other next latents, temperature 0.1)."""
+    """The self-supervised objective on recorded transitions: "cosine" (REED/SimSiam: the predicted next latent's
+    1 - cosine similarity to the actual one), "contrastive" (InfoNCE: pick the actual next latent among the
+    batch's, temperature 0.1) or "inverse" (inverse dynamics: predict the action from the two latents)."""
     ssl_batch_size: int = 64
     """Recorded transitions per member per gradient step of the temporal-consistency loss."""
     ssl_pretrain_steps: int = 200
@@ -95,8 +97,8 @@ class TrainerConfig:
         if self.pseudo_threshold is not None and not 0.5 < self.pseudo_threshold <= 1.0:
             raise ValueError(f"pseudo_threshold must be in (0.5, 1] (a confidence a prediction needs to become a "
                              f"label), got {self.pseudo_threshold}; None turns pseudo-labels off")
-        if self.ssl_objective not in ("cosine", "contrastive"):
-            raise ValueError(f"ssl_objective must be 'cosine' or 'contrastive', got {self.ssl_objective!r}")
+        if self.ssl_objective not in ("cosine", "contrastive", "inverse"):
+            raise ValueError(f"ssl_objective must be 'cosine', 'contrastive' or 'inverse', got {self.ssl_objective!r}")
         if self.crop_min_length < 0:
             raise ValueError(f"crop_min_length must be >= 0 steps (0 = no cropping), got {self.crop_min_length}")
 
@@ -122,13 +124,14 @@ class RewardTrainer:
         cfg = self.config
         self.ensemble.to(cfg.device)
         groups = self.ensemble.parameter_groups(cfg.lr)
-        self.predictor: TransitionPredictor | None = None
+        self.predictor: TransitionPredictor | InverseDynamics | None = None
         if cfg.ssl_weight > 0:
             if self.ensemble.latent_dim is None:
                 raise ValueError(f"ssl_weight={cfg.ssl_weight} needs an ensemble with a latent (latent_dim); "
                                  f"{type(self.ensemble).__name__} has none: set ssl_weight=0")
-            self.predictor = TransitionPredictor(self.ensemble.n_members, self.ensemble.latent_dim,
-                                                 self.ensemble.act_shape, getattr(self.ensemble, "n_actions", None))
+            head = InverseDynamics if cfg.ssl_objective == "inverse" else TransitionPredictor
+            self.predictor = head(self.ensemble.n_members, self.ensemble.latent_dim, self.ensemble.act_shape,
+                                  getattr(self.ensemble, "n_actions", None))
             self.predictor.to(cfg.device)
             groups = groups + [{"params": list(self.predictor.parameters()), "lr": cfg.lr}]
         self.optimizer = torch.optim.Adam(groups)
@@ -331,6 +334,10 @@ class RewardTrainer:
         z = self.ensemble.member_embed(per_member(unlabeled.obs), act)  # [E, B, D]
         z_next = self.ensemble.member_embed(per_member(unlabeled.next_obs), per_member(unlabeled.next_act))
         assert z.shape[:2] == (E, B), f"member_embed gave {tuple(z.shape)}, expected [E={E}, B={B}, D]"
+        if cfg.ssl_objective == "inverse":
+            if self.predictor.discrete and act.numel() and int(act.max()) >= self.predictor.n_actions:
+                raise ValueError(f"discrete actions must be ids below {self.predictor.n_actions}, got {int(act.max())}")
+            return inverse_dynamics_loss(self.predictor(z, z_next), act.long() if self.predictor.discrete else act)
         if cfg.ssl_objective == "contrastive":
             return temporal_contrastive_loss(self.predictor(z, act), z_next)
         return temporal_consistency_loss(self.predictor(z, act), z_next)

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["UnlabeledData", "TransitionPredictor", "temporal_crop"]
+__all__ = ["UnlabeledData", "TransitionPredictor", "InverseDynamics", "temporal_crop"]
 
 
 @dataclass
@@ -122,6 +122,41 @@ class TransitionPredictor(nn.Module):
         assert z.dim() == 3 and z.shape[0] == self.E, f"z must be [E={self.E}, B, D], got {tuple(z.shape)}"
         x = torch.cat([z, self.action_features(act).to(z.dtype)], dim=-1)
         x = F.leaky_relu(torch.baddbmm(self.biases[0], x, self.weights[0]), 0.01)
+        return torch.baddbmm(self.biases[1], x, self.weights[1])
+
+
+class InverseDynamics(nn.Module):
+    """E small MLPs ``(z_t, z_{t+1}) -> a_t``: which action led from one step to the next, batched as ``[E, ...]``.
+
+    Args:
+        n_members: E.
+        latent_dim: D of the members' latents.
+        act_shape: shape of one stored action; ``()`` for discrete actions (logits over ``n_actions``).
+        n_actions: discrete action ids (default 256: any ALE action set).
+        hidden: width of the hidden layer (default 128).
+    """
+
+    def __init__(self, n_members: int, latent_dim: int, act_shape: tuple[int, ...] = (), n_actions: int | None = None,
+                 hidden: int = 128):
+        super().__init__()
+        self.discrete = tuple(act_shape) == ()
+        self.n_actions = (n_actions or 256) if self.discrete else None
+        out = self.n_actions if self.discrete else math.prod(act_shape)
+        self.E = n_members
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in ((2 * latent_dim, hidden), (hidden, out)):
+            w = torch.empty(n_members, fan_in, fan_out)
+            for e in range(n_members):
+                nn.init.kaiming_uniform_(w[e].T, a=math.sqrt(5))
+            bound = 1 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.empty(n_members, 1, fan_out).uniform_(-bound, bound)))
+
+    def forward(self, z: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
+        """z, z_next [E, B, D] -> [E, B, A]: action logits (discrete) or predicted actions (continuous)."""
+        assert z.shape == z_next.shape and z.dim() == 3, f"z {tuple(z.shape)} vs z_next {tuple(z_next.shape)}"
+        x = F.leaky_relu(torch.baddbmm(self.biases[0], torch.cat([z, z_next], -1), self.weights[0]), 0.01)
         return torch.baddbmm(self.biases[1], x, self.weights[1])
 
 

@@ -11,7 +11,7 @@ import torch
 
 from prefrl import LoopConfig, MLPEnsemble, ModuleEnsemble, PreferenceLoop, PreferenceStore, RewardTrainer
 from prefrl import Segments, SyntheticOracle, TrainerConfig
-from prefrl.losses import pseudo_labels, temporal_consistency_loss, temporal_contrastive_loss
+from prefrl.losses import inverse_dynamics_loss, pseudo_labels, temporal_consistency_loss, temporal_contrastive_loss
 from prefrl.members import FrameCNN
 from prefrl.recorder import RolloutRecorder
 from prefrl.unlabeled import TransitionPredictor, UnlabeledData, temporal_crop
@@ -52,6 +52,14 @@ def test_temporal_contrastive_loss_known_values():
     assert temporal_contrastive_loss(same_way, same_way).item() > 1.0
     with pytest.raises(ValueError, match="temperature"):
         temporal_contrastive_loss(z, z, temperature=0.0)
+
+
+def test_inverse_dynamics_loss_known_values():
+    assert torch.allclose(inverse_dynamics_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long)),
+                          torch.full((2,), math.log(4)))
+    sure = torch.tensor([[[0.0, 50.0], [50.0, 0.0]]])  # [E=1, B=2, A=2]
+    assert inverse_dynamics_loss(sure, torch.tensor([[1, 0]])).item() < 1e-6
+    assert torch.allclose(inverse_dynamics_loss(torch.ones(1, 2, 2), torch.zeros(1, 2, 2)), torch.tensor([2.0]))
 
 
 def test_temporal_consistency_loss_checks_shapes():
@@ -163,7 +171,7 @@ def _store(seg1, seg2, seed=0):
     return store
 
 
-@pytest.mark.parametrize("objective", ["cosine", "contrastive"])
+@pytest.mark.parametrize("objective", ["cosine", "contrastive", "inverse"])
 def test_ssl_pretraining_lowers_the_temporal_consistency_loss_and_is_deterministic(objective):
     seg1, seg2, trans, _ = _linear_world()
     results = []
@@ -175,8 +183,9 @@ def test_ssl_pretraining_lowers_the_temporal_consistency_loss_and_is_determinist
         before = trainer._ssl_loss(trans).mean().item()
         m = trainer.fit(_store(seg1, seg2), epochs=2, unlabeled=trans)
         assert trainer.ssl_pretrained
-        # cosine: at least halved; contrastive: at least 1 nat below its start (log 64 = 4.16 is chance)
-        bound = 0.5 * before if objective == "cosine" else before - 1.0
+        # cosine, inverse (squared error of the action): at least halved; contrastive: at least 1 nat below its
+        # start (log 64 = 4.16 is chance)
+        bound = before - 1.0 if objective == "contrastive" else 0.5 * before
         assert m["rm/ssl_pretrain_loss"] < bound, (before, m["rm/ssl_pretrain_loss"])
         assert math.isfinite(m["rm/ssl_loss"])
         results.append(torch.cat([p.detach().flatten() for p in ens.parameters()]))

@@ -72,8 +72,10 @@ class RunConfig:
     ssl_weight: float | None = field(default=None, metadata={"default_text": "the family's"})
     """weight of the self-supervised temporal-consistency loss (REED: each reward member's latent of a recorded
     step predicts the next step's) on every recorded transition; 0 = off"""
-    ssl_objective: Literal["cosine", "contrastive"] | None = field(default=None, metadata={"default_text": "the family's"})
-    """how a predicted next latent is scored: cosine (REED) or contrastive (InfoNCE over the batch)"""
+    ssl_objective: Literal["cosine", "contrastive", "inverse"] | None = field(
+        default=None, metadata={"default_text": "the family's"})
+    """the self-supervised objective: cosine (REED: predict the next latent), contrastive (InfoNCE over the batch)
+    or inverse (inverse dynamics: the action from two consecutive latents)"""
     ssl_pretrain_steps: int | None = field(default=None, metadata={"default_text": "the family's"})
     """gradient steps of that loss alone before the first reward fit (>= 1)"""
     pseudo_threshold: float | None = field(default=None, metadata={"default_text": "the family's"})
