@@ -195,7 +195,7 @@ def _fit(args) -> None:
             diff = R1 - R2
             decided_c, decided_n = clean != 0.5, noisy != 0.5
             row = {
-                "game": meta["game"], "variant": variant, "ssl_weight": args.ssl_weight,
+                "game": meta["game"], "seed": args.seed, "variant": variant, "ssl_weight": args.ssl_weight,
                 "ssl_pretrain_steps": args.ssl_pretrain_steps if args.ssl_weight else None,
                 "ssl_objective": args.ssl_objective if args.ssl_weight else None,
                 "pseudo_threshold": args.pseudo_threshold, "crop": args.crop,
