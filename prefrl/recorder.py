@@ -49,7 +49,9 @@ class RolloutRecorder:
         for k, v in step.items():
             if len(v) != self.n_envs:
                 raise ValueError(f"{k} has {len(v)} rows, expected one per env ({self.n_envs})")
-        for k in ("obs", "act", "true_reward"):  # a NaN here would turn every later fit to NaN
+        # what the reward model reads must be finite: one NaN would turn every later fit to NaN. (A non-finite
+        # true reward is recorded: no clip that holds it is ever labeled, see ``sample``'s callers.)
+        for k in ("obs", "act"):
             v = step[k]
             if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
                 bad = np.nonzero(~np.isfinite(v.reshape(self.n_envs, -1)).all(axis=1))[0]
