@@ -195,8 +195,8 @@ def segment_windows(
     T, n_envs = reward.shape
     if n < 1:
         raise ValueError(f"number of segments must be >= 1, got {n}")
-    nan = torch.isnan(reward.float())
-    if nan.any():  # a broken env step: clips around it cannot be judged, the others still can
+    nan = ~torch.isfinite(reward.float())
+    if nan.any():  # a broken env step (NaN or inf): clips around it cannot be judged, the others still can
         warnings.warn(f"{int(nan.sum())} steps have a NaN true reward; no clip includes them", stacklevel=2)
         valid = ~nan if valid is None else _as_tensor(valid).bool() & ~nan
     ok = valid_starts(dones, length, valid)
