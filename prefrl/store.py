@@ -295,7 +295,7 @@ class PreferenceStore:
 
         Raises:
             ValueError: on mismatched batch sizes or shapes, labels outside
-                {0, 0.5, 1}, or non-finite observations, actions or rewards.
+                {0, 0.5, 1}, or non-finite observations or actions.
         """
         with self._transaction() as db:
             staged = self._prepare(seg1, seg2, mu)
@@ -323,7 +323,9 @@ class PreferenceStore:
         act = torch.stack([seg1.act, seg2.act], dim=1).cpu()
         rew = torch.stack([seg1.true_reward, seg2.true_reward], dim=1).cpu().float()
         self._check_shapes({"obs": obs, "act": act, "true_reward": rew})  # before anything reaches the disk
-        for name, x in (("obs", obs), ("act", act), ("true_reward", rew)):  # one NaN would make every fit NaN
+        # what the reward model reads must be finite: one NaN would make every fit NaN (the true reward is
+        # never read by a fit: it is kept bit for bit, infinities included, for export and evaluation)
+        for name, x in (("obs", obs), ("act", act)):
             if x.is_floating_point() and not torch.isfinite(x).all():
                 rows = (~torch.isfinite(x.reshape(len(x), -1))).any(dim=1).nonzero().flatten()
                 raise ValueError(f"non-finite {name} (NaN or inf) in pair(s) {rows[:5].tolist()} of this batch: "

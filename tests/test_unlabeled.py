@@ -285,8 +285,10 @@ def test_store_refuses_non_finite_clips_and_keeps_what_it_had(tmp_path):
     store = PreferenceStore(tmp_path / "labels.sqlite")
     good = Segments(torch.zeros(2, 4, 3), torch.zeros(2, 4, 1), torch.zeros(2, 4))
     store.add(good, good, torch.tensor([1.0, 0.5]))
-    bad = Segments(torch.zeros(2, 4, 3), torch.zeros(2, 4, 1), torch.tensor([[0, 0, float("nan"), 0], [0] * 4]))
-    with pytest.raises(ValueError, match=r"non-finite true_reward .* pair\(s\) \[0\]"):
+    obs = torch.zeros(2, 4, 3)
+    obs[1, 2, 0] = float("nan")
+    bad = Segments(obs, torch.zeros(2, 4, 1), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"non-finite obs .* pair\(s\) \[1\]"):
         store.add(bad, good, torch.tensor([1.0, 0.0]))
     assert len(store) == 2
     store.close()
