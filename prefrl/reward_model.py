@@ -24,7 +24,27 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["RewardEnsemble", "MLPEnsemble", "ModuleEnsemble"]
+__all__ = ["RewardEnsemble", "MLPEnsemble", "ModuleEnsemble", "member_linear_layers"]
+
+
+def member_linear_layers(n_members: int, sizes: list[int]) -> tuple[nn.ParameterList, nn.ParameterList]:
+    """E independent stacks of linear layers as ``[E, ...]`` parameters, for ``torch.baddbmm``.
+
+    Layer k maps ``sizes[k] -> sizes[k + 1]``: weights ``[E, in, out]``, biases ``[E, 1, out]``, each member
+    initialised as ``nn.Linear`` would be (Kaiming-uniform weights, uniform biases), independently.
+
+    Returns:
+        (weights, biases), one entry per layer.
+    """
+    weights, biases = nn.ParameterList(), nn.ParameterList()
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        w = torch.empty(n_members, fan_in, fan_out)
+        for e in range(n_members):  # same init as nn.Linear, independently per member
+            nn.init.kaiming_uniform_(w[e].T, a=math.sqrt(5))
+        bound = 1 / math.sqrt(fan_in)
+        weights.append(nn.Parameter(w))
+        biases.append(nn.Parameter(torch.empty(n_members, 1, fan_out).uniform_(-bound, bound)))
+    return weights, biases
 
 
 class RewardEnsemble(nn.Module):
@@ -184,16 +204,7 @@ class MLPEnsemble(RewardEnsemble):
         act_dim = (n_actions if n_actions is not None else math.prod(act_shape)) if use_action else 0
         in_dim = math.prod(obs_shape) + act_dim
         self.in_dim = in_dim
-        sizes = [in_dim, *hidden, 1]
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            w = torch.empty(n_members, fan_in, fan_out)
-            for e in range(n_members):  # same init as nn.Linear, independently per member
-                nn.init.kaiming_uniform_(w[e].T, a=math.sqrt(5))
-            bound = 1 / math.sqrt(fan_in)
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(torch.empty(n_members, 1, fan_out).uniform_(-bound, bound)))
+        self.weights, self.biases = member_linear_layers(n_members, [in_dim, *hidden, 1])
         self.register_buffer("in_mean", torch.zeros(in_dim))
         self.register_buffer("in_std", torch.ones(in_dim))
 

@@ -335,9 +335,7 @@ class RewardTrainer:
         z_next = self.ensemble.member_embed(per_member(unlabeled.next_obs), per_member(unlabeled.next_act))
         assert z.shape[:2] == (E, B), f"member_embed gave {tuple(z.shape)}, expected [E={E}, B={B}, D]"
         if cfg.ssl_objective == "inverse":
-            if self.predictor.discrete and act.numel() and int(act.max()) >= self.predictor.n_actions:
-                raise ValueError(f"discrete actions must be ids below {self.predictor.n_actions}, got {int(act.max())}")
-            return inverse_dynamics_loss(self.predictor(z, z_next), act.long() if self.predictor.discrete else act)
+            return inverse_dynamics_loss(self.predictor(z, z_next), self.predictor.targets(act))
         if cfg.ssl_objective == "contrastive":
             return temporal_contrastive_loss(self.predictor(z, act), z_next)
         return temporal_consistency_loss(self.predictor(z, act), z_next)

@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from prefrl.reward_model import member_linear_layers
+
 __all__ = ["UnlabeledData", "TransitionPredictor", "InverseDynamics", "temporal_crop"]
 
 
@@ -76,7 +78,43 @@ class UnlabeledData:
         return 0 if self.pair_obs is None else len(self.pair_obs)
 
 
-class TransitionPredictor(nn.Module):
+class _MemberHead(nn.Module):
+    """E small MLPs (one hidden layer, leaky ReLU) batched as ``[E, ...]`` weights, and the action encoding
+    shared by the heads below.
+
+    Args:
+        n_members: E.
+        in_dim, out_dim: widths of the input and the output (``None``: the action's width, see below).
+        act_shape: shape of one stored action; ``()`` for discrete actions.
+        n_actions: discrete action ids (default 256: any ALE action set); ignored for continuous actions.
+        hidden: width of the hidden layer.
+    """
+
+    def __init__(self, n_members: int, in_dim: int | None, out_dim: int | None, act_shape: tuple[int, ...],
+                 n_actions: int | None, hidden: int):
+        super().__init__()
+        self.discrete = tuple(act_shape) == ()
+        self.n_actions = (n_actions or 256) if self.discrete else None
+        self.act_dim = self.n_actions if self.discrete else math.prod(act_shape)
+        self.E = n_members
+        self.weights, self.biases = member_linear_layers(
+            n_members, [self.act_dim if in_dim is None else in_dim, hidden, self.act_dim if out_dim is None else out_dim])
+
+    def action_ids(self, act: torch.Tensor) -> torch.Tensor:
+        """[E, B] discrete actions -> [E, B] int64 ids, checked to lie in [0, n_actions)."""
+        ids = act.long().reshape(act.shape[:2])
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.n_actions):
+            raise ValueError(f"discrete actions must be ids in [0, {self.n_actions}), got {int(ids.min())}.."
+                             f"{int(ids.max())}; build the head with n_actions large enough")
+        return ids
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """[E, B, in] -> [E, B, out]."""
+        x = F.leaky_relu(torch.baddbmm(self.biases[0], x, self.weights[0]), 0.01)
+        return torch.baddbmm(self.biases[1], x, self.weights[1])
+
+
+class TransitionPredictor(_MemberHead):
     """E small MLPs ``(z_t, a_t) -> z_{t+1}``, one per ensemble member, batched as ``[E, ...]`` weights.
 
     Args:
@@ -90,42 +128,23 @@ class TransitionPredictor(nn.Module):
 
     def __init__(self, n_members: int, latent_dim: int, act_shape: tuple[int, ...] = (), n_actions: int | None = None,
                  hidden: int = 128):
-        super().__init__()
-        self.discrete = tuple(act_shape) == ()
-        self.n_actions = (n_actions or 256) if self.discrete else None
-        act_dim = self.n_actions if self.discrete else math.prod(act_shape)
-        self.E = n_members
-        sizes = [latent_dim + act_dim, hidden, latent_dim]
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            w = torch.empty(n_members, fan_in, fan_out)
-            for e in range(n_members):
-                nn.init.kaiming_uniform_(w[e].T, a=math.sqrt(5))
-            bound = 1 / math.sqrt(fan_in)
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(torch.empty(n_members, 1, fan_out).uniform_(-bound, bound)))
+        discrete = tuple(act_shape) == ()
+        act_dim = (n_actions or 256) if discrete else math.prod(act_shape)
+        super().__init__(n_members, latent_dim + act_dim, latent_dim, act_shape, n_actions, hidden)
 
     def action_features(self, act: torch.Tensor) -> torch.Tensor:
         """[E, B, *act_shape] -> [E, B, act_dim]: one-hot ids or flattened continuous actions."""
-        E, B = act.shape[:2]
         if self.discrete:
-            ids = act.long().reshape(E, B)
-            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.n_actions):
-                raise ValueError(f"discrete actions must be ids in [0, {self.n_actions}), got {int(ids.min())}.."
-                                 f"{int(ids.max())}; build the predictor with n_actions large enough")
-            return F.one_hot(ids, self.n_actions).float()
-        return act.reshape(E, B, -1).float()
+            return F.one_hot(self.action_ids(act), self.n_actions).float()
+        return act.reshape(*act.shape[:2], -1).float()
 
     def forward(self, z: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """z [E, B, D], act [E, B, *act_shape] -> [E, B, D] predicted next latents."""
         assert z.dim() == 3 and z.shape[0] == self.E, f"z must be [E={self.E}, B, D], got {tuple(z.shape)}"
-        x = torch.cat([z, self.action_features(act).to(z.dtype)], dim=-1)
-        x = F.leaky_relu(torch.baddbmm(self.biases[0], x, self.weights[0]), 0.01)
-        return torch.baddbmm(self.biases[1], x, self.weights[1])
+        return self._mlp(torch.cat([z, self.action_features(act).to(z.dtype)], dim=-1))
 
 
-class InverseDynamics(nn.Module):
+class InverseDynamics(_MemberHead):
     """E small MLPs ``(z_t, z_{t+1}) -> a_t``: which action led from one step to the next, batched as ``[E, ...]``.
 
     Args:
@@ -138,26 +157,16 @@ class InverseDynamics(nn.Module):
 
     def __init__(self, n_members: int, latent_dim: int, act_shape: tuple[int, ...] = (), n_actions: int | None = None,
                  hidden: int = 128):
-        super().__init__()
-        self.discrete = tuple(act_shape) == ()
-        self.n_actions = (n_actions or 256) if self.discrete else None
-        out = self.n_actions if self.discrete else math.prod(act_shape)
-        self.E = n_members
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for fan_in, fan_out in ((2 * latent_dim, hidden), (hidden, out)):
-            w = torch.empty(n_members, fan_in, fan_out)
-            for e in range(n_members):
-                nn.init.kaiming_uniform_(w[e].T, a=math.sqrt(5))
-            bound = 1 / math.sqrt(fan_in)
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(torch.empty(n_members, 1, fan_out).uniform_(-bound, bound)))
+        super().__init__(n_members, 2 * latent_dim, None, act_shape, n_actions, hidden)
+
+    def targets(self, act: torch.Tensor) -> torch.Tensor:
+        """What :func:`prefrl.losses.inverse_dynamics_loss` compares with: checked ids (discrete) or the actions."""
+        return self.action_ids(act) if self.discrete else act
 
     def forward(self, z: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
         """z, z_next [E, B, D] -> [E, B, A]: action logits (discrete) or predicted actions (continuous)."""
         assert z.shape == z_next.shape and z.dim() == 3, f"z {tuple(z.shape)} vs z_next {tuple(z_next.shape)}"
-        x = F.leaky_relu(torch.baddbmm(self.biases[0], torch.cat([z, z_next], -1), self.weights[0]), 0.01)
-        return torch.baddbmm(self.biases[1], x, self.weights[1])
+        return self._mlp(torch.cat([z, z_next], -1))
 
 
 def temporal_crop(obs: torch.Tensor, act: torch.Tensor, length: int, generator: torch.Generator,
