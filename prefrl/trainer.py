@@ -76,12 +76,18 @@ class TrainerConfig:
     """SURF's temporal cropping: each gradient step keeps a random window of between this many steps and the
     whole segment, from each clip of every pair (both clips of a pair the same length). 0 = off; at most the
     segment length."""
+    stop_tolerance: float = 0.0
+    """Early stopping of a fit (cheaper refits of a warm-started ensemble): from the second epoch on, the fit
+    ends when the epoch's mean training loss (Bradley-Terry, averaged over the members and the epoch's
+    minibatches) fell by less than this fraction of the previous epoch's. 0 = off: a fit always runs its
+    ``epochs`` (raised to reach ``min_steps``), which then are its most."""
 
     def __post_init__(self) -> None:
-        finite = (self.lr, self.label_noise, self.ssl_weight, self.pseudo_weight)
+        finite = (self.lr, self.label_noise, self.ssl_weight, self.pseudo_weight, self.stop_tolerance)
         if not all(math.isfinite(x) for x in finite):
             raise ValueError(f"TrainerConfig numbers must be finite, got lr={self.lr}, label_noise={self.label_noise}, "
-                             f"ssl_weight={self.ssl_weight}, pseudo_weight={self.pseudo_weight}")
+                             f"ssl_weight={self.ssl_weight}, pseudo_weight={self.pseudo_weight}, "
+                             f"stop_tolerance={self.stop_tolerance}")
         if self.ssl_weight < 0 or self.pseudo_weight < 0:
             raise ValueError(f"loss weights must be >= 0, got ssl_weight={self.ssl_weight}, "
                              f"pseudo_weight={self.pseudo_weight}")
@@ -99,6 +105,9 @@ class TrainerConfig:
                              f"label), got {self.pseudo_threshold}; None turns pseudo-labels off")
         if self.ssl_objective not in ("cosine", "contrastive", "inverse"):
             raise ValueError(f"ssl_objective must be 'cosine', 'contrastive' or 'inverse', got {self.ssl_objective!r}")
+        if not 0.0 <= self.stop_tolerance < 1.0:
+            raise ValueError(f"stop_tolerance must be in [0, 1) (a relative fall of the training loss per epoch; "
+                             f"0 = no early stopping), got {self.stop_tolerance}")
         if self.crop_min_length < 0:
             raise ValueError(f"crop_min_length must be >= 0 steps (0 = no cropping), got {self.crop_min_length}")
 
@@ -189,7 +198,8 @@ class RewardTrainer:
                 (what a background fit gets: the store's SQLite connection stays in its thread).
             epochs: passes over the training labels.
             min_steps: at least this many gradient steps (more epochs when the
-                store is small, so that a handful of labels still gets fit).
+                store is small, so that a handful of labels still gets fit), unless
+                ``stop_tolerance`` ends the fit earlier.
             unlabeled: recorded steps without labels (``PreferenceLoop`` draws them from its recorder):
                 transitions for the temporal-consistency loss (``ssl_weight``), pairs of clips for
                 pseudo-labels (``pseudo_threshold``). Required when either is on.
@@ -197,7 +207,7 @@ class RewardTrainer:
         Returns:
             Metrics: ``rm/train_loss``, ``rm/val_loss``, ``rm/val_accuracy``,
             ``rm/train_accuracy``, ``rm/l2`` (mean coefficient), ``rm/n_train``,
-            ``rm/n_val``, ``rm/steps``; with the temporal-consistency loss ``rm/ssl_loss`` (mean over the
+            ``rm/n_val``, ``rm/steps``, ``rm/epochs`` (fewer than asked when ``stop_tolerance`` ended it); with the temporal-consistency loss ``rm/ssl_loss`` (mean over the
             fit's steps) and ``rm/ssl_pretrain_loss``; with pseudo-labels ``rm/pseudo_share`` (share of
             unlabeled pairs confident enough, over the fit) and, when the pairs carry their true returns,
             ``rm/pseudo_accuracy`` (share of those pseudo-labels that agree with the true returns, decided
@@ -235,8 +245,9 @@ class RewardTrainer:
         l2 = self.l2.to(cfg.device)
         self.ensemble.train()
         epochs = max(epochs, math.ceil(min_steps / math.ceil(n / cfg.batch_size)))
-        steps = 0
+        steps, epochs_run, previous = 0, 0, math.inf
         for _ in range(epochs):
+            epoch_loss, epoch_steps = torch.zeros((), device=cfg.device), 0
             perm = torch.argsort(torch.rand(E if cfg.bootstrap else 1, n, generator=self._rng), dim=1).expand(E, n)
             order = torch.gather(boot, 1, perm)
             for start in range(0, n, cfg.batch_size):
@@ -245,6 +256,7 @@ class RewardTrainer:
                 R = self._returns(data, idx, per_member=True, crop=crop)  # [E, B, 2]
                 mu = mu_all[idx].to(cfg.device)  # [E, B]
                 loss = bt_loss(R[..., 0], R[..., 1], mu, cfg.label_noise)  # [E]
+                epoch_loss, epoch_steps = epoch_loss + loss.detach().mean(), epoch_steps + 1
                 if cfg.pseudo_threshold is not None:
                     lp, kept, right, judged = self._pseudo_loss(unlabeled, crop)
                     loss = loss + cfg.pseudo_weight * lp
@@ -259,6 +271,12 @@ class RewardTrainer:
                 total.backward()
                 self.optimizer.step()
                 steps += 1
+            epochs_run += 1
+            if cfg.stop_tolerance > 0:
+                mean = float(epoch_loss) / epoch_steps
+                if epochs_run >= 2 and previous - mean < cfg.stop_tolerance * previous:
+                    break
+                previous = mean
         train = self.evaluate(data, train_idx)
         metrics = {
             "rm/train_loss": train["loss"].mean().item(),
@@ -266,6 +284,7 @@ class RewardTrainer:
             "rm/n_train": float(len(train_idx)),
             "rm/n_val": float(len(val_idx)),
             "rm/steps": float(steps),
+            "rm/epochs": float(epochs_run),
         }
         if len(val_idx):
             val = self.evaluate(data, val_idx)

@@ -106,6 +106,8 @@ def _cli(*args, cwd=None):
         (["--crop", "26"], "--crop must be between 0 (off) and the segment length 25"),
         (["--ssl-pretrain-steps", "0"], "--ssl-pretrain-steps must be >= 1"),
         (["--ssl-weight", "nan"], "--ssl-weight must be a finite weight"),
+        (["--stop-tolerance", "1"], "--stop-tolerance must be in [0, 1)"),
+        (["--stop-tolerance", "-0.1"], "--stop-tolerance must be in [0, 1)"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message):

@@ -124,7 +124,8 @@ def test_run_file_of_the_old_harness_still_resumes(tmp_path):
            "synthetic_oracle": True}  # before --labeler
     (tmp_path / RUN_FILE).write_text(json.dumps({"flags": old, "started": 0}))
     assert resume_problem(cfg) is None
-    new_flags = {"ssl_weight": None, "ssl_objective": None, "ssl_pretrain_steps": None, "pseudo_threshold": None, "crop": None}  # added later
+    new_flags = {"ssl_weight": None, "ssl_objective": None, "ssl_pretrain_steps": None, "pseudo_threshold": None, "crop": None,
+                 "stop_tolerance": None}  # added later
     assert run_flags(cfg) == {**{k: v for k, v in old.items() if k != "synthetic_oracle"}, "labeler": "synthetic-oracle",
                               **new_flags}
     assert "--labels 30 -> 31" in resume_problem(replace_flat(cfg, labels=31))

@@ -95,15 +95,20 @@ def test_module_ensemble_stacks_members():
     assert ens.l2_penalty().shape == (3,)
 
 
-def _fit_store(n_labels=600, seed=0):
+def _labeled_store(n_labels=600, seed=0):
     seg1, seg2 = make_segments(n_labels, seed=seed), make_segments(n_labels, seed=seed + 100)
     mu, _ = SyntheticOracle(seed=seed).label(seg1, seg2)
     store = PreferenceStore(seed=seed)
     store.add(seg1, seg2, mu)
+    return store
+
+
+def _fit_store(n_labels=600, seed=0, epochs=60, **config):
+    store = _labeled_store(n_labels, seed)
     torch.manual_seed(seed)
     ens = MLPEnsemble((4,), (1,), n_members=3)
-    trainer = RewardTrainer(ens, TrainerConfig(seed=seed))
-    metrics = trainer.fit(store, epochs=60)
+    trainer = RewardTrainer(ens, TrainerConfig(seed=seed, **config))
+    metrics = trainer.fit(store, epochs=epochs)
     return ens, trainer, metrics
 
 
@@ -122,6 +127,29 @@ def test_same_seed_same_weights():
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
     assert ma == mb
+
+
+def test_early_stopping_ends_a_converged_fit_and_keeps_its_quality():
+    full = _fit_store(epochs=60)[2]
+    assert full["rm/epochs"] == 60
+    ens, trainer, m = _fit_store(epochs=60, stop_tolerance=0.02)
+    assert 2 <= m["rm/epochs"] < 30, m  # stopped once an epoch lowered the loss by < 2%
+    assert m["rm/steps"] == m["rm/epochs"] * math.ceil(m["rm/n_train"] / 64)
+    assert m["rm/val_accuracy"] > 0.85, m  # still the known reward, at a fraction of the steps
+    # a warm refit of the same labels has little left to learn: it stops far sooner than the first fit
+    again = trainer.fit(_labeled_store(), epochs=60)
+    assert again["rm/epochs"] < m["rm/epochs"] / 2, (m, again)
+
+
+def test_early_stopping_never_runs_past_the_epochs_asked():
+    m = _fit_store(n_labels=100, epochs=3, stop_tolerance=1e-9)[2]
+    assert m["rm/epochs"] <= 3
+
+
+@pytest.mark.parametrize("tol", [-0.1, 1.0, float("nan"), float("inf")])
+def test_stop_tolerance_out_of_range_is_refused(tol):
+    with pytest.raises(ValueError, match="stop_tolerance"):
+        TrainerConfig(stop_tolerance=tol)
 
 
 def test_adaptive_l2_moves_toward_target_band():

@@ -34,6 +34,8 @@ def trainer_overrides(family: Family, cfg: RunConfig) -> dict:
         out["pseudo_threshold"] = cfg.pseudo_threshold or None
     if cfg.crop is not None:
         out["crop_min_length"] = cfg.crop
+    if cfg.stop_tolerance is not None:
+        out["stop_tolerance"] = cfg.stop_tolerance
     return out
 
 

@@ -83,6 +83,9 @@ class RunConfig:
     label, in (0.5, 1]; 0 = off"""
     crop: int | None = field(default=None, metadata={"default_text": "the family's"})
     """SURF's temporal cropping: train on random windows of between this many steps and the whole segment; 0 = off"""
+    stop_tolerance: float | None = field(default=None, metadata={"default_text": "the family's"})
+    """early stopping of reward fits: a fit ends once an epoch lowers the training loss by less than this fraction,
+    in [0, 1); 0 = off"""
     device: str = "auto"
     """auto (GPU when present), cpu or cuda"""
     workers: int | None = field(default=None, metadata={"default_text": "one per CPU core, at most one per run"})

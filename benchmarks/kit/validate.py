@@ -60,6 +60,8 @@ def unlabeled_problem(cfg: RunConfig, family: Family) -> str | None:
     L = cfg.segment_length or family.segment_length
     if cfg.crop is not None and not 0 <= cfg.crop <= L:
         return f"--crop must be between 0 (off) and the segment length {L}, got {cfg.crop}"
+    if cfg.stop_tolerance is not None and not (math.isfinite(cfg.stop_tolerance) and 0 <= cfg.stop_tolerance < 1):
+        return f"--stop-tolerance must be in [0, 1) (0 = off), got {cfg.stop_tolerance}"
     return None
 
 
