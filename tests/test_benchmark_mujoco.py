@@ -106,6 +106,8 @@ def _cli(*args, cwd=None):
         (["--crop", "26"], "--crop must be between 0 (off) and the segment length 25"),
         (["--ssl-pretrain-steps", "0"], "--ssl-pretrain-steps must be >= 1"),
         (["--ssl-weight", "nan"], "--ssl-weight must be a finite weight"),
+        (["--out", ""], "argument --out: an empty path"),
+        (["--labeler", "web", "--web-host", "999.1.1.1"], "--web-host '999.1.1.1' is not an address"),
         (["--stop-tolerance", "1"], "--stop-tolerance must be in [0, 1)"),
         (["--stop-tolerance", "-0.1"], "--stop-tolerance must be in [0, 1)"),
     ],
@@ -114,6 +116,18 @@ def test_bad_input_is_one_clear_line(args, message):
     r = _cli("--synthetic-oracle", *args)
     assert r.returncode == 2
     assert message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_web_port_in_use_is_refused_before_any_training():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _cli("--labeler", "web", "--web-port", str(port))
+    assert r.returncode == 2 and f"--web-port {port}: cannot listen there" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
 
 

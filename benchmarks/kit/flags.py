@@ -91,6 +91,13 @@ def _kind(tp: Any) -> _Kind:
     raise TypeError(f"no flag for type {tp}")
 
 
+def _path(text: str) -> Path:
+    """A path flag's value; an empty one is refused (``Path("")`` is the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: give a directory (or leave the flag out for its default)")
+    return Path(text)
+
+
 def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     hints = typing.get_type_hints(cls)
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
@@ -140,7 +147,7 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
                 raise ValueError(f"{cls.__name__}.{f.name}: a switch must default to False")
             parser.add_argument(name, dest=f.name, action="store_true", help=text)
         else:
-            kwargs = dict(dest=f.name, type=kind.base, default=default, help=text)
+            kwargs = dict(dest=f.name, type=_path if kind.base is Path else kind.base, default=default, help=text)
             if kind.nargs is not None:
                 kwargs["nargs"] = kind.nargs
             if choices is not None:

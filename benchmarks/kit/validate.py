@@ -42,6 +42,31 @@ def labeler_problem(labeling: LabelerConfig, n_servers: int) -> str | None:
         return f"--label-timeout must be a positive number of seconds, got {labeling.label_timeout}"
     if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
         return "--labeler web needs the web app's packages: pip install 'prefrl[web]' (fastapi, uvicorn)"
+    return listen_problem(labeling.web_host, labeling.web_port)
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the page cannot listen on ``host``:``port`` (binds a socket there and closes it), or None.
+
+    Checked before any arm trains: a bad ``--web-host`` used to fail only when the learned arm
+    started its server, after the true-reward arm had spent its budget.
+    """
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError) as err:
+        return (f"--web-host {host!r} is not an address or host name this machine can resolve ({err}); "
+                "give an interface address such as 127.0.0.1 (this machine) or 0.0.0.0 (every interface)")
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            where = f"port {port}" if port else "any port"
+            return (f"--web-host {host} --web-port {port}: cannot listen there ({err.strerror or err}, {where}); "
+                    "give an address of this machine (127.0.0.1, 0.0.0.0) and a free port (0 = any free one)")
     return None
 
 
