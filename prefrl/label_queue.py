@@ -497,9 +497,11 @@ class LabelQueue:
         Raises:
             UnknownQuery: no query has this id or no such side.
         """
-        with self._lock:
-            row = self._db.execute("SELECT kind, data FROM query_media WHERE query_id = ? AND side = ?",
-                                   (str(query_id), int(side))).fetchone()
+        row = None
+        if 0 <= int(side) < 2**31:  # past SQLite's integers there is no side (and no OverflowError)
+            with self._lock:
+                row = self._db.execute("SELECT kind, data FROM query_media WHERE query_id = ? AND side = ?",
+                                       (str(query_id), int(side))).fetchone()
         if row is None:
             raise UnknownQuery(f"no query {str(query_id)!r:.80} with a side {side}")
         kind, data = row
@@ -523,7 +525,7 @@ class LabelQueue:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLS} FROM queries WHERE answer_seq IS NOT NULL "
                                     "ORDER BY answer_seq DESC LIMIT ? OFFSET ?",
-                                    (max(0, int(limit)), max(0, int(offset)))).fetchall()
+                                    (min(max(0, int(limit)), 2**62), min(max(0, int(offset)), 2**62))).fetchall()
         return [Query._from_row(r) for r in rows]
 
     def stats(self) -> dict:

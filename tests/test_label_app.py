@@ -105,6 +105,51 @@ def test_bad_answers_get_the_right_4xx_and_change_nothing(setup):
     assert snapshot(queue.store.path) == before and queue.store.total_added == n_labels
 
 
+def test_out_of_range_numbers_and_huge_bodies_get_4xx_not_500(setup):
+    client, queue, pair_ids, _, _ = setup
+    before = snapshot(queue.store.path)
+    for side in ("99999999999999999999", "2147483648", "12345"):
+        r = client.get(f"/api/media/{pair_ids[0]}/{side}")
+        assert r.status_code == 404 and "side" in r.json()["error"], (side, r.status_code, r.text)
+    for offset in ("99999999999999999999", str(2**63), "-5"):
+        r = client.get("/api/answered", params={"offset": offset, "limit": "99999999999999999999"})
+        assert r.status_code == 200 and isinstance(r.json()["queries"], list), (offset, r.status_code, r.text)
+    assert client.get("/api/answered", params={"offset": "x"}).status_code == 422
+    # a body over the limit is refused from its declared length, and from its size when none is declared
+    r = client.post("/api/answer", content=b"x" * 70_000, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+    def chunks():  # chunked transfer: no Content-Length to read the size from
+        for _ in range(1000):
+            yield b"x" * 1024
+
+    r = client.post("/api/answer", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    r = client.post("/api/answer", content=b"{}", headers={"Content-Type": "application/json",
+                                                            "Content-Length": "99999999999999999999"})
+    assert r.status_code == 413
+    assert snapshot(queue.store.path) == before
+
+
+def test_every_response_carries_the_security_headers(setup):
+    client, _, pair_ids, _, _ = setup
+    bare = TestClient(client.app)
+    for r in (client.get("/"), client.get("/review"), client.get(f"/api/media/{pair_ids[0]}/0"),
+              client.get("/api/progress"), bare.get("/"), client.get("/nowhere")):
+        assert r.headers["x-content-type-options"] == "nosniff", r.url
+        assert r.headers["referrer-policy"] == "no-referrer"  # the token is in the page's URL
+        assert r.headers["x-frame-options"] == "DENY"
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    # the policy names each page's inline script by its hash: an injected script runs nowhere
+    import base64, hashlib, re
+
+    page = client.get("/").text
+    script = re.search(r"<script>(.*?)</script>", page, flags=re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in client.get("/").headers["content-security-policy"]
+
+
 def test_a_good_answer_lands_with_annotator_and_time(setup):
     client, queue, pair_ids, k3, _ = setup
     t0 = time.time()

@@ -22,8 +22,11 @@ Errors are JSON ``{"error": "..."}``: 400 (body not JSON), 422 (fields or answer
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
+import re
 import secrets
 from importlib import resources
 from typing import Callable
@@ -39,6 +42,7 @@ __all__ = ["create_app", "TOKEN_HEADER"]
 TOKEN_HEADER = "X-Prefrl-Token"
 _STATUS = ((UnknownQuery, 404), (LeaseExpired, 410), (NotLeased, 409), (AlreadyAnswered, 409), (MalformedAnswer, 422))
 _MAX_BODY = 64 * 1024
+_MAX_OFFSET = 2**62
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -77,6 +81,60 @@ class _TokenGate:
 
 def _page(name: str) -> str:
     return resources.files("prefrl.web").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _inline_hashes(html: str, tag: str) -> list[str]:
+    """CSP source expressions ('sha256-...') of every inline ``<tag>...</tag>`` block of a page."""
+    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S)
+    return [f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks]
+
+
+def content_security_policy(pages: list[str]) -> str:
+    """The pages' policy: only their own inline script and style blocks (by hash) and this server's URLs.
+
+    A clip is an ``<img>`` of this server, a text side is fetched from it; nothing else loads, no page
+    may frame them, and an injected ``<script>`` (whatever its origin) does not run.
+    """
+    scripts = sorted({h for page in pages for h in _inline_hashes(page, "script")})
+    styles = sorted({h for page in pages for h in _inline_hashes(page, "style")})
+    script_src, style_src = " ".join(scripts) or "'none'", " ".join(styles) or "'none'"
+    return (f"default-src 'none'; script-src {script_src}; style-src {style_src}; img-src 'self'; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+class _SecurityHeaders:
+    """ASGI middleware: every response (refusals too) says nosniff, no referrer (the token is in the URL),
+    no framing, and the pages' content security policy."""
+
+    def __init__(self, app, policy: str):
+        self.app = app
+        self.headers = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                        (b"x-frame-options", b"DENY"), (b"content-security-policy", policy.encode())]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is over ``limit`` bytes (never read whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _query_json(q: Query, timeout_s: float | None = None) -> dict:
@@ -143,7 +201,7 @@ def create_app(queue: LabelQueue, token: str, progress: Callable[[], dict] | Non
 
     @app.get("/api/media/{query_id}/{side}")
     def media(query_id: str, side: str) -> Response:
-        if not side.isdigit():
+        if not side.isdigit() or len(side) > 4:  # a query has at most a handful of sides
             return _error(404, f"side must be a number 0..K-1, got {side!r:.20}")
         try:
             item = queue.media(query_id, int(side))
@@ -156,8 +214,8 @@ def create_app(queue: LabelQueue, token: str, progress: Callable[[], dict] | Non
 
     @app.post("/api/answer")
     async def answer(request: Request) -> JSONResponse:
-        raw = await request.body()
-        if len(raw) > _MAX_BODY:
+        raw = await _read_body(request, _MAX_BODY)
+        if raw is None:
             return _error(413, f"the body is over {_MAX_BODY} bytes")
         try:
             body = json.loads(raw)
@@ -189,8 +247,10 @@ def create_app(queue: LabelQueue, token: str, progress: Callable[[], dict] | Non
 
     @app.get("/api/answered")
     def answered(offset: int = 0, limit: int = 20) -> JSONResponse:
+        offset = min(max(offset, 0), _MAX_OFFSET)  # SQLite's integers end at 2^63: past the end is an empty page
         qs = queue.answered(offset=offset, limit=min(max(limit, 1), 200))
         return JSONResponse({"queries": [_query_json(q) for q in qs], "offset": offset})
 
     app.add_middleware(_TokenGate, token=token)
+    app.add_middleware(_SecurityHeaders, policy=content_security_policy(list(pages.values())))  # outermost
     return app
