@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import sqlite3
 import threading
 import time
 import warnings
+import weakref
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +34,7 @@ import torch
 from prefrl.seeding import derive_seed
 from prefrl.segments import Segments
 
-__all__ = ["PreferenceStore", "TEXT_FORMAT", "blob_to_array", "LABEL_EXTRA_COLUMNS"]
+__all__ = ["PreferenceStore", "StoreInUse", "TEXT_FORMAT", "blob_to_array", "LABEL_EXTRA_COLUMNS", "store_in_use"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
@@ -77,6 +79,76 @@ def labels_table_problem(db: sqlite3.Connection) -> str | None:
 
 
 _NPY_MAGIC = b"\x93NUMPY"
+
+
+class StoreInUse(RuntimeError):
+    """Another process (a run, ``prefrl label``) has the store's file open for writing."""
+
+
+_HELD: dict[str, list[int]] = {}  # file -> [fd holding its flock, open stores of this process on it]
+_HELD_LOCK = threading.Lock()
+
+
+def _lock_file(path: Path) -> int | None:
+    """An exclusive, non-blocking ``flock`` on ``path`` (created if missing); the fd that holds it.
+
+    Returns None where there is no ``flock`` (Windows). Raises :class:`StoreInUse` when another
+    process holds it. The lock is advisory and separate from SQLite's own (POSIX) locks.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreInUse(f"the preference store {path} is open in another process (a run, `prefrl label`): "
+                         "two processes would write one label file. Stop that process first (its labels are kept "
+                         "in the file), then start again; nothing was changed") from None
+    return fd
+
+
+def _acquire(path: Path) -> str | None:
+    """Takes (or shares, within this process) the file's lock; the key to :func:`_release` it with."""
+    key = os.path.realpath(path)
+    with _HELD_LOCK:
+        if key in _HELD:  # this process has it open already (a notebook reopening an interrupted run's store)
+            _HELD[key][1] += 1
+            return key
+        fd = _lock_file(path)
+        if fd is None:
+            return None
+        _HELD[key] = [fd, 1]
+        return key
+
+
+def _release(key: str) -> None:
+    with _HELD_LOCK:
+        held = _HELD.get(key)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] == 0:
+            os.close(held[0])  # releases the flock
+            del _HELD[key]
+
+
+def store_in_use(path: str | Path) -> str | None:
+    """Why the store at ``path`` cannot be opened now (another process holds it), or None (also when absent)."""
+    path = Path(path)
+    if not path.is_file() or os.path.realpath(path) in _HELD:  # absent, or held by this very process
+        return None
+    try:
+        fd = _lock_file(path)
+    except StoreInUse as err:
+        return str(err)
+    except OSError:
+        return None  # unreadable files get their own error when opened
+    if fd is not None:
+        os.close(fd)
+    return None
 
 
 def _to_blob(x: torch.Tensor) -> bytes:
@@ -138,6 +210,7 @@ class PreferenceStore:
         self.total_added = 0  # labels ever stored (disk included)
         self.path = Path(path) if path is not None else None
         self._db: sqlite3.Connection | None = None
+        self._file_lock: weakref.finalize | None = None  # flock held while the file is open: one process per store
         self._lock = threading.RLock()  # guards the connection, the buffer, the split RNG and the counters
         self._staged: list[tuple[torch.Tensor, ...]] = []  # stored labels not yet in the buffer (see tensors())
         self.damaged_ids: list[int] = []
@@ -152,6 +225,9 @@ class PreferenceStore:
             # one connection shared by the threads that use this store, serialised by self._lock
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
             self._refuse_foreign_db()
+            key = _acquire(self.path)  # one process per store file; stores of this process share it
+            # released by close(), or when the store is garbage-collected unclosed (never left held by a lost object)
+            self._file_lock = weakref.finalize(self, _release, key) if key is not None else None
             self._db.execute(_SCHEMA)
             self._db.execute(_META_SCHEMA)
             have = {r[1] for r in self._db.execute("PRAGMA table_info(labels)")}
@@ -165,9 +241,13 @@ class PreferenceStore:
             ).fetchall()
             self.total_added = self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
         except sqlite3.DatabaseError as err:
+            self.close()
             raise ValueError(
                 f"{self.path} is not a prefrl preference store ({err}); pass another path, nothing was changed"
             ) from err
+        except StoreInUse:
+            self.close()
+            raise
         torch.rand(self.total_added, generator=self._rng)  # resume the split stream where the file left it
         self.damaged_ids: list[int] = []  # rows that could not be read; kept on disk, left out of training
         for row_id, mu, is_val, obs, act, rew in reversed(rows):
@@ -215,6 +295,9 @@ class PreferenceStore:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if self._file_lock is not None:
+                self._file_lock()  # the last store of this process on the file releases its flock
+                self._file_lock = None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection | None]:

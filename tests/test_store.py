@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from prefrl.segments import Segments
-from prefrl.store import PreferenceStore
+from prefrl.store import PreferenceStore, StoreInUse, store_in_use
 
 
 def segs(n, L=3, start=0):
@@ -29,6 +29,46 @@ def test_labels_persist_and_reload(tmp_path):
     # reopening appends, never truncates
     again.add(segs(1, start=6), segs(1), torch.tensor([1.0]))
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 7
+
+
+def test_one_process_per_store_file_and_the_lock_goes_with_it(tmp_path):
+    import gc
+    import subprocess
+    import sys
+
+    path = tmp_path / "labels.sqlite"
+    code = ("import sys; from prefrl.store import PreferenceStore, StoreInUse\n"
+            "try:\n    PreferenceStore(sys.argv[1]).close()\nexcept StoreInUse as err:\n"
+            "    print(err); sys.exit(3)")
+
+    def other_process():
+        return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+
+    assert store_in_use(path) is None  # no file yet
+    store = PreferenceStore(path)
+    store.add(segs(2), segs(2, start=100), torch.tensor([1.0, 0.0]))
+    r = other_process()
+    assert r.returncode == 3 and "is open in another process" in r.stdout, r
+    # this process may open it again (a notebook rerunning an interrupted run): the stores share the lock
+    second = PreferenceStore(path)
+    assert second.total_added == 2
+    store.close()
+    assert other_process().returncode == 3, "the second store still holds the file"
+    second.close()
+    assert other_process().returncode == 0
+    again = PreferenceStore(path)
+    assert again.total_added == 2 and other_process().returncode == 3
+    del again  # a store dropped without close() lets go of the file when collected
+    gc.collect()
+    assert other_process().returncode == 0
+    with pytest.raises(StoreInUse):  # what the other process gets, by the same check a --resume makes
+        from prefrl.store import _lock_file
+
+        holder = PreferenceStore(path)
+        try:
+            _lock_file(path)  # a second open file description: what another process would hold
+        finally:
+            holder.close()
 
 
 def test_memory_is_bounded_to_the_newest_labels(tmp_path):

@@ -7,11 +7,14 @@ config; one progress bar follows them all; a failed arm is reported as soon as i
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.managers import SyncManager
 
 from benchmarks.checks import remove_empty_stores
 from benchmarks.kit.arms import random_policy_return, run_arm
@@ -39,7 +42,11 @@ def run(family_module: str, family: Family, cfg: RunConfig) -> dict:
     ctx = mp.get_context("spawn")
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` ends the workers too
     try:
-        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        parent = (os.getpid(),)
+        manager = SyncManager(ctx=ctx)
+        manager.start(exit_with_parent, parent)  # the manager's process, as the workers, ends with this one
+        with manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=exit_with_parent,
+                                          initargs=parent) as pool:
             queue = manager.Queue()
             try:
                 futures = [pool.submit(run_arm, family_module, cfg, seed, arm, threads, queue) for seed, arm in jobs]
@@ -62,6 +69,22 @@ def run(family_module: str, family: Family, cfg: RunConfig) -> dict:
     shutil.rmtree(cfg.out / "checkpoints", ignore_errors=True)  # the run is complete; its outputs are written
     print_table(summary, timing)
     return summary
+
+
+def exit_with_parent(parent_pid: int, every_s: float = 0.5) -> None:
+    """Ends this worker process as soon as ``parent_pid`` is no longer its parent (the run was killed).
+
+    A pool's workers outlive a parent killed with SIGKILL: they would go on training and serving the
+    labeling page on the run's store, and a ``--resume`` would put a second server on it. Started in each
+    worker (the pool's initializer): a daemon thread checks the parent every ``every_s`` seconds. Labels
+    are committed one transaction at a time, so ending at any moment loses none.
+    """
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class ArmError(RuntimeError):

@@ -154,6 +154,12 @@ def validate(cfg: RunConfig, family: Family, error: Callable[[str], NoReturn]) -
     if cfg.resume:
         if cfg.out is None:
             error("--resume needs --out: the directory of the run to continue")
+        from prefrl.store import store_in_use
+
+        for seed in cfg.seeds:  # the interrupted run's processes may still be serving its store
+            problem = store_in_use(cfg.out / f"labels-seed{seed}.sqlite")
+            if problem:
+                error(f"--resume: {problem}")
         return cfg
     if cfg.out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
