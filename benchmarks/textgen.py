@@ -171,7 +171,9 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path, "RunOpt
     if problem:
         parser.exit(2, f"prefrl: error: {problem}\n")
     if cmd.quick:
-        cmd, _ = with_unset(cmd, QUICK, defaults_of(parser.get_default, cmd))
+        k = max(cmd.bench.rank_k, 2)  # --quick's 4 completions a round as whole queries of --rank-k, at least 2
+        quick = dict(QUICK, batch_size=k * max(2, -(-QUICK["batch_size"] // k)))
+        cmd, _ = with_unset(cmd, quick, defaults_of(parser.get_default, cmd))
         cfg = cmd.bench
     fail = lambda msg: parser.exit(2, f"prefrl: error: {msg}\n")  # noqa: E731
     from envs.text_tasks import TEXT_TASKS
@@ -243,7 +245,8 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path, "RunOpt
             fail(problem)
     return cfg, out, RunOptions(resume=cmd.resume, checkpoint_seconds=60.0 * cmd.checkpoint_minutes,
                                 tensorboard=cmd.tensorboard, labeler=lab.labeler, web_host=lab.web_host,
-                                web_port=lab.web_port, label_timeout=lab.label_timeout, on_timeout=lab.on_timeout)
+                                web_port=lab.web_port, label_timeout=lab.label_timeout, on_timeout=lab.on_timeout,
+                                min_answered_share=lab.min_answered_share)
 
 
 # ---------------------------------------------------------------- resume
@@ -268,6 +271,8 @@ class RunOptions:
     web_port: int = 0
     label_timeout: float = 300.0
     on_timeout: str = "requeue"
+    min_answered_share: float = 0.5
+    """--labeler web: share of the queries due that must be answered before the policy goes on."""
 
 
 def _run_config(cfg: TextBenchConfig) -> dict:
@@ -375,6 +380,7 @@ def make_loop(cfg: TextBenchConfig, seed: int, out: Path, tokenizer, opts: "RunO
 
         store = PreferenceStore(out / f"labels-seed{seed}.sqlite", seed=seed)
         queue = LabelQueue(store, timeout_s=opts.label_timeout, on_timeout=opts.on_timeout)
+        loop_cfg = replace(loop_cfg, min_answered_share=opts.min_answered_share)
         return TextPreferenceLoop(rm, QueueLabeler(queue, completion_media), loop_cfg, store=store)
     return TextPreferenceLoop.with_store_file(out / f"labels-seed{seed}.sqlite", rm, labeler, loop_cfg)
 
@@ -502,11 +508,14 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
         ppo = make_ppo(cfg, base_model, tokenizer, seed)
         lr = make_loop(cfg, seed, out, tokenizer, opts) if arm == "learned" else None
         server = None
+        waiting = [0]  # --min-answered-share: answers the policy waits for now (shown on the page)
         if lr is not None and lr.is_async:
             from prefrl.web import serve
 
             server = serve(lr.labeler.queue, host=opts.web_host, port=opts.web_port, print_url=False,
                            progress=lambda: {"labels_due": max(0, lr.schedule.due(episodes_seen[0]) - lr.labels_used),
+                                             "labels_budget": cfg.labels, "labels_counted": lr.labels_used,
+                                             "task": cfg.task, "waiting_for_labels": waiting[0],
                                              "curves": {f"true score (seed {seed})": [
                                                  [r["episodes"], r["true_score"]] for r in list(arm_rows_ref[0])]}})
             bar.write(f"  seed {seed} learned: label at {server.url}\n    open it in a browser, type your name, "
@@ -573,6 +582,18 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
                 fresh = fresh[-10:]
                 row["reward_correlation"] = pearson(torch.cat([f[0] for f in fresh]), torch.cat([f[1] for f in fresh]))
                 labeled = lr.label_due(episodes)
+                if lr.labels_short(episodes):
+                    waiting[0] = lr.labels_short(episodes)
+                    checkpoint(it)  # nothing answered is lost if the run is stopped while it waits
+
+                    def say(st: dict) -> None:
+                        waiting[0] = st["short"]
+                        bar.write(f"  seed {seed} learned: waiting for labels: {st['short']} more answers needed "
+                                  f"before the policy goes on ({st['labels_used']} answered, --min-answered-share "
+                                  f"{opts.min_answered_share}); waited {st['waited_seconds']:.0f} s")
+
+                    labeled += lr.wait_for_labels(episodes, on_wait=say)
+                    waiting[0] = 0
                 row["labels"] = lr.labels_used
                 row["rm_accuracy"] = lr.metrics["rm/val_accuracy"]
             else:

@@ -98,6 +98,12 @@ class LoopConfig:
     """Record what a person needs to see each step (the wrappers pass MuJoCo's ``info["sim_state"]``) so
     queried segments carry ``Segments.state`` for rendering. Off by default (memory: see
     ``RolloutRecorder.add``); the benchmarks turn it on when a person labels MuJoCo clips."""
+    min_answered_share: float = 0.0
+    """Asynchronous labelers (people): the share of the labels the schedule wants by now that must be
+    answered before the agent goes on (:meth:`PreferenceLoop.labels_short`, :meth:`PreferenceLoop.wait_for_labels`).
+    0 (default): never wait, the agent trains on whatever reward the labels so far give (and a run whose
+    labelers never come trains on an untrained model). 1: wait for every label due. Only queries already
+    posted are waited for, so a round never waits for labels it has not asked yet."""
 
     def __post_init__(self) -> None:
         if self.query not in QUERY_METHODS:
@@ -108,6 +114,9 @@ class LoopConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.anchor_fraction <= 1.0:
             raise ValueError(f"anchor_fraction must be in [0, 1], got {self.anchor_fraction}")
+        if not 0.0 <= self.min_answered_share <= 1.0:
+            raise ValueError(f"min_answered_share must be in [0, 1] (0 = never wait for labels), "
+                             f"got {self.min_answered_share}")
         if self.total_labels < 0:
             raise ValueError(f"the label budget must be >= 0, got {self.total_labels}")
         if self.total_labels > self.total_steps:
@@ -508,6 +517,48 @@ class PreferenceLoop:
                 "labels_total": self.config.total_labels,
                 "waiting": self.labeler.outstanding() if self.is_async else 0,
                 "labels_not_fit": self.labels_arrived}
+
+    def labels_short(self, env_step: int) -> int:
+        """Answers still missing before the agent may go on at ``env_step`` (``min_answered_share``).
+
+        ``ceil(min_answered_share * due) - labels_used``, where ``due`` is the schedule's count at
+        ``env_step``, capped by the queries posted and not answered yet (a round never waits for queries
+        it has not asked). 0 for a synchronous labeler, which answers every round at once.
+        """
+        if not self.is_async or self.config.min_answered_share <= 0:
+            return 0
+        self._collect()  # answers given since the last look count (outstanding() no longer lists them)
+        want = math.ceil(self.config.min_answered_share * self.schedule.due(env_step) - 1e-9)
+        return max(0, min(want - self.labels_used, self.labeler.outstanding()))
+
+    def wait_for_labels(self, env_step: int, poll_seconds: float = 1.0, report_seconds: float = 30.0,
+                        on_wait: Callable[[dict], None] | None = None) -> dict[str, float] | None:
+        """Blocks until :meth:`labels_short` is 0: the labels the agent needs by ``env_step`` are in.
+
+        Every ``poll_seconds`` it collects the answers given; every ``report_seconds`` (and once at the
+        start) it calls ``on_wait`` with :meth:`label_status` plus ``short`` (answers missing) and
+        ``waited_seconds``. When it had to wait, the model is then fit on every label that arrived (the
+        first fit with ``pretrain_epochs``), so the agent goes on with the reward those labels give.
+
+        Returns:
+            that fit's metrics, or ``None`` when nothing was missing.
+        """
+        t0, last_report = time.monotonic(), -math.inf
+        short = self.labels_short(env_step)
+        if short == 0:
+            return None
+        while short > 0:
+            now = time.monotonic()
+            if on_wait is not None and now - last_report >= report_seconds:
+                on_wait(self.label_status(env_step) | {"short": short, "waited_seconds": now - t0})
+                last_report = now
+            time.sleep(poll_seconds)
+            short = self.labels_short(env_step)
+        if self.labels_arrived == 0 or len(self.store) == 0:
+            return None
+        epochs = self.config.fit_epochs if self._fitted else self.config.pretrain_epochs
+        self.metrics = self._fit(epochs) | {"labels": float(self.labels_used)}
+        return self.metrics
 
     # -- checkpoints -------------------------------------------------------
     def state_dict(self, recorder_max_bytes: int = 256 << 20) -> dict:

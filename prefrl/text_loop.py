@@ -27,8 +27,9 @@ Usage, with any policy that returns prompts and completions::
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,16 +71,20 @@ class TextLoopConfig:
     """Std the learned reward is normalised to (zero mean over the recent completions)."""
     seed: int = 0
     """Seeds query selection and the trainer."""
+    min_answered_share: float = 0.0
+    """Asynchronous labelers (people): the share of the queries due by now that must be answered before the
+    policy goes on (:meth:`TextPreferenceLoop.wait_for_labels`); 0 = never wait. Only posted queries are waited for."""
 
     def __post_init__(self) -> None:
-        checks = {"labels": self.labels >= 1, "total_completions": self.total_completions >= 1,
+        checks = {"min_answered_share": 0.0 <= self.min_answered_share <= 1.0,"labels": self.labels >= 1, "total_completions": self.total_completions >= 1,
                   "rank_k": self.rank_k >= 2, "pool_rollouts": self.pool_rollouts >= 1,
                   "round_completions": self.round_completions >= 1, "initial_steps": self.initial_steps >= 1,
                   "refit_steps": self.refit_steps >= 1, "reward_std": self.reward_std > 0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"TextLoopConfig: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} out of range "
-                             "(labels, total_completions, steps >= 1; rank_k >= 2; reward_std > 0)")
+                             "(labels, total_completions, steps >= 1; rank_k >= 2; reward_std > 0; "
+                             "min_answered_share in [0, 1])")
         if self.query not in QUERY_METHODS:
             raise ValueError(f"unknown query method {self.query!r}; choose one of {QUERY_METHODS}")
 
@@ -258,6 +263,33 @@ class TextPreferenceLoop:
             self.refit(cfg.refit_steps if self._fit_any else cfg.initial_steps)
             self._fit_any, self._arrived = True, 0
         return answered
+
+    def labels_short(self, completions_seen: int) -> int:
+        """Answers still missing before the policy may go on (``min_answered_share`` of the queries due,
+        capped by the queries posted and not answered); 0 for a synchronous labeler."""
+        if not self.is_async or self.config.min_answered_share <= 0:
+            return 0
+        self._collect()  # answers given since the last look count (outstanding() no longer lists them)
+        want = math.ceil(self.config.min_answered_share * self.schedule.due(completions_seen) - 1e-9)
+        return max(0, min(want - self.labels_used, self.labeler.outstanding()))
+
+    def wait_for_labels(self, completions_seen: int, poll_seconds: float = 1.0, report_seconds: float = 30.0,
+                        on_wait: Callable[[dict], None] | None = None) -> int:
+        """Blocks until :meth:`labels_short` is 0, collecting answers every ``poll_seconds``; calls
+        ``on_wait({"short", "labels_used", "waited_seconds"})`` every ``report_seconds``. When it had to wait,
+        the model is then refit on what arrived (:meth:`label_due`). Returns the queries answered meanwhile."""
+        t0, last, before = time.monotonic(), -math.inf, self.labels_used
+        short = self.labels_short(completions_seen)
+        if short == 0:
+            return 0
+        while short > 0:
+            if on_wait is not None and time.monotonic() - last >= report_seconds:
+                last = time.monotonic()
+                on_wait({"short": short, "labels_used": self.labels_used, "waited_seconds": last - t0})
+            time.sleep(poll_seconds)
+            short = self.labels_short(completions_seen)
+        self.label_due(completions_seen)  # refits on the answers that arrived
+        return self.labels_used - before
 
     def _label(self, sides: tuple[Segments, ...], idx: torch.Tensor) -> None:
         if len(sides) == 2:

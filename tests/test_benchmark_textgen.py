@@ -62,6 +62,15 @@ def test_kwise_rankings_store_all_their_pairs_and_sft_is_an_arm(tmp_path):
     assert all(sorted(r["ranks"])[0] == 0 for r in rankings)
 
 
+@pytest.mark.parametrize("k, batch", [(2, 4), (3, 6), (5, 10)])
+def test_quick_rounds_its_batch_up_to_whole_rankings(k, batch):
+    cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--quick", "--model", "tiny", "--rank-k", str(k)])
+    assert (cfg.rank_k, cfg.batch_size) == (k, batch)
+    cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--quick", "--model", "tiny", "--rank-k", "3",
+                                      "--batch-size", "9"])
+    assert cfg.batch_size == 9  # an explicit batch wins over --quick's
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [

@@ -129,3 +129,16 @@ def test_run_file_of_the_old_harness_still_resumes(tmp_path):
     assert run_flags(cfg) == {**{k: v for k, v in old.items() if k != "synthetic_oracle"}, "labeler": "synthetic-oracle",
                               **new_flags}
     assert "--labels 30 -> 31" in resume_problem(replace_flat(cfg, labels=31))
+
+
+def test_a_learned_arm_short_of_its_labels_is_named_in_the_warnings():
+    from benchmarks.kit.report import label_shortfall
+
+    full = {"seed": 0, "labels_used": 30, "labels_asked": 30, "labels_stored": 28}  # 2 "can't tell": still full
+    short = {"seed": 1, "labels_used": 29, "labels_asked": 30, "labels_stored": 27}
+    none = {"seed": 2, "labels_used": 0, "labels_asked": 30, "labels_stored": 0}
+    out = label_shortfall([full, short, none])
+    assert len(out) == 2
+    assert out[0].startswith("seed 1: the learned arm ended with 29 of the 30 labels asked answered (27 stored)")
+    assert out[1].startswith("seed 2:") and "never fit" in out[1]
+    assert label_shortfall([{"seed": 0, "labels_used": 5}]) == [], "results written before the field: no warning"

@@ -145,3 +145,49 @@ def test_a_person_ranks_three_completions_by_clicking_best_to_worst(tmp_path, br
     assert [r[1] for r in rows] == [0.0, 0.0, 1.0, 0.5, 1.0, 1.0] and {r[2] for r in rows} == {"tester"}
     assert [r[0] for r in rows] == [ids[0]] * 3 + [ids[1]] * 3
     store.close()
+
+
+def test_the_page_says_when_the_agent_waits_and_when_the_run_is_gone(tmp_path, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from prefrl.web import serve
+
+    n, L = 4, 3
+    store = PreferenceStore(tmp_path / "labels.sqlite")
+    queue = LabelQueue(store, timeout_s=120)
+    left = Segments(torch.arange(n).float()[:, None, None].repeat(1, L, 2), torch.zeros(n, L, 1), torch.ones(n, L))
+    ids = queue.post([left, Segments(left.obs + 9, left.act, left.true_reward)],
+                     [[gif_media(clip(i), fps=10), gif_media(clip(i + 1), fps=10)] for i in range(n)])
+    waiting = {"n": 3}
+    server = serve(queue, progress=lambda: {"task": "Hopper-v5", "env_step": 2048, "steps": 300000,
+                                            "labels_budget": 700, "labels_counted": queue.stats()["labels_given"],
+                                            "waiting_for_labels": waiting["n"]}, print_url=False)
+    wait = WebDriverWait(browser, 20)
+    try:
+        browser.get(server.url)
+        name = browser.find_element(By.ID, "annotator")
+        name.clear()
+        name.send_keys("dana", Keys.ENTER)  # Enter hands the keys back to the answers
+        wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-state") == "query")
+        first = browser.find_element(By.ID, "main").get_attribute("data-query-id")
+        ActionChains(browser).send_keys("1").perform()
+        wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-query-id") != first)
+        assert name.get_attribute("value") == "dana", "the answer key did not go into the name"
+        assert queue.get(first).answer == "left"
+        wait.until(lambda d: "waiting for 3 more answers" in d.find_element(By.ID, "banner").text)
+        run = browser.find_element(By.ID, "run").text
+        assert "task: Hopper-v5" in run and "of 700 asked" in run and "300,000" in run
+        waiting["n"] = 0
+        wait.until(lambda d: not d.find_element(By.ID, "banner").is_displayed())
+    finally:
+        server.stop()
+    shown = browser.find_element(By.ID, "main").get_attribute("data-query-id")
+    ActionChains(browser).send_keys("2").perform()  # the run is gone: this answer cannot be saved
+    wait.until(lambda d: "not saved" in d.find_element(By.ID, "status").text)
+    assert "cannot be reached" in browser.find_element(By.ID, "banner").text
+    assert browser.find_element(By.ID, "main").get_attribute("data-query-id") == shown, "the query stays on screen"
+    assert queue.get(shown).answer is None and ids[0] == first
+    store.close()

@@ -4,9 +4,12 @@ Steps are fed to the loop directly (random observations, true reward = obs[0]), 
 tests need no environment and run in seconds.
 """
 
+import math
 import threading
+import time
 
 import numpy as np
+import pytest
 import torch
 
 from prefrl import LoopConfig, MLPEnsemble, PreferenceLoop, PreferenceStore, QueueLabeler, SyntheticOracle
@@ -20,11 +23,12 @@ def render(segs):
     return [text_media(f"return {float(r):.3f}") for r in segs.true_return]
 
 
-def make_loop(labeler_kind: str, seed: int = 0, store=None, queue_kwargs=None, total_labels=24):
+def make_loop(labeler_kind: str, seed: int = 0, store=None, queue_kwargs=None, total_labels=24, **loop_kwargs):
     torch.manual_seed(seed)
     ens = MLPEnsemble((OBS,), (ACT,), n_members=2, hidden=(16,))
     cfg = LoopConfig(total_labels=total_labels, total_steps=2000, segment_length=L, pretrain_epochs=3, fit_epochs=1,
-                     fit_min_steps=4, query_rounds=4, calibration_samples=64, correlation_segments=16, seed=seed)
+                     fit_min_steps=4, query_rounds=4, calibration_samples=64, correlation_segments=16, seed=seed,
+                     **loop_kwargs)
     store = store if store is not None else PreferenceStore(seed=seed)
     oracle = SyntheticOracle(noise=0.2, seed=seed)
     if labeler_kind == "sync":
@@ -193,3 +197,68 @@ def test_the_text_loop_through_the_queue_gives_the_synchronous_labels_and_shows_
         queue = queued.labeler.queue
         q = queue.answered(limit=1)[0]
         assert q.k == k and q.prompt and all(queue.media(q.id, j)["kind"] == "text" for j in range(k))
+
+
+def test_the_agent_waits_for_the_answered_share_it_asks_and_fits_on_them():
+    loop = make_loop("person", min_answered_share=0.5)
+    queue = loop.labeler.queue
+    rng = np.random.default_rng(0)
+    feed(loop, 100, rng)
+    assert loop.labels_short(100) == 0, "nothing posted yet: nothing to wait for"
+    loop.pretrain()
+    n0 = loop.schedule.initial_labels
+    due = loop.schedule.due(100)
+    assert loop.labels_short(100) == min(math.ceil(0.5 * due), n0) > 0
+    reports, answered = [], []
+
+    def person():  # answers after the loop started waiting
+        threading.Event().wait(0.3)
+        answered.append(answer_all(queue))
+
+    threading.Thread(target=person, daemon=True).start()
+    t = time.monotonic()
+    metrics = loop.wait_for_labels(100, poll_seconds=0.05, report_seconds=10.0, on_wait=reports.append)
+    assert time.monotonic() - t >= 0.25, "it returned before the answers came"
+    assert loop.labels_short(100) == 0 and loop.labels_used >= math.ceil(0.5 * due)
+    assert metrics is not None and metrics["labels"] >= math.ceil(0.5 * due), "the labels it waited for were fit"
+    assert answered[0] == n0 and loop.labels_used == n0  # the rest are collected by the next look
+    assert len(reports) == 1 and reports[0]["short"] > 0 and reports[0]["waited_seconds"] < 0.25
+
+
+def test_without_a_share_or_with_a_synchronous_labeler_nothing_waits():
+    loop = make_loop("person")  # min_answered_share 0: the default never waits
+    feed(loop, 100, np.random.default_rng(0))
+    loop.pretrain()
+    assert loop.labels_short(100) == 0 and loop.wait_for_labels(100) is None
+    sync = make_loop("sync", min_answered_share=1.0)
+    feed(sync, 100, np.random.default_rng(0))
+    sync.pretrain()
+    assert sync.labels_short(100) == 0
+    with pytest.raises(ValueError, match="min_answered_share must be in"):
+        make_loop("person", min_answered_share=1.5)
+
+
+def test_the_text_loop_waits_for_its_share_of_rankings_then_refits():
+    from envs.text_tasks import imdb_reviews, vader_compound
+    from prefrl import TextLoopConfig, TextPreferenceLoop
+    from prefrl.text_reward import FrozenTextEnsemble, SentenceEncoder, completion_media
+
+    reviews = imdb_reviews()
+    cfg = TextLoopConfig(labels=4, total_completions=24, rank_k=2, round_completions=8, initial_steps=3,
+                         refit_steps=2, min_answered_share=1.0)
+    store = PreferenceStore(seed=0)
+    queue = LabelQueue(store)
+    torch.manual_seed(0)
+    loop = TextPreferenceLoop(FrozenTextEnsemble(SentenceEncoder(), 2 + 4 * 200), QueueLabeler(queue, completion_media),
+                              cfg, store=store)
+    completions = [" ".join(r.split()[6:18]) for r in reviews[:8]]
+    loop.add_rollout([" ".join(reviews[i // 2].split()[:6]) for i in range(8)], completions,
+                     [vader_compound(c) for c in completions])
+    assert loop.label_due(0) == 0 and queue.stats()["pending"] >= 1, "posted; nobody answered yet"
+    short = loop.labels_short(0)
+    assert short == queue.stats()["pending"]
+    threading.Timer(0.3, lambda: answer_all(queue)).start()
+    reports = []
+    got = loop.wait_for_labels(0, poll_seconds=0.05, on_wait=reports.append)
+    assert got == short and loop.labels_short(0) == 0 and reports[0]["short"] == short
+    assert "rm/val_accuracy" in loop.metrics, "refit on the answers it waited for"

@@ -78,6 +78,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
         web = cfg.labeler == "web"
         if web:
             overrides["keep_render_state"] = family.keep_render_state
+            overrides["min_answered_share"] = cfg.labeling.min_answered_share
         # refit beside the agent's update when the rewards are deferred (so the run stays the serial one) and
         # this run's CPU share has a core for it: not with one core per run (the default on 2 cores, 2 arms)
         overrides["overlap_fit"] = family.defer_rewards and threads >= 2 and not web  # serial with dropout: see LoopConfig
@@ -115,14 +116,15 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
     agent = make_agent(cfg.agent, env, family.name, seed=seed, device=cfg.device, **tb)
     rows: list[dict] = []
     episodes = EpisodeLog()
-    before = {"wall": 0.0, "cpu": 0.0}  # time spent before a resume
+    before = {"wall": 0.0, "cpu": 0.0, "label_wait": 0.0}  # time spent before a resume
     resumed_from = None
     if resume_from is not None:
         agent, progress = ckpt.restore(type(agent), env, loop, cfg.device)
         if cfg.tensorboard is not None:
             agent.tensorboard_log = str(cfg.tensorboard)
         rows, episodes = progress["rows"], EpisodeLog.from_state(progress["episodes"])
-        pre, before = progress["pre"], {"wall": progress["wall"], "cpu": progress["cpu"]}
+        pre, before = progress["pre"], {"wall": progress["wall"], "cpu": progress["cpu"],
+                                        "label_wait": progress.get("label_wait", 0.0)}
         resumed_from = agent.num_timesteps
         reached = json.loads(ckpt.reached_path.read_text())["env_step"] if ckpt.reached_path.exists() else resumed_from
         redone = max(0, reached - resumed_from)
@@ -131,12 +133,15 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
     log_every = max(cfg.steps // 50, 1)
     last_ckpt = [time.monotonic()]
     at_step = [agent.num_timesteps]
-    server = start_label_server(cfg, loop, seed, rows, at_step, queue) if loop is not None and loop.is_async else None
+    waiting = {"short": 0, "seconds": 0.0}  # --min-answered-share: answers the agent waits for now, time spent waiting
+    server = (start_label_server(cfg, loop, seed, rows, at_step, queue, waiting)
+              if loop is not None and loop.is_async else None)
 
     def checkpoint(model) -> None:
         ckpt.write(model, loop, {"rows": rows, "episodes": episodes.state(), "pre": pre,
                                  "wall": before["wall"] + time.perf_counter() - t0,
-                                 "cpu": before["cpu"] + time.process_time() - c0})
+                                 "cpu": before["cpu"] + time.process_time() - c0,
+                                 "label_wait": before["label_wait"] + waiting["seconds"]})
         last_ckpt[0] = time.monotonic()
 
     class Curve(BaseCallback):
@@ -175,6 +180,9 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
                 for k, v in (loop.update(self.num_timesteps) or {}).items():
                     self.logger.record(f"pref/{k}", v)  # reaches TensorBoard with --tensorboard
                     fitted = True
+                for k, v in (wait_for_labels(self.num_timesteps) or {}).items():
+                    self.logger.record(f"pref/{k}", v)
+                    fitted = True
             recent = episodes.recent
             if recent:
                 self.logger.record("rollout/true_return", float(np.mean(recent)))  # the env's reward, both arms
@@ -198,6 +206,25 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             else:  # how far the arm got: after a crash, the steps past the checkpoint are redone
                 atomic_json(ckpt.reached_path, {"env_step": self.num_timesteps})
 
+    def wait_for_labels(step: int) -> dict | None:
+        """--min-answered-share: holds the agent until enough of the labels due are answered, saying so."""
+        waiting["short"] = loop.labels_short(step)
+        if not waiting["short"]:
+            return None
+        t = time.monotonic()
+
+        def say(status: dict) -> None:
+            waiting["short"] = status["short"]
+            queue.put((arm, seed, 0, f"waiting for labels: {status['short']} more answers needed before the agent "
+                                     f"goes on ({status['labels_used']} answered of {status['labels_used'] + status['labels_due']} "
+                                     f"due by step {step}, --min-answered-share {cfg.labeling.min_answered_share}); "
+                                     f"waited {status['waited_seconds']:.0f} s"))
+
+        checkpoint(curve.model)  # nothing answered before the wait is lost if the run is stopped while it waits
+        metrics = loop.wait_for_labels(step, on_wait=say)
+        waiting["short"], waiting["seconds"] = 0, waiting["seconds"] + time.monotonic() - t
+        return metrics
+
     t0, c0 = time.perf_counter(), time.process_time()
     curve = Curve()
     curve.last_sent = curve.last_log = agent.num_timesteps
@@ -213,6 +240,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             queue.put((arm, seed, 0, f"labeling page closed: {stats['labels_given']} labels given, "
                                      f"{stats['pending']} queries left unanswered in the store"))
     wall, cpu = before["wall"] + time.perf_counter() - t0, before["cpu"] + time.process_time() - c0
+    label_wait = before["label_wait"] + waiting["seconds"]
     steps = agent.num_timesteps  # SB3 finishes its last rollout, so this can exceed cfg.steps
     final = episodes.recent
     queue.put((arm, seed, 0, f"trained; evaluating on {cfg.eval_episodes} fresh episodes"))
@@ -221,7 +249,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
     result = {
         "arm": arm, "seed": seed, "rows": rows, "wall_seconds": wall,
         "env_steps": steps,
-        "steps_per_second": steps / wall,
+        "steps_per_second": steps / max(wall - label_wait, 1e-9),  # time spent waiting for people is not the loop's
         "cpu_seconds": cpu,
         "steps_per_cpu_second": steps / cpu,
         "final_true_return_last10": float(np.mean(final)) if final else float("nan"),
@@ -240,7 +268,9 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
         # taken the same way just before that fit.
         corr = loop.fresh_correlation() or {k: v for k, v in loop.metrics.items() if k.startswith("corr/")}
         result.update({
-            "labels_used": loop.labels_used,
+            "labels_used": loop.labels_used,  # queries answered, "can't tell" included
+            "labels_asked": cfg.labels,
+            "labels_stored": len(loop.store),  # the labels a fit learns from
             "label_tie_share": float((loop.store.tensors()["mu"] == 0.5).float().mean()) if len(loop.store) else float("nan"),
             "rm_accuracy": loop.metrics.get("rm/val_accuracy", float("nan")),
             "reward_correlation": corr.get("corr/pearson", float("nan")),
@@ -256,6 +286,8 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
         result.update({name: loop.metrics[k] for k, name in (
             ("rm/ssl_loss", "ssl_loss"), ("rm/pseudo_share", "pseudo_label_share"),
             ("rm/pseudo_accuracy", "pseudo_label_accuracy")) if k in loop.metrics})
+        if loop.is_async:
+            result["label_wait_seconds"] = label_wait
         if "rm/ssl_pretrain_loss" in pre:
             result["ssl_pretrain_loss"] = pre["rm/ssl_pretrain_loss"]
         loop.store.close()
@@ -266,11 +298,13 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
     return result
 
 
-def start_label_server(cfg: RunConfig, loop, seed: int, rows: list[dict], at_step: list[int], queue):
+def start_label_server(cfg: RunConfig, loop, seed: int, rows: list[dict], at_step: list[int], queue,
+                       waiting: dict | None = None):
     """Serves the learned arm's label queue (``--labeler web``) and sends its URL to the console at once.
 
-    The page's progress shows the labels given, the labels the schedule wants by now and not answered
-    (``labels_due``), the queue's length and the learned-reward agent's true return so far.
+    The page's progress shows the task, the run's steps, the labels given, asked and due by now and not
+    answered (``labels_due``), the queue's length, the learned-reward agent's true return so far and, while
+    the agent waits for answers (``--min-answered-share``), how many it waits for (``waiting_for_labels``).
     """
     from prefrl.web import serve
 
@@ -280,6 +314,7 @@ def start_label_server(cfg: RunConfig, loop, seed: int, rows: list[dict], at_ste
                  if r["run"] == "learned" and math.isfinite(r["true_return"])]
         return {"labels_due": status["labels_due"], "labels_budget": status["labels_total"],
                 "labels_counted": status["labels_used"], "env_step": at_step[0], "steps": cfg.steps,
+                "task": cfg.env, "waiting_for_labels": (waiting or {}).get("short", 0),
                 "curves": {f"true return of the agent (seed {seed})": curve}}
 
     server = serve(loop.labeler.queue, host=cfg.labeling.web_host, port=cfg.labeling.web_port, progress=progress,

@@ -35,6 +35,10 @@ class LabelerConfig:
     see --on-timeout)"""
     on_timeout: Literal["requeue", "drop"] = "requeue"
     """--labeler web: what happens to a query nobody answered in --label-timeout seconds"""
+    min_answered_share: float = 0.5
+    """--labeler web: after each query round the agent waits (saying so, on the console and the page) until this
+    share of the labels due by then is answered; 0 = never wait (the agent trains on whatever labels came), 1 = wait
+    for all"""
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class RunConfig:
 
 
 NOT_COMPARED = frozenset({"out", "resume", "checkpoint_minutes", "workers", "tensorboard", "device", "web_host",
-                          "web_port", "label_timeout", "on_timeout"})
+                          "web_port", "label_timeout", "on_timeout", "min_answered_share"})
 """Flags that do not change what a run computes: ``--resume`` accepts other values for them."""
 
 

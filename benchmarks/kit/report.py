@@ -113,6 +113,8 @@ def summarize(cfg: RunConfig, results: list[dict], random: dict, wall: float) ->
     learned = by_arm["learned"]
     summary.update({
         "labels_used": _mean(r["labels_used"] for r in learned),
+        "labels_asked": _mean(r.get("labels_asked", r["labels_used"]) for r in learned),
+        "labels_stored": _mean(r.get("labels_stored", r["labels_used"]) for r in learned),
         "label_tie_share": _mean(r["label_tie_share"] for r in learned),
         "rm_accuracy": _mean(r["rm_accuracy"] for r in learned),
         "reward_correlation": _mean(r["reward_correlation"] for r in learned),
@@ -122,7 +124,7 @@ def summarize(cfg: RunConfig, results: list[dict], random: dict, wall: float) ->
     summary["resumed"] = [{"arm": r["arm"], "seed": r["seed"], "from_step": r["resumed_from_step"],
                            "steps_redone": r["steps_redone"]}
                           for r in results if "resumed_from_step" in r]  # empty for a run never interrupted
-    summary["warnings"] = _warnings(summary, random)
+    summary["warnings"] = _warnings(summary, random) + label_shortfall(learned)
     summary["per_seed"] = [{k: v for k, v in r.items() if k != "rows" and k not in TIMING_KEYS} for r in results]
 
     sps = {a: _mean(r["steps_per_second"] for r in by_arm[a]) for a in arms}
@@ -139,6 +141,16 @@ def summarize(cfg: RunConfig, results: list[dict], random: dict, wall: float) ->
                      for r in results],
     }
     return summary, timing
+
+
+def label_shortfall(learned: list[dict]) -> list[str]:
+    """One warning per learned arm that ended with fewer answered labels than ``--labels`` asked (people
+    labeling, ``--labeler web``): its figures are for fewer labels, or none at all."""
+    return [f"seed {r['seed']}: the learned arm ended with {r['labels_used']} of the {r['labels_asked']} labels "
+            f"asked answered ({r['labels_stored']} stored): its result is for fewer labels than asked"
+            + (", and its reward model was never fit: the agent trained on an untrained model's reward"
+               if r["labels_stored"] == 0 else "")
+            for r in learned if r.get("labels_used", 0) < r.get("labels_asked", 0)]
 
 
 def _warnings(s: dict, random: dict) -> list[str]:
@@ -234,7 +246,9 @@ def print_table(s: dict, t: dict) -> None:
     lines += [
         ("last 10 training games: learned | true", f"{s['true_return_learned_last10']:.1f} | "
                                                    f"{s['true_return_true_last10']:.1f}"),
-        ("labels used (ties)", f"{s['labels_used']:.0f} ({s['label_tie_share']:.0%})"),
+        ("labels answered of asked (stored, ties)", f"{s['labels_used']:.0f} of {s.get('labels_asked', s['labels_used']):.0f} "
+                                                    f"({s.get('labels_stored', s['labels_used']):.0f}, "
+                                                    f"{s['label_tie_share']:.0%})"),
         ("RM held-out accuracy", f"{s['rm_accuracy']:.3f}"),
         ("learned/true reward correlation: segments | steps", f"{s['reward_correlation']:.3f} | "
                                                              f"{s['reward_correlation_step']:.3f}"),

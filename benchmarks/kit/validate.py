@@ -40,6 +40,9 @@ def labeler_problem(labeling: LabelerConfig, n_servers: int) -> str | None:
                 "so they cannot share one port; use --web-port 0 (any free port; every URL is printed)")
     if not 0 < labeling.label_timeout < 1e9:
         return f"--label-timeout must be a positive number of seconds, got {labeling.label_timeout}"
+    if not 0 <= labeling.min_answered_share <= 1:
+        return (f"--min-answered-share must be a share in [0, 1] (0 = never wait for labels), "
+                f"got {labeling.min_answered_share}")
     if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
         return "--labeler web needs the web app's packages: pip install 'prefrl[web]' (fastapi, uvicorn)"
     return listen_problem(labeling.web_host, labeling.web_port)
