@@ -64,7 +64,11 @@ class TextBenchConfig:
     max_new_tokens: int = 20
     """Tokens generated per completion (fewer if the model ends with EOS)."""
     prompt_tokens: tuple[int, int] = (8, 16)
-    """Prompt length range in tokens (first tokens of a review)."""
+    """Prompt length range in tokens (first tokens of a review); with --prompt-file, MAX bounds each line."""
+    prompt_file: Path | None = field(default=None, metadata={"metavar": "FILE"})
+    """Prompts from this UTF-8 file, one per line, each used whole instead of the task's IMDB reviews (the task
+    still scores the completions; SFT and PPO-ptx text stay the reviews). Every line must be non-empty and fit
+    --prompt-tokens MAX tokens."""
     labels: int = 500
     """Label budget of the learned arm."""
     reward_model: Literal["finetune", "frozen"] = "finetune"
@@ -94,7 +98,9 @@ class TextBenchConfig:
     init_kl_coef: float = 0.05
     """Starting KL coefficient beta."""
     target_kl: float = 4.0
-    """Per-sequence KL target of the adaptive controller (0 = fixed beta)."""
+    """Per-sequence KL target of the adaptive controller, in nats (> 0)."""
+    fixed_kl: bool = False
+    """Keep the KL coefficient at --init-kl-coef for the whole run (no adaptive controller; --target-kl unused)."""
     sft_steps: int = 0
     """Supervised fine-tuning steps on the task's review text before PPO (InstructGPT step 1; 0 = off). When on,
     the SFT model is a third evaluated arm, both PPO arms start from it and it is their KL reference. Off by
@@ -209,8 +215,20 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path, "RunOpt
                                                          reward_std=cfg.reward_std)
     if problem:
         fail(problem)
-    if cfg.lr <= 0 or cfg.train_layers < 0 or cfg.init_kl_coef < 0 or cfg.target_kl < 0 or cfg.ptx_coef < 0:
-        fail("--lr must be > 0 and --train-layers, --init-kl-coef, --target-kl, --ptx-coef >= 0")
+    if cfg.target_kl <= 0:
+        fail(f"--target-kl must be > 0 (nats per completion), got {cfg.target_kl}; for a fixed KL coefficient "
+             "give --fixed-kl (beta stays at --init-kl-coef)")
+    if cfg.lr <= 0 or cfg.train_layers < 0 or cfg.init_kl_coef < 0 or cfg.ptx_coef < 0:
+        fail("--lr must be > 0 and --train-layers, --init-kl-coef, --ptx-coef >= 0")
+    if cfg.prompt_file is not None:
+        problem = prompt_file_problem(cfg.prompt_file)
+        if problem:
+            fail(problem)
+    from envs.text_models import model_source_problem
+
+    problem = None if cfg.model == "tiny" else model_source_problem(cfg.model)
+    if problem:
+        fail(f"cannot load --model: {problem}")
     if cfg.reward_std <= 0:
         fail(f"--reward-std must be a positive number, got {cfg.reward_std}")
     try:
@@ -286,7 +304,8 @@ def resume_problem(out: Path, cfg: TextBenchConfig) -> str | None:
         return f"--resume: {out} holds no run to continue ({RUN_FILE} is missing); start it without --resume"
     from benchmarks.checks import flags_differ
 
-    differ = flags_differ(json.loads(path.read_text())["config"], _run_config(cfg))
+    saved = {"fixed_kl": False, **json.loads(path.read_text())["config"]}  # runs before --fixed-kl: adaptive
+    differ = flags_differ(saved, _run_config(cfg))
     if differ:
         return f"--resume: the flags differ from the run in {out}: {'; '.join(differ)}; give the same flags"
     return None
@@ -335,6 +354,51 @@ class SeedCheckpoint:
 # ---------------------------------------------------------------- pieces
 
 
+MAX_PROMPT_CHARS = 4000
+"""Longest --prompt-file line read, in characters: far more than --prompt-tokens allows, so a longer line means
+the file is not one prompt per line."""
+
+
+def read_prompt_file(path: Path) -> list[str]:
+    """The prompts of a --prompt-file: its lines, without their line ends (a last empty line is ignored)."""
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def prompt_file_problem(path: Path) -> str | None:
+    """What is wrong with a --prompt-file, from its text alone (the token lengths are checked once the
+    tokenizer is loaded, by :func:`prompt_token_problem`), or None."""
+    try:
+        lines = read_prompt_file(path)
+    except FileNotFoundError:
+        return f"--prompt-file {path} does not exist; give a UTF-8 text file with one prompt per line"
+    except IsADirectoryError:
+        return f"--prompt-file {path} is a directory; give a UTF-8 text file with one prompt per line"
+    except UnicodeDecodeError as err:
+        return f"--prompt-file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8, one prompt per line"
+    except OSError as err:
+        return f"--prompt-file {path} cannot be read ({err.strerror or err})"
+    if not lines:
+        return f"--prompt-file {path} is empty; give one prompt per line"
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            return f"--prompt-file {path}: line {i} is empty; remove it (one prompt per line, none blank)"
+        if len(line) > MAX_PROMPT_CHARS:
+            return (f"--prompt-file {path}: line {i} has {len(line):,} characters, over {MAX_PROMPT_CHARS:,}; "
+                    "a prompt must fit --prompt-tokens MAX tokens: shorten it, or is the file not one prompt per line?")
+    return None
+
+
+def prompt_token_problem(cfg: "TextBenchConfig", tokenizer) -> str | None:
+    """The first --prompt-file line longer than --prompt-tokens MAX tokens (prompts from a file are used whole)."""
+    limit = cfg.prompt_tokens[1]
+    for i, line in enumerate(read_prompt_file(cfg.prompt_file), 1):
+        n = len(tokenizer.encode(line, add_special_tokens=False))
+        if n > limit:
+            return (f"--prompt-file {cfg.prompt_file}: line {i} is {n} tokens, over --prompt-tokens MAX={limit}; "
+                    f"raise it (--prompt-tokens {cfg.prompt_tokens[0]} {n}) or shorten the line")
+    return None
+
+
 def load_policy(name: str):
     from envs.text_models import load_causal_lm, tiny_causal_lm
 
@@ -344,17 +408,23 @@ def load_policy(name: str):
 
 
 def make_envs(cfg: TextBenchConfig, tokenizer, n: int):
+    """``n`` TextGen envs of the task; with --prompt-file its lines are the prompts, used whole."""
     from envs.textgen import TextGenEnv
 
-    return [TextGenEnv(cfg.task, tokenizer=tokenizer, max_new_tokens=cfg.max_new_tokens,
-                       prompt_tokens=cfg.prompt_tokens) for _ in range(n)]
+    if cfg.prompt_file is None:
+        return [TextGenEnv(cfg.task, tokenizer=tokenizer, max_new_tokens=cfg.max_new_tokens,
+                           prompt_tokens=cfg.prompt_tokens) for _ in range(n)]
+    prompts = read_prompt_file(cfg.prompt_file)
+    return [TextGenEnv(cfg.task, tokenizer=tokenizer, max_new_tokens=cfg.max_new_tokens, task_kwargs={"prompts": prompts},
+                       prompt_tokens=cfg.prompt_tokens[1])  # every line fits MAX tokens (checked): used whole
+            for _ in range(n)]
 
 
 def make_ppo(cfg: TextBenchConfig, base_model, tokenizer, seed: int):
     from agents.lm_ppo import LMPPO, LMPPOConfig
 
     pcfg = LMPPOConfig(lr=cfg.lr, train_layers=cfg.train_layers or None, init_kl_coef=cfg.init_kl_coef,
-                       target_kl=cfg.target_kl or None, ptx_coef=cfg.ptx_coef, seed=seed,
+                       target_kl=None if cfg.fixed_kl else cfg.target_kl, ptx_coef=cfg.ptx_coef, seed=seed,
                        minibatch_size=min(8, cfg.batch_size))
     return LMPPO(copy.deepcopy(base_model), tokenizer, pcfg, device=cfg.device, ref_model=base_model)
 
@@ -815,6 +885,14 @@ def main(argv: list[str] | None = None) -> dict:
     except (FileNotFoundError, OSError, ValueError) as err:
         print(f"prefrl: error: cannot load --model {cfg.model!r}: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    problem = None if cfg.prompt_file is None else prompt_token_problem(cfg, tokenizer)
+    if problem:
+        print(f"prefrl: error: {problem}", file=sys.stderr)
+        try:
+            out.rmdir()  # only the empty directory the --out check made; a run's files stay
+        except OSError:
+            pass
+        raise SystemExit(2)
     out.mkdir(parents=True, exist_ok=True)
     if not opts.resume:
         (out / RUN_FILE).write_text(json.dumps({"config": _run_config(cfg)}, indent=2) + "\n")

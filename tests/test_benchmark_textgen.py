@@ -1,5 +1,6 @@
 """benchmarks.textgen: smoke run with the tiny model, and its errors on bad input."""
 
+import dataclasses
 import json
 
 import pytest
@@ -86,6 +87,9 @@ def test_quick_rounds_its_batch_up_to_whole_rankings(k, batch):
         (["--seeds", "-1"], "a seed must be in 0.."),
         (["--lr", "nan"], "--lr must be a finite number"),
         (["--target-kl", "nan"], "--target-kl must be a finite number"),
+        (["--target-kl", "0"], "--target-kl must be > 0"),
+        (["--target-kl", "-1"], "--target-kl must be > 0"),
+        (["--prompt-file", "/nonexistent/prompts.txt"], "does not exist"),
         (["--out", "/proc/prefrl-out"], "cannot be written"),
         (["--round-completions", "0"], "--round-completions must be >= 1"),
         (["--iterations", "0"], "--iterations must be >= 1"),
@@ -97,6 +101,89 @@ def test_bad_flags_exit_with_a_clear_message(tmp_path, capsys, flags, message):
     assert err.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("A good film.\n\nA bad film.\n", "line 2 is empty"),
+        ("   \n", "line 1 is empty"),
+        ("", "is empty; give one prompt per line"),
+        ("ok\n" + "x" * (textgen.MAX_PROMPT_CHARS + 1) + "\n", "line 2 has 4,001 characters"),
+        (b"caf\xe9\n", "is not UTF-8"),
+    ],
+)
+def test_a_bad_prompt_file_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch, text, message):
+    path = tmp_path / "prompts.txt"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    monkeypatch.setattr(textgen, "load_policy", lambda name: pytest.fail("the model loaded"))
+    with pytest.raises(SystemExit) as err:
+        textgen.main(["--synthetic-oracle", "--model", "tiny", "--out", str(tmp_path / "x"), "--prompt-file", str(path)])
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_prompt_longer_than_prompt_tokens_is_named_by_its_line(tmp_path, capsys):
+    path = tmp_path / "prompts.txt"
+    path.write_text("Short one.\n" + "a very long prompt " * 20 + "\n")
+    with pytest.raises(SystemExit) as err:
+        textgen.main(["--synthetic-oracle", "--model", "tiny", "--out", str(tmp_path / "x"), "--prompt-file", str(path),
+                      "--prompt-tokens", "4", "8"])
+    assert err.value.code == 2
+    assert "line 2 is" in (msg := capsys.readouterr().err) and "over --prompt-tokens MAX=8" in msg
+    assert not (tmp_path / "x").exists()
+
+
+def test_prompts_from_a_file_are_used_whole_and_still_scored_by_the_task(tmp_path):
+    from envs.text_models import tiny_causal_lm
+
+    path = tmp_path / "prompts.txt"
+    lines = ["Write about rain.", "The best film I saw", "Tell me a story"]
+    path.write_text("\n".join(lines) + "\n")
+    cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny", "--prompt-file", str(path),
+                                      "--task", "length", "--prompt-tokens", "2", "24"])
+    tokenizer = tiny_causal_lm()[1]
+    assert textgen.prompt_token_problem(cfg, tokenizer) is None
+    env = textgen.make_envs(cfg, tokenizer, 1)[0]
+    seen = {env.reset(seed=s)[1]["prompt"] for s in range(30)}
+    assert seen == set(lines)  # whole lines, never cut to a random prefix
+    assert env.task.name == "length"
+
+
+def test_fixed_kl_keeps_beta_and_an_old_run_resumes_as_adaptive(tmp_path):
+    cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny", "--fixed-kl"])
+    assert cfg.fixed_kl and textgen.make_ppo(cfg, *_tiny(), seed=0).kl_ctl.target is None
+    cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny"])
+    assert textgen.make_ppo(cfg, *_tiny(), seed=0).kl_ctl.target == 4.0
+    saved = {k: v for k, v in textgen._run_config(cfg).items() if k != "fixed_kl"}  # a run.json before the flag
+    (tmp_path / textgen.RUN_FILE).write_text(json.dumps({"config": saved}))
+    assert textgen.resume_problem(tmp_path, cfg) is None
+    assert "--fixed-kl False -> True" in textgen.resume_problem(tmp_path, dataclasses.replace(cfg, fixed_kl=True))
+
+
+def _tiny():
+    from envs.text_models import tiny_causal_lm
+
+    return tiny_causal_lm()
+
+
+def test_a_model_directory_without_a_tokenizer_is_refused_before_loading(tmp_path, capsys):
+    from envs.text_models import tiny_causal_lm
+
+    model, tokenizer = tiny_causal_lm()
+    model.save_pretrained(tmp_path / "m")
+    with pytest.raises(SystemExit) as err:
+        textgen.main(["--synthetic-oracle", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "x")])
+    assert err.value.code == 2
+    assert "has no tokenizer" in (msg := capsys.readouterr().err) and "tokenizer.save_pretrained" in msg
+    tokenizer.save_pretrained(tmp_path / "m")
+    cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", str(tmp_path / "m")])
+    assert cfg.model == str(tmp_path / "m")  # the complete directory passes
+    (tmp_path / "m" / "config.json").unlink()
+    with pytest.raises(SystemExit):
+        textgen.parse_config(["--synthetic-oracle", "--model", str(tmp_path / "m")])
+    assert "has no config.json" in capsys.readouterr().err
 
 
 def test_without_a_labeler_it_lists_the_labelers(capsys):

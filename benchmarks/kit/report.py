@@ -175,7 +175,9 @@ def write_outputs(out: Path, results: list[dict], summary: dict, timing: dict) -
 
 
 def json_safe(x):
-    """NaN/inf -> None (strict JSON has no NaN); numpy scalars -> Python numbers."""
+    """NaN/inf -> None (strict JSON has no NaN); numpy scalars -> Python numbers; paths -> text."""
+    if isinstance(x, Path):
+        return str(x)
     if isinstance(x, dict):
         return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
