@@ -30,6 +30,8 @@ Schema, one row per comparison (``N`` clips of ``L`` steps each):
 ``labeled_at``         float or None, Unix time (s) at which it was given
 ``query_id``           str or None, the web labeling query it answers; the
                        C(K, 2) rows of one K-wise ranking share it
+                       (labels a person replaced by changing the answer stay
+                       in the file but are not exported: only those that count)
 ``n_clips``            int, N (2 for a pair)
 ``length``             int, L, steps per clip
 ``obs``                nested lists, shape ``[N, L, *obs_shape]``: clip k is ``obs[k]``
@@ -83,7 +85,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from prefrl.store import TEXT_FORMAT, blob_to_array, labels_table_problem
+from prefrl.store import LIVE, TEXT_FORMAT, blob_to_array, labels_table_problem
 
 __all__ = ["FORMATS", "export_store", "iter_records", "iter_rankings", "default_out"]
 
@@ -154,12 +156,13 @@ def _iter_rows(store_path: str | Path) -> Iterator[tuple[dict, dict[str, np.ndar
         have = {r[1] for r in db.execute("PRAGMA table_info(labels)")}
         optional = ", ".join(c if c in have else f"NULL AS {c}" for c in _OPTIONAL)  # read-only: never added here
         ranked = _ranking_ids(db, have)
+        live = _live(have)
         last = db.execute("SELECT MAX(id) FROM labels").fetchone()[0]
         after, chunk = -1, 1  # the first read takes one row, to learn its size
         while last is not None and after < last:
             rows = db.execute(  # fetchall: the read lock is released before anything is yielded
                 f"SELECT id, created, mu, is_val, {optional}, obs, act, true_reward FROM labels "
-                "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                f"WHERE id > ? AND id <= ?{live} ORDER BY id LIMIT ?",
                 (after, last, chunk),
             ).fetchall()
             if not rows:
@@ -186,12 +189,17 @@ def _iter_rows(store_path: str | Path) -> Iterator[tuple[dict, dict[str, np.ndar
         db.close()
 
 
+def _live(have: set[str]) -> str:
+    """`` AND <labels that count>`` for a store whose answers can be changed, else nothing (older stores)."""
+    return f" AND {LIVE}" if "replaced_at" in have else ""
+
+
 def _ranking_ids(db: sqlite3.Connection, have: set[str]) -> set[str]:
     """Query ids shared by more than one row: the K-wise rankings (a pair query gives one row)."""
     if "query_id" not in have:
         return set()
     return {q for (q,) in db.execute(
-        "SELECT query_id FROM labels WHERE query_id IS NOT NULL GROUP BY query_id HAVING COUNT(*) > 1")}
+        f"SELECT query_id FROM labels WHERE query_id IS NOT NULL{_live(have)} GROUP BY query_id HAVING COUNT(*) > 1")}
 
 
 def iter_rankings(store_path: str | Path) -> Iterator[dict]:
@@ -257,7 +265,8 @@ def _text_fields(obs: np.ndarray, mu: float, row_id: int) -> dict:
 def _count(store_path: str | Path) -> int:
     db = _open_ro(store_path)
     try:
-        return db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+        have = {r[1] for r in db.execute("PRAGMA table_info(labels)")}
+        return db.execute(f"SELECT COUNT(*) FROM labels WHERE 1{_live(have)}").fetchone()[0]
     finally:
         db.close()
 
@@ -270,7 +279,7 @@ def _ranking_counts(store_path: str | Path) -> tuple[int, int]:
         if "query_id" not in have:
             return 0, 0
         row = db.execute("SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) AS n FROM labels "
-                         "WHERE query_id IS NOT NULL GROUP BY query_id HAVING COUNT(*) > 1)").fetchone()
+                         f"WHERE query_id IS NOT NULL{_live(have)} GROUP BY query_id HAVING COUNT(*) > 1)").fetchone()
         return int(row[0]), int(row[1])
     finally:
         db.close()

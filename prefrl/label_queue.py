@@ -16,8 +16,13 @@ a label is never lost nor written twice.
 Life of a query::
 
     pending --lease--> leased --answer--> answered (labels written) | skipped ("can't tell", no label)
-       ^                 |
-       +--- requeue -----+  lease expired after ``timeout_s`` (``on_timeout="drop"``: -> dropped)
+       ^                 |                     ^                          |
+       +--- requeue -----+                     +------- change -----------+  (by the same annotator)
+          lease expired after ``timeout_s`` (``on_timeout="drop"``: -> dropped)
+
+A changed answer (:meth:`LabelQueue.change`, the page's undo and the review page's "change") replaces the
+query's labels in one transaction: the old rows stay in the file, marked ``replaced_at``, and are no longer
+trained on or exported.
 
 Every method is thread-safe (it holds the store's lock); a web server may
 answer on its own threads while a training thread posts queries and reads
@@ -44,9 +49,9 @@ from prefrl.segments import Segments
 from prefrl.store import PreferenceStore, _from_blob, _to_blob
 
 __all__ = [
-    "LabelQueue", "Query", "frames_to_gif", "gif_media", "text_media", "PAIR_ANSWERS",
+    "LabelQueue", "Query", "frames_to_gif", "gif_media", "gif_to_strip", "text_media", "PAIR_ANSWERS",
     "LabelQueueError", "UnknownQuery", "LeaseError", "NotLeased", "LeaseExpired", "AlreadyAnswered",
-    "MalformedAnswer",
+    "MalformedAnswer", "NotAnswered",
 ]
 
 _QUERIES_SCHEMA = """
@@ -124,6 +129,10 @@ class MalformedAnswer(LabelQueueError):
     """The answer (or the annotator name) is not one the query accepts."""
 
 
+class NotAnswered(LabelQueueError):
+    """A change of answer to a query this annotator has not answered (or that cannot be changed)."""
+
+
 @dataclass(frozen=True)
 class Query:
     """One query as the queue holds it (segments and media bytes are fetched separately).
@@ -195,6 +204,38 @@ def frames_to_gif(frames: np.ndarray | torch.Tensor, fps: float = 15.0) -> bytes
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
                    duration=max(20, int(round(1000 / fps))), loop=0, disposal=1, optimize=False)
     return buf.getvalue()
+
+
+def gif_to_strip(gif: bytes) -> tuple[bytes, int, int]:
+    """A GIF's frames side by side in one PNG, for a page that plays, pauses, slows and steps clips in sync.
+
+    Args:
+        gif: the bytes of an animated GIF (e.g. from :func:`frames_to_gif`).
+
+    Returns:
+        ``(png, n_frames, delay_ms)``: the PNG is ``n_frames`` frames wide, frame t at x = t * width, each
+        shown for ``delay_ms`` (a frame the GIF held longer, e.g. repeated frames it merged, is repeated).
+
+    Raises:
+        ValueError: the bytes are not a GIF.
+    """
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    try:
+        im = Image.open(io.BytesIO(gif))
+    except UnidentifiedImageError as err:
+        raise ValueError("not a GIF") from err
+    shown = [(f.convert("RGB"), int(f.info.get("duration") or 100)) for f in ImageSequence.Iterator(im)]
+    delay = max(20, min(d for _, d in shown))
+    # GIF writers merge repeated frames into one longer one: repeat them back, so every frame lasts `delay`
+    frames = [f for f, d in shown for _ in range(max(1, round(d / delay)))]
+    w, h = frames[0].size
+    strip = Image.new("RGB", (w * len(frames), h))
+    for t, f in enumerate(frames):
+        strip.paste(f, (t * w, 0))
+    buf = io.BytesIO()
+    strip.save(buf, format="PNG")
+    return buf.getvalue(), len(frames), delay
 
 
 def gif_media(frames: np.ndarray | torch.Tensor, fps: float = 15.0) -> dict:
@@ -476,6 +517,57 @@ class LabelQueue:
                                             n_labels, seq, query_id))
             if staged is not None:
                 self.store._stage(staged)
+            return n_labels
+
+    def change(self, query_id: str, annotator: str, ranking: str | Sequence[int]) -> int:
+        """Replaces ``annotator``'s own answer to a query (an undo, or a correction from the review page).
+
+        The old labels stay in the file marked replaced (never trained on again); the new ones are written in
+        the same transaction, so a crash keeps one answer or the other, never both or neither. Labels a
+        training loop counted when the first answer came in are not counted again.
+
+        Args:
+            query_id: an answered or skipped query.
+            annotator: the name that answered it; nobody else may change it.
+            ranking: the new answer, as for :meth:`answer`.
+
+        Returns:
+            The number of labels the query now has (0 for "can't tell").
+
+        Raises:
+            UnknownQuery: no query has this id.
+            NotAnswered: the query is not answered yet, another annotator answered it, or the store keeps its
+                labels in memory only (no file to mark them in).
+            MalformedAnswer: the answer or the annotator name is invalid.
+            Nothing is changed when any of these is raised.
+        """
+        name = _check_annotator(annotator)
+        with self._lock:
+            row = self._db.execute("SELECT status, annotator, k FROM queries WHERE id = ?", (str(query_id),)).fetchone()
+            if row is None:
+                raise UnknownQuery(f"no query has id {str(query_id)!r:.80}")
+            status, holder, k = row
+            if status not in ("answered", "skipped"):
+                raise NotAnswered(f"query {query_id} is {status}, not answered: answer it first (POST /api/answer)")
+            if holder != name:
+                raise NotAnswered(f"query {query_id} was answered by {holder!r}; only they can change the answer")
+            if self._own_db:
+                raise NotAnswered("this queue's store keeps labels in memory only: an answer can be changed only "
+                                  "in a store with a file (PreferenceStore(path))")
+            stored, ranks = _parse_answer(ranking, k)
+            with self._tx() as db:
+                self.store._replace_rows(db, query_id)
+                n_labels = 0
+                if ranks is not None:
+                    seg = self.segments(query_id)
+                    first, second, mu = ranking_to_pairs(ranks[None])
+                    staged = self.store._prepare(seg[first], seg[second], mu)
+                    self.store._write_rows(db, staged, name, query_id)
+                    n_labels = len(mu)
+                db.execute("UPDATE queries SET status = ?, answered_at = ?, answer = ?, n_labels = ? WHERE id = ?",
+                           ("skipped" if ranks is None else "answered", self._clock(), json.dumps(stored), n_labels,
+                            query_id))
+            self.store.total_added += n_labels  # labels ever written; tensors() reads the ones that count from the file
             return n_labels
 
     # -- reading ---------------------------------------------------------------

@@ -56,9 +56,13 @@ TEXT_FORMAT = "text-utf8-v1"
 LABEL_COLUMNS = frozenset({"id", "created", "mu", "is_val", "obs", "act", "true_reward"})
 """The columns every prefrl store's ``labels`` table has (``_SCHEMA``); a table lacking one is not a store."""
 
-LABEL_EXTRA_COLUMNS = {"annotator": "TEXT", "labeled_at": "REAL", "query_id": "TEXT"}
-"""Nullable ``labels`` columns added in 0.1.1 (who gave a label, when, for which query of a
-:class:`prefrl.label_queue.LabelQueue`); opening an older store adds them (NULL in its old rows)."""
+LABEL_EXTRA_COLUMNS = {"annotator": "TEXT", "labeled_at": "REAL", "query_id": "TEXT", "replaced_at": "REAL"}
+"""Nullable ``labels`` columns added after 0.1.0 (who gave a label, when, for which query of a
+:class:`prefrl.label_queue.LabelQueue`, and when a person changed that answer: a replaced row is kept in the
+file but never trained on or exported); opening an older store adds them (NULL in its old rows)."""
+
+LIVE = "replaced_at IS NULL"
+"""SQL condition of the labels that count (not replaced by a changed answer)."""
 
 _VALID_MU = (0.0, 0.5, 1.0)
 
@@ -213,6 +217,7 @@ class PreferenceStore:
         self._file_lock: weakref.finalize | None = None  # flock held while the file is open: one process per store
         self._lock = threading.RLock()  # guards the connection, the buffer, the split RNG and the counters
         self._staged: list[tuple[torch.Tensor, ...]] = []  # stored labels not yet in the buffer (see tensors())
+        self._reload = False  # a changed answer replaced stored labels: tensors() rebuilds the buffer from the file
         self.damaged_ids: list[int] = []
         self.meta: dict[str, str] = {}  # what the observations are, e.g. {"obs_format": TEXT_FORMAT}
         if self.path is not None:
@@ -236,9 +241,7 @@ class PreferenceStore:
                     self._db.execute(f"ALTER TABLE labels ADD COLUMN {col} {sql_type}")
             self._db.commit()
             self.meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-            rows = self._db.execute(
-                "SELECT id, mu, is_val, obs, act, true_reward FROM labels ORDER BY id DESC LIMIT ?", (self.capacity,)
-            ).fetchall()
+            rows = self._recent_rows()
             self.total_added = self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
         except sqlite3.DatabaseError as err:
             self.close()
@@ -249,6 +252,16 @@ class PreferenceStore:
             self.close()
             raise
         torch.rand(self.total_added, generator=self._rng)  # resume the split stream where the file left it
+        self._load(rows)
+
+    def _recent_rows(self) -> list[tuple]:
+        """The newest ``capacity`` labels that count (replaced answers left out), newest first."""
+        return self._db.execute(
+            f"SELECT id, mu, is_val, obs, act, true_reward FROM labels WHERE {LIVE} ORDER BY id DESC LIMIT ?",
+            (self.capacity,)).fetchall()
+
+    def _load(self, rows: list[tuple]) -> None:
+        """Fills the (empty) buffer from ``rows`` of :meth:`_recent_rows`, leaving out damaged ones."""
         self.damaged_ids: list[int] = []  # rows that could not be read; kept on disk, left out of training
         for row_id, mu, is_val, obs, act, rew in reversed(rows):
             try:
@@ -432,6 +445,14 @@ class PreferenceStore:
             "VALUES (?,?,?,?,?,?,?,?,?)", rows
         )
 
+    def _replace_rows(self, db: sqlite3.Connection, query_id: str) -> int:
+        """Marks a query's labels replaced (inside the caller's transaction); the buffer is rebuilt from the file
+        at the next :meth:`tensors` call. Returns the rows marked."""
+        n = db.execute(f"UPDATE labels SET replaced_at = ? WHERE query_id = ? AND {LIVE}",
+                       (time.time(), query_id)).rowcount
+        self._reload = True
+        return n
+
     def _stage(self, staged: tuple[torch.Tensor, ...]) -> None:
         """Queues committed labels for the buffer (applied by :meth:`tensors`)."""
         with self._lock:
@@ -464,6 +485,10 @@ class PreferenceStore:
             ValueError: if the store is empty.
         """
         with self._lock:
+            if self._reload and self._db is not None:  # an answer was changed: the file holds the labels that count
+                self._buf, self._next, self._size, self._staged = {}, 0, 0, []
+                self._load(self._recent_rows())
+                self._reload = False
             self._apply_staged()
             if self._size == 0:
                 raise ValueError("the preference store is empty: add labels before fitting the reward model")

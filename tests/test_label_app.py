@@ -1,10 +1,12 @@
 """prefrl.web: the labeling app's JSON API refuses bad requests without changing the store, and records good answers."""
 
+import io
 import sqlite3
 import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,6 +176,40 @@ def test_a_good_answer_lands_with_annotator_and_time(setup):
     assert p["annotators"] == {"ada": 3, "bob": 1}
     review = client.get("/api/answered").json()["queries"]
     assert [r["answer"] for r in review] == [[0, 2, 1], "skip", "equal", "right"]
+
+
+def test_an_annotator_changes_their_own_answer_and_nobody_elses(setup):
+    client, queue, pair_ids, k3, _ = setup
+    q = client.get("/api/next", params={"annotator": "ada"}).json()["query"]
+    client.post("/api/answer", json={"query_id": q["id"], "annotator": "ada", "answer": "left"}).raise_for_status()
+    shown = client.get(f"/api/query/{q['id']}").json()["query"]
+    assert (shown["id"], shown["status"], shown["answer"], shown["annotator"]) == (q["id"], "answered", "left", "ada")
+    before = snapshot(queue.store.path)
+    r = client.post("/api/change", json={"query_id": q["id"], "annotator": "bob", "answer": "right"})
+    assert r.status_code == 409 and "only they can change" in r.json()["error"]
+    r = client.post("/api/change", json={"query_id": pair_ids[1], "annotator": "ada", "answer": "right"})
+    assert r.status_code == 409 and "not answered" in r.json()["error"]
+    assert client.get("/api/query/nope").status_code == 404
+    assert client.post("/api/change", content=b"{").status_code == 400
+    assert snapshot(queue.store.path) == before
+    assert client.post("/api/change", json={"query_id": q["id"], "annotator": "ada", "answer": "right"}).json() == \
+        {"ok": True, "labels": 1}
+    assert queue.store.tensors()["mu"].tolist() == [0.0]
+    assert client.get("/api/answered").json()["queries"][0]["answer"] == "right"
+
+
+def test_a_clip_comes_as_a_strip_of_its_frames_for_the_player(setup):
+    client, queue, pair_ids, k3, _ = setup
+    r = client.get(f"/api/frames/{pair_ids[0]}/0")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    n, delay = int(r.headers["x-frame-count"]), int(r.headers["x-frame-delay-ms"])
+    from PIL import Image
+
+    strip = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert strip.shape == (6, 8 * n, 3) and (strip == 0).all() and delay >= 20  # clip(0): a still black 8x6 clip
+    assert client.get(f"/api/frames/{k3}/0").status_code == 404, "a text side has no frames"
+    assert client.get(f"/api/frames/{pair_ids[0]}/7").status_code == 404
+    assert client.get(f"/api/frames/{pair_ids[0]}/x").status_code == 404
 
 
 def test_serve_runs_on_a_free_loopback_port_and_stops(tmp_path):

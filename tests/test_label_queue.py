@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from prefrl.export import iter_records
-from prefrl.label_queue import (AlreadyAnswered, LabelQueue, LeaseExpired, MalformedAnswer, NotLeased, UnknownQuery,
-                                frames_to_gif, gif_media, text_media)
+from prefrl.label_queue import (AlreadyAnswered, LabelQueue, LeaseExpired, MalformedAnswer, NotAnswered, NotLeased,
+                                UnknownQuery, frames_to_gif, gif_media, gif_to_strip, text_media)
 from prefrl.segments import Segments
 from prefrl.store import PreferenceStore, _to_blob
 from queue_helpers import Clock, snapshot
@@ -307,6 +307,81 @@ def test_a_store_without_a_file_keeps_its_queue_in_memory():
     queue.answer(queue.lease("ada").id, "ada", "right")
     assert store.tensors()["mu"].tolist() == [0.0]
     assert queue.stats()["pending"] == 1
+
+
+def test_a_changed_answer_replaces_its_labels_for_training_and_export(queue):
+    path, store = queue.store.path, queue.store
+    ids = post_pairs(queue, 3)
+    for answer in ("left", "skip", "right"):
+        queue.answer(queue.lease("ada").id, "ada", answer)
+    assert store.tensors()["mu"].tolist() == [1.0, 0.0]
+    view = store.tensors()["mu"]
+    assert queue.change(ids[0], "ada", "right") == 1      # undo of a pair: left -> right
+    assert queue.change(ids[1], "ada", "equal") == 1      # can't tell -> equally good: a new label
+    assert queue.change(ids[2], "ada", "skip") == 0       # right -> can't tell: its label no longer counts
+    assert view.tolist() == [1.0, 0.0], "a view the trainer holds does not change under it"
+    t = store.tensors()
+    assert sorted(t["mu"].tolist()) == [0.0, 0.5] and len(store) == 2
+    recs = list(iter_records(path))
+    assert [(r["query_id"], r["mu"]) for r in recs] == [(ids[0], 0.0), (ids[1], 0.5)]
+    assert [q.answer for q in (queue.get(i) for i in ids)] == ["right", "equal", "skip"]
+    assert [q.status for q in (queue.get(i) for i in ids)] == ["answered", "answered", "skipped"]
+    assert queue.stats()["labels_given"] == 2
+    rows = sqlite3.connect(path).execute("SELECT query_id, mu, replaced_at IS NOT NULL FROM labels ORDER BY id").fetchall()
+    assert rows == [(ids[0], 1.0, 1), (ids[2], 0.0, 1), (ids[0], 0.0, 0), (ids[1], 0.5, 0)], \
+        "the old answers stay in the file, marked replaced"
+    store.close()
+    again = PreferenceStore(path)  # a resumed run trains on the answers that count
+    assert sorted(again.tensors()["mu"].tolist()) == [0.0, 0.5]
+    again.close()
+
+
+def test_a_ranking_can_be_changed_and_keeps_its_pairs_together(queue):
+    k = 3
+    qid = queue.post([segs(1, start=10 * j) for j in range(k)], [[text_media(str(j)) for j in range(k)]])[0]
+    queue.answer(queue.lease("ada").id, "ada", [0, 1, 2])
+    assert queue.change(qid, "ada", [2, 1, 0]) == 3
+    rows = [r for r in iter_records(queue.store.path)]
+    assert len(rows) == 3 and {r["kind"] for r in rows} == {"ranking"}
+    assert sorted(r["mu"] for r in rows) == [0.0, 0.0, 0.0]  # every first clip is now the worse one
+
+
+def test_only_the_annotator_changes_an_answered_query_and_a_refusal_changes_nothing(queue):
+    ids = post_pairs(queue, 2)
+    queue.answer(queue.lease("ada").id, "ada", "left")
+    queue.lease("bob")  # ids[1] is leased to bob, not answered
+    before = snapshot(queue.store.path)
+    for qid, who, answer, err, message in [
+        (ids[0], "bob", "right", NotAnswered, "answered by 'ada'"),
+        (ids[1], "bob", "right", NotAnswered, "is leased, not answered"),
+        ("nope", "ada", "right", UnknownQuery, "no query"),
+        (ids[0], "ada", "sideways", MalformedAnswer, "is not one of"),
+        (ids[0], "", "right", MalformedAnswer, "annotator"),
+    ]:
+        with pytest.raises(err, match=message):
+            queue.change(qid, who, answer)
+    assert snapshot(queue.store.path) == before
+    store = PreferenceStore()
+    mem = LabelQueue(store)
+    post_pairs(mem, 1)
+    q = mem.lease("ada")
+    mem.answer(q.id, "ada", "left")
+    with pytest.raises(NotAnswered, match="memory only"):
+        mem.change(q.id, "ada", "right")
+
+
+def test_a_gif_becomes_a_strip_with_every_frame_shown_for_one_delay():
+    frames = np.zeros((6, 4, 5, 3), np.uint8)
+    for t, v in enumerate([10, 10, 10, 80, 150, 220]):  # the first three equal: the GIF writer merges them
+        frames[t] = v
+    png, n, delay = gif_to_strip(frames_to_gif(frames, fps=10))
+    from PIL import Image
+
+    strip = np.asarray(Image.open(io.BytesIO(png)))
+    assert (n, delay) == (6, 100) and strip.shape == (4, 5 * 6, 3)
+    assert [int(strip[0, 5 * t, 0]) for t in range(6)] == [10, 10, 10, 80, 150, 220]
+    with pytest.raises(ValueError, match="not a GIF"):
+        gif_to_strip(b"not a gif")
 
 
 def test_frames_to_gif_loops_every_frame():

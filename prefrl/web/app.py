@@ -9,20 +9,27 @@ without it: 401, with a wrong one: 403, and nothing changes):
 ``GET /api/next?annotator=A``  leases a query to A: ``{"query": {id, kind, k, prompt, media,
                                lease_until, timeout_s}}`` or ``{"query": null}`` when none is pending
 ``GET /api/media/{id}/{side}`` the side's GIF (``image/gif``) or text (``text/plain``)
+``GET /api/frames/{id}/{side}`` a GIF side's frames side by side in one PNG, with ``X-Frame-Count`` and
+                               ``X-Frame-Delay-Ms`` headers (the page's player: pause, slow, step, in sync)
 ``POST /api/answer``           ``{"query_id", "annotator", "answer"}`` -> ``{"ok": true, "labels": n}``
+``GET /api/query/{id}``        one query as ``{"query": {...}}`` (with its answer once answered), to change it
+``POST /api/change``           ``{"query_id", "annotator", "answer"}``: replaces that annotator's own answer
+                               -> ``{"ok": true, "labels": n}`` (the old labels no longer count)
 ``GET /api/progress``          the queue's counts, plus what the ``progress`` callable returns
                                (``labels_due``, ``curves`` {name: [[step, value], ...]}, ...)
 ``GET /api/answered``          ``?offset=&limit=``: answered queries, most recent first
 =============================  ==================================================================
 
 Errors are JSON ``{"error": "..."}``: 400 (body not JSON), 422 (fields or answer malformed),
-404 (unknown query or side), 409 (not leased to this annotator, or answered already),
+404 (unknown query or side), 409 (not leased to this annotator, answered already, or a change of an
+answer that is not this annotator's),
 410 (the lease ran out).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -35,12 +42,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from prefrl.label_queue import (AlreadyAnswered, LabelQueue, LabelQueueError, LeaseExpired, MalformedAnswer,
-                                NotLeased, Query, UnknownQuery)
+                                NotAnswered, NotLeased, Query, UnknownQuery, gif_to_strip)
 
 __all__ = ["create_app", "TOKEN_HEADER"]
 
 TOKEN_HEADER = "X-Prefrl-Token"
-_STATUS = ((UnknownQuery, 404), (LeaseExpired, 410), (NotLeased, 409), (AlreadyAnswered, 409), (MalformedAnswer, 422))
+_STATUS = ((UnknownQuery, 404), (LeaseExpired, 410), (NotLeased, 409), (AlreadyAnswered, 409), (NotAnswered, 409),
+           (MalformedAnswer, 422))
 _MAX_BODY = 64 * 1024
 _MAX_OFFSET = 2**62
 
@@ -212,8 +220,7 @@ def create_app(queue: LabelQueue, token: str, progress: Callable[[], dict] | Non
         return Response(item["data"], media_type="text/plain; charset=utf-8",
                         headers={"Cache-Control": "private, max-age=86400"})
 
-    @app.post("/api/answer")
-    async def answer(request: Request) -> JSONResponse:
+    async def write_answer(request: Request, method: Callable) -> JSONResponse:
         raw = await _read_body(request, _MAX_BODY)
         if raw is None:
             return _error(413, f"the body is over {_MAX_BODY} bytes")
@@ -228,10 +235,44 @@ def create_app(queue: LabelQueue, token: str, progress: Callable[[], dict] | Non
         from starlette.concurrency import run_in_threadpool
 
         try:  # the queue blocks (SQLite): off the event loop
-            n = await run_in_threadpool(queue.answer, body["query_id"], body["annotator"], body["answer"])
+            n = await run_in_threadpool(method, body["query_id"], body["annotator"], body["answer"])
         except LabelQueueError as err:
             return _queue_error(err)
         return JSONResponse({"ok": True, "labels": n})
+
+    @functools.lru_cache(maxsize=64)  # a query's media never change; a page asks for each side once
+    def strip(query_id: str, side: int) -> tuple[bytes, int, int]:
+        item = queue.media(query_id, side)
+        if item["kind"] != "gif":
+            raise UnknownQuery(f"side {side} of query {query_id} is {item['kind']}, not a clip")
+        return gif_to_strip(item["data"])
+
+    @app.get("/api/frames/{query_id}/{side}")
+    def frames(query_id: str, side: str) -> Response:
+        if not side.isdigit() or len(side) > 4:
+            return _error(404, f"side must be a number 0..K-1, got {side!r:.20}")
+        try:
+            png, n, delay = strip(query_id, int(side))
+        except LabelQueueError as err:
+            return _queue_error(err)
+        return Response(png, media_type="image/png", headers={
+            "Cache-Control": "private, max-age=86400", "X-Frame-Count": str(n), "X-Frame-Delay-Ms": str(delay)})
+
+    @app.post("/api/answer")
+    async def answer(request: Request) -> JSONResponse:
+        return await write_answer(request, queue.answer)
+
+    @app.post("/api/change")
+    async def change(request: Request) -> JSONResponse:
+        return await write_answer(request, queue.change)
+
+    @app.get("/api/query/{query_id}")
+    def one_query(query_id: str) -> JSONResponse:
+        try:
+            q = queue.get(query_id)
+        except LabelQueueError as err:
+            return _queue_error(err)
+        return JSONResponse({"query": _query_json(q)})
 
     @app.get("/api/progress")
     def get_progress() -> JSONResponse:
