@@ -72,6 +72,11 @@ class TextTask(abc.ABC):
     name: str = "task"
     score_range: tuple[float, float] = (-np.inf, np.inf)
 
+    @property
+    def instructions(self) -> str:
+        """What a better completion does, for a person who ranks them (shown on the labeling page)."""
+        return "Pick the completion that does best what the task asks, continuing the prompt fluently."
+
     @abc.abstractmethod
     def num_prompts(self) -> int:
         """Number of prompts the task can start an episode from."""
@@ -149,6 +154,11 @@ class ImdbPositiveTask(_PromptListMixin, TextTask):
     def __init__(self, label: int | None = None, prompts: Sequence[str] | None = None) -> None:
         self._init_prompts(prompts, label)
 
+    @property
+    def instructions(self) -> str:
+        return ("Continue the movie review in a positive tone: prefer the completion that sounds more positive "
+                "about the film, fluently and on topic.")
+
     def score(self, completion: str, prompt: str = "") -> float:
         return vader_compound(completion)
 
@@ -176,6 +186,11 @@ class LengthTask(_PromptListMixin, TextTask):
             raise ValueError(f"target_words must be >= 1, got {target_words!r}")
         self.target_words = int(target_words)
         self._init_prompts(prompts, label)
+
+    @property
+    def instructions(self) -> str:
+        return (f"Prefer the completion whose length is closest to {self.target_words} words (count the words; "
+                "the content does not matter).")
 
     def score(self, completion: str, prompt: str = "") -> float:
         n = len(completion.split())
@@ -207,6 +222,11 @@ class KeywordTask(_PromptListMixin, TextTask):
         self.keyword = keyword
         self._pattern = re.compile(rf"(?<!\w){re.escape(keyword)}(?!\w)", re.IGNORECASE)
         self._init_prompts(prompts, label)
+
+    @property
+    def instructions(self) -> str:
+        return (f"Prefer the completion that uses the word \"{self.keyword}\" more often, as a whole word (any "
+                "case); if neither uses it, they are equally good.")
 
     def score(self, completion: str, prompt: str = "") -> float:
         return float(len(self._pattern.findall(completion)))

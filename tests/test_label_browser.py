@@ -32,6 +32,21 @@ def clip(seed: int) -> np.ndarray:
     return frames
 
 
+def set_name(browser, name, end_key=None):
+    """Types a name as a person does: after "change name" when one is already set (the field is read-only)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    edit = browser.find_element(By.ID, "name-edit")
+    if edit.is_displayed():
+        edit.click()
+    field = browser.find_element(By.ID, "annotator")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.BACKSPACE)
+    field.send_keys(name, end_key or Keys.TAB)
+    return field
+
+
 @pytest.fixture(scope="module")
 def browser():
     from selenium import webdriver
@@ -67,8 +82,7 @@ def test_a_person_labels_20_pairs_with_clicks_and_keys(tmp_path, browser):
     wait = WebDriverWait(browser, 20)
     try:
         browser.get(server.url)
-        name = browser.find_element(By.ID, "annotator")
-        name.send_keys("tester", Keys.TAB)  # the name is saved on change
+        set_name(browser, "tester")  # the name is saved on change
         wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-state") == "query")
         loaded = ("const i = document.querySelector('#side-0 img');"
                   "return i !== null && i.complete && i.naturalWidth;")
@@ -85,7 +99,7 @@ def test_a_person_labels_20_pairs_with_clicks_and_keys(tmp_path, browser):
         actions = [  # (how, the mass on the left clip it means)
             (click("#btn-left"), 1.0), (key("1"), 1.0), (key(Keys.ARROW_RIGHT), 0.0), (click("#btn-right"), 0.0),
             (key("="), 0.5), (click("#btn-equal"), 0.5), (key("2"), 0.0), (key(Keys.ARROW_LEFT), 1.0),
-            (click("#side-1 img"), 0.0), (key("3"), 0.5),
+            (click("#side-1"), 0.0), (key("3"), 0.5),
         ] * 2 + [(key(Keys.SPACE), None)]  # the 21st: "can't tell", no label
         expected = {}
         for act, mu in actions:
@@ -124,7 +138,7 @@ def test_a_person_ranks_three_completions_by_clicking_best_to_worst(tmp_path, br
     wait = WebDriverWait(browser, 20)
     try:
         browser.get(server.url)
-        browser.find_element(By.ID, "annotator").send_keys("tester", Keys.TAB)
+        set_name(browser, "tester")
         wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-query-id") == ids[0])
         assert browser.find_element(By.ID, "prompt").text == "Review: <b>bold</b>", "prompts are shown as text"
         assert browser.find_element(By.CSS_SELECTOR, "#side-1 pre").text == "a wonderful film"
@@ -168,9 +182,7 @@ def test_the_page_says_when_the_agent_waits_and_when_the_run_is_gone(tmp_path, b
     wait = WebDriverWait(browser, 20)
     try:
         browser.get(server.url)
-        name = browser.find_element(By.ID, "annotator")
-        name.clear()
-        name.send_keys("dana", Keys.ENTER)  # Enter hands the keys back to the answers
+        name = set_name(browser, "dana", Keys.ENTER)  # Enter hands the keys back to the answers
         wait.until(lambda d: d.find_element(By.ID, "main").get_attribute("data-state") == "query")
         first = browser.find_element(By.ID, "main").get_attribute("data-query-id")
         ActionChains(browser).send_keys("1").perform()
@@ -191,3 +203,79 @@ def test_the_page_says_when_the_agent_waits_and_when_the_run_is_gone(tmp_path, b
     assert browser.find_element(By.ID, "main").get_attribute("data-query-id") == shown, "the query stays on screen"
     assert queue.get(shown).answer is None and ids[0] == first
     store.close()
+
+
+def test_clips_pause_and_step_in_sync_answers_can_be_undone_and_changed_and_a_phone_fits(tmp_path, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from prefrl.web import serve
+
+    n, L = 4, 3
+    store = PreferenceStore(tmp_path / "labels.sqlite")
+    queue = LabelQueue(store, timeout_s=120)
+    left = Segments(torch.arange(n).float()[:, None, None].repeat(1, L, 2), torch.zeros(n, L, 1), torch.ones(n, L))
+    ids = queue.post([left, Segments(left.obs + 9, left.act, left.true_reward)],
+                     [[gif_media(clip(i), fps=10), gif_media(clip(i + 1), fps=10)] for i in range(n)])
+    server = serve(queue, progress=lambda: {"task": "HalfCheetah-v5", "instructions": "Run to the right, fast."},
+                   print_url=False)
+    wait = WebDriverWait(browser, 20)
+    main = lambda: browser.find_element(By.ID, "main")  # noqa: E731
+    keys = lambda k: ActionChains(browser).send_keys(k).perform()  # noqa: E731
+    frames = lambda: browser.execute_script(  # noqa: E731
+        "return [0, 1].map(k => { const c = document.getElementById('canvas-' + k); return c && c.dataset.frame; });")
+    try:
+        browser.get(server.url)
+        set_name(browser, "uma")
+        wait.until(lambda d: main().get_attribute("data-query-id") == ids[0] and None not in frames())
+        assert browser.find_element(By.ID, "task-help").text == "This task: Run to the right, fast."
+        assert "true" not in browser.find_element(By.ID, "progress").text.lower(), "no true score on the page"
+        keys("p")  # pause: both clips hold the same frame
+        a = frames()
+        threading_sleep(0.4)
+        assert frames() == a and a[0] == a[1], "paused, in step"
+        keys(".")
+        wait.until(lambda d: frames() == [str((int(a[0]) + 1) % 6)] * 2)
+        keys("s")
+        assert "0.5x" in browser.find_element(By.ID, "btn-slower").text
+        keys("1")  # left
+        wait.until(lambda d: main().get_attribute("data-query-id") == ids[1])
+        keys("u")  # undo: the last answer comes back, to be changed
+        wait.until(lambda d: main().get_attribute("data-query-id") == ids[0] and main().get_attribute("data-editing"))
+        assert "it was: left is better" in browser.find_element(By.ID, "edit-note").text
+        keys("2")
+        wait.until(lambda d: main().get_attribute("data-query-id") == ids[1] and not main().get_attribute("data-editing"))
+        assert queue.get(ids[0]).answer == "right"
+        keys("=")
+        wait.until(lambda d: main().get_attribute("data-query-id") == ids[2])
+        browser.get(server.url.replace("/?", "/review?"))  # change an answer from the review page
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "a.change"))
+        browser.find_elements(By.CSS_SELECTOR, "a.change")[0].click()  # the newest: ids[1], "equally good"
+        wait.until(lambda d: main().get_attribute("data-query-id") == ids[1] and main().get_attribute("data-editing"))
+        keys("0")  # can't tell after all: its label no longer counts
+        wait.until(lambda d: main().get_attribute("data-query-id") == ids[2] and not main().get_attribute("data-editing"))
+        assert queue.get(ids[1]).answer == "skip"
+        browser.set_window_size(390, 844)  # a phone: the clips side by side, the buttons on screen
+        browser.get(server.url)
+        wait.until(lambda d: main().get_attribute("data-query-id") == ids[2])
+        assert browser.execute_script("return window.innerWidth") <= 640
+        box = "return document.getElementById(arguments[0]).getBoundingClientRect().toJSON();"
+        s0, s1 = browser.execute_script(box, "side-0"), browser.execute_script(box, "side-1")
+        assert abs(s0["top"] - s1["top"]) < 2 and s1["left"] > s0["right"] - 1, "side by side"
+        btn = browser.execute_script(box, "btn-left")
+        assert 0 <= btn["top"] and btn["bottom"] <= browser.execute_script("return window.innerHeight")
+    finally:
+        browser.set_window_size(1200, 900)
+        server.stop()
+    rows = sqlite3.connect(store.path).execute(
+        "SELECT query_id, mu FROM labels WHERE replaced_at IS NULL ORDER BY id").fetchall()
+    assert rows == [(ids[0], 0.0)], "the changed answers count, the replaced ones do not"
+    assert sorted(store.tensors()["mu"].tolist()) == [0.0]
+    store.close()
+
+
+def threading_sleep(seconds):
+    import time
+
+    time.sleep(seconds)

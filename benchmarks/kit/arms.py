@@ -8,7 +8,6 @@ its reward model to ``cfg.out``.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -298,24 +297,36 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
     return result
 
 
+def label_progress(cfg: RunConfig, status: dict, env_step: int, waiting_for: int) -> dict:
+    """What the labeling page shows of a run: the task and what "better" means for it, steps, labels asked,
+    answered and due, and how many answers the agent waits for; never the true return, which would steer labels.
+
+    Args:
+        cfg: the run's config.
+        status: the loop's ``label_status`` at ``env_step``.
+        env_step: the learned arm's steps so far.
+        waiting_for: answers the agent waits for now (``--min-answered-share``), 0 when it trains on.
+    """
+    from envs.instructions import labeling_instructions
+
+    return {"labels_due": status["labels_due"], "labels_budget": status["labels_total"],
+            "labels_counted": status["labels_used"], "env_step": env_step, "steps": cfg.steps,
+            "task": cfg.env, "instructions": labeling_instructions(cfg.env), "waiting_for_labels": waiting_for}
+
+
 def start_label_server(cfg: RunConfig, loop, seed: int, rows: list[dict], at_step: list[int], queue,
                        waiting: dict | None = None):
     """Serves the learned arm's label queue (``--labeler web``) and sends its URL to the console at once.
 
-    The page's progress shows the task, the run's steps, the labels given, asked and due by now and not
-    answered (``labels_due``), the queue's length, the learned-reward agent's true return so far and, while
-    the agent waits for answers (``--min-answered-share``), how many it waits for (``waiting_for_labels``).
+    The page's progress shows the task and what "better" means for it, the run's steps, the labels given,
+    asked and due by now and not answered (``labels_due``), the queue's length and, while the agent waits for
+    answers (``--min-answered-share``), how many it waits for (``waiting_for_labels``). It never shows the
+    true return: a labeler who saw it would judge by it instead of by the clips.
     """
     from prefrl.web import serve
 
     def progress() -> dict:
-        status = loop.label_status(at_step[0])
-        curve = [[r["env_step"], r["true_return"]] for r in list(rows)
-                 if r["run"] == "learned" and math.isfinite(r["true_return"])]
-        return {"labels_due": status["labels_due"], "labels_budget": status["labels_total"],
-                "labels_counted": status["labels_used"], "env_step": at_step[0], "steps": cfg.steps,
-                "task": cfg.env, "waiting_for_labels": (waiting or {}).get("short", 0),
-                "curves": {f"true return of the agent (seed {seed})": curve}}
+        return label_progress(cfg, loop.label_status(at_step[0]), at_step[0], (waiting or {}).get("short", 0))
 
     server = serve(loop.labeler.queue, host=cfg.labeling.web_host, port=cfg.labeling.web_port, progress=progress,
                    print_url=False)
