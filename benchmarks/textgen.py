@@ -38,7 +38,7 @@ from typing import Literal
 
 from benchmarks.kit.config import LabelerConfig, defaults_of, with_unset
 from benchmarks.kit.flags import add_flags, from_namespace, json_flags
-from benchmarks.kit.report import figure, print_rows, save_figure, write_csv, write_json
+from benchmarks.kit.report import figure, label_shortfall, print_rows, save_figure, write_csv, write_json
 
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "samples.md")
 LABELERS = {"synthetic-oracle": "labels pairs by the task's true score, answering at random with probability --noise",
@@ -450,7 +450,7 @@ def make_loop(cfg: TextBenchConfig, seed: int, out: Path, tokenizer, opts: "RunO
 
         store = PreferenceStore(out / f"labels-seed{seed}.sqlite", seed=seed)
         queue = LabelQueue(store, timeout_s=opts.label_timeout, on_timeout=opts.on_timeout)
-        loop_cfg = replace(loop_cfg, min_answered_share=opts.min_answered_share)
+        loop_cfg = dataclasses.replace(loop_cfg, min_answered_share=opts.min_answered_share)
         return TextPreferenceLoop(rm, QueueLabeler(queue, completion_media), loop_cfg, store=store)
     return TextPreferenceLoop.with_store_file(out / f"labels-seed{seed}.sqlite", rm, labeler, loop_cfg)
 
@@ -580,14 +580,16 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
         server = None
         waiting = [0]  # --min-answered-share: answers the policy waits for now (shown on the page)
         if lr is not None and lr.is_async:
+            from envs.text_tasks import make_text_task
             from prefrl.web import serve
+
+            lr_task = make_text_task(cfg.task)
 
             server = serve(lr.labeler.queue, host=opts.web_host, port=opts.web_port, print_url=False,
                            progress=lambda: {"labels_due": max(0, lr.schedule.due(episodes_seen[0]) - lr.labels_used),
                                              "labels_budget": cfg.labels, "labels_counted": lr.labels_used,
                                              "task": cfg.task, "waiting_for_labels": waiting[0],
-                                             "curves": {f"true score (seed {seed})": [
-                                                 [r["episodes"], r["true_score"]] for r in list(arm_rows_ref[0])]}})
+                                             "instructions": lr_task.instructions})  # never the true score
             bar.write(f"  seed {seed} learned: label at {server.url}\n    open it in a browser, type your name, "
                       "and rank the completions of each prompt by how well they do the task; the policy trains "
                       "meanwhile")
@@ -703,7 +705,8 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             "peak_rss_mb": arm_peak_rss_mb(),
         }
         if lr is not None:
-            result[arm].update(labels_used=lr.labels_used, pairs_labeled=lr.pairs_labeled, label_ties=lr.ties,
+            result[arm].update(labels_used=lr.labels_used, labels_asked=cfg.labels, labels_stored=lr.store.total_added,
+                               pairs_labeled=lr.pairs_labeled, label_ties=lr.ties,
                                rm_accuracy=lr.metrics["rm/val_accuracy"],
                                reward_correlation=arm_rows[-1]["reward_correlation"],
                                fit_seconds=lr.metrics["rm/fit_seconds"])
@@ -766,6 +769,8 @@ def summarize(cfg: TextBenchConfig, results: list[dict], wall: float) -> dict:
         "kl_true": mean([r["true"]["kl"] for r in results]),
         "kl_learned": mean([r["learned"]["kl"] for r in results]),
         "labels_used": mean([r["learned"]["labels_used"] for r in results]),
+        "labels_asked": cfg.labels,
+        "warnings": label_shortfall([{"seed": r["seed"], **r["learned"]} for r in results]),
         "pairs_labeled": mean([r["learned"]["pairs_labeled"] for r in results]),
         "label_ties": mean([r["learned"]["label_ties"] for r in results]),
         "rm_accuracy": mean([r["learned"]["rm_accuracy"] for r in results]),
@@ -869,6 +874,8 @@ def print_table(s: dict) -> None:
     ]
     print_rows(f"{s['task']} ({s['model']}, {s['config']['iterations']} PPO updates x {s['config']['batch_size']} "
                f"completions, seeds {list(s['config']['seeds'])}, {s['config']['device']})", lines)
+    for w in s.get("warnings", []):
+        print(f"warning: {w}")
 
 
 def _raise_interrupt(signum, frame):

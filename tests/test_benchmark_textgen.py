@@ -214,3 +214,14 @@ def test_tensorboard_logs_both_arms(tmp_path):
     assert {"rollout/true_score", "ppo/kl", "ppo/beta"} <= tags["true"]
     assert {"pref/labels", "pref/rm_accuracy", "pref/reward_correlation", "pref/fit_seconds"} <= tags["learned"]
     assert not any(t.startswith("pref/") for t in tags["true"])
+
+
+def test_a_web_labeled_run_nobody_answers_finishes_and_says_so(tmp_path, capsys):
+    pytest.importorskip("fastapi")
+    s = textgen.main(["--labeler", "web", "--quick", "--model", "tiny", "--min-answered-share", "0",
+                      "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert "label at http://127.0.0.1:" in out and "?token=" in out
+    assert s["labels_used"] == 0 and s["labels_asked"] == 6
+    assert len(s["warnings"]) == 1 and "ended with 0 of the 6 labels asked answered" in s["warnings"][0]
+    assert "warning: seed 0: the learned arm ended with 0 of the 6" in out
