@@ -264,7 +264,7 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path, "RunOpt
     return cfg, out, RunOptions(resume=cmd.resume, checkpoint_seconds=60.0 * cmd.checkpoint_minutes,
                                 tensorboard=cmd.tensorboard, labeler=lab.labeler, web_host=lab.web_host,
                                 web_port=lab.web_port, label_timeout=lab.label_timeout, on_timeout=lab.on_timeout,
-                                min_answered_share=lab.min_answered_share)
+                                min_answered_share=lab.min_answered_share, repeat_share=lab.repeat_share)
 
 
 # ---------------------------------------------------------------- resume
@@ -291,6 +291,8 @@ class RunOptions:
     on_timeout: str = "requeue"
     min_answered_share: float = 0.5
     """--labeler web: share of the queries due that must be answered before the policy goes on."""
+    repeat_share: float = 0.0
+    """--labeler web: share of answered queries asked once more, to measure agreement."""
 
 
 def _run_config(cfg: TextBenchConfig) -> dict:
@@ -449,7 +451,8 @@ def make_loop(cfg: TextBenchConfig, seed: int, out: Path, tokenizer, opts: "RunO
         from prefrl.text_reward import completion_media
 
         store = PreferenceStore(out / f"labels-seed{seed}.sqlite", seed=seed)
-        queue = LabelQueue(store, timeout_s=opts.label_timeout, on_timeout=opts.on_timeout)
+        queue = LabelQueue(store, timeout_s=opts.label_timeout, on_timeout=opts.on_timeout,
+                           repeat_share=opts.repeat_share)
         loop_cfg = dataclasses.replace(loop_cfg, min_answered_share=opts.min_answered_share)
         return TextPreferenceLoop(rm, QueueLabeler(queue, completion_media), loop_cfg, store=store)
     return TextPreferenceLoop.with_store_file(out / f"labels-seed{seed}.sqlite", rm, labeler, loop_cfg)
@@ -710,6 +713,8 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
                                rm_accuracy=lr.metrics["rm/val_accuracy"],
                                reward_correlation=arm_rows[-1]["reward_correlation"],
                                fit_seconds=lr.metrics["rm/fit_seconds"])
+            if lr.is_async:
+                result[arm]["team"] = lr.labeler.queue.team()  # per annotator: answers, speed, agreement
             lr.store.close()
         ck.save(f"{arm}.result.pt", {"result": result[arm], "rows": arm_rows, "rng": torch.get_rng_state()})
         ck.path(f"{arm}.pt").unlink(missing_ok=True)

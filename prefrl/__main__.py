@@ -1,8 +1,9 @@
 """The ``prefrl`` command line (also ``python -m prefrl``).
 
 Subcommands:
-    export   write a preference store's labels to JSONL, Parquet or a Hugging Face dataset
-    label    serve a preference store's pending queries in the labeling web app
+    export      write a preference store's labels to JSONL, Parquet or a Hugging Face dataset
+    label       serve a preference store's pending queries in the labeling web app
+    annotators  who labeled a store: answers, speed, agreement; drop an annotator's labels
 """
 
 from __future__ import annotations
@@ -140,7 +141,73 @@ def _run_label(args) -> int:
     return 0
 
 
-_RUNNERS = {"export": _run_export, "label": _run_label}
+def _annotators_parser(sub) -> None:
+    p = sub.add_parser(
+        "annotators",
+        help="who labeled a store: answers, speed and agreement per annotator; drop one annotator's labels",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Print one line per annotator of a preference store labeled in the web page: queries answered,\n"
+            "\"can't tell\" answers, labels that count, median seconds per answer, agreement on repeated queries\n"
+            "(a run's --repeat-share) and with the clips' true returns where they differ (what a noiseless oracle\n"
+            "would answer); then agreement between people and with oneself. Read-only unless --drop is given."
+        ),
+        epilog="exit status: 0 on success, 2 on an error (one line on stderr)",
+    )
+    p.add_argument("store", help="the preference store (SQLite file)")
+    p.add_argument("--drop", metavar="NAME", default=None,
+                   help="stop training on every label NAME gave (kept in the file, marked replaced, left out of "
+                        "training and export); refused while a run or 'prefrl label' has the store open")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+
+
+def _fmt_share(x: dict) -> str:
+    return "-" if x["share"] is None else f"{x['share']:.2f} ({x['n']})"
+
+
+def _run_annotators(args) -> int:
+    import json
+    from pathlib import Path
+
+    from prefrl.annotators import team_report
+    from prefrl.export import _open_ro
+
+    if args.drop is not None:
+        from prefrl.label_queue import LabelQueue
+        from prefrl.store import PreferenceStore
+
+        _open_ro(args.store).close()  # a missing or non-prefrl file is refused before anything is written
+        store = PreferenceStore(Path(args.store))  # refuses a store another process holds (StoreInUse)
+        try:
+            n = LabelQueue(store).drop_annotator(args.drop)
+        finally:
+            store.close()
+        print(f"prefrl annotators: dropped {n} labels of {args.drop!r} (kept in the file, no longer trained on)",
+              file=sys.stderr)
+    db = _open_ro(args.store)
+    try:
+        report = team_report(db)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    rows = [("annotator", "answers", "can't tell", "labels", "s/answer", "agree (repeats)", "agree (true return)")]
+    for name, a in report["annotators"].items():
+        secs = "-" if a["seconds_per_answer"] is None else f"{a['seconds_per_answer']:.1f}"
+        rows.append((str(name), str(a["answers"]), str(a["skipped"]), str(a["labels"]), secs,
+                     _fmt_share(a["repeat_agreement"]), _fmt_share(a["true_agreement"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    rep = report["repeat_agreement"]
+    print(f"agreement on repeated queries: between people {_fmt_share(rep['between_people'])}, same person "
+          f"{_fmt_share(rep['same_person'])}; with the true return {_fmt_share(report['true_agreement'])} "
+          "(share of pairs, (pairs compared))")
+    return 0
+
+
+_RUNNERS = {"export": _run_export, "label": _run_label, "annotators": _run_annotators}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,10 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _export_parser(sub)
     _label_parser(sub)
+    _annotators_parser(sub)
     args = parser.parse_args(argv)
+    from prefrl.store import StoreInUse
+
     try:
         return _RUNNERS[args.command](args)
-    except (OSError, ValueError, ImportError) as err:
+    except (OSError, ValueError, ImportError, StoreInUse) as err:
         print(f"prefrl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

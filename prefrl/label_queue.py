@@ -46,7 +46,7 @@ import torch
 
 from prefrl.oracle import ranking_to_pairs
 from prefrl.segments import Segments
-from prefrl.store import PreferenceStore, _from_blob, _to_blob
+from prefrl.store import LIVE, PreferenceStore, _from_blob, _to_blob
 
 __all__ = [
     "LabelQueue", "Query", "frames_to_gif", "gif_media", "gif_to_strip", "text_media", "PAIR_ANSWERS",
@@ -72,9 +72,14 @@ CREATE TABLE IF NOT EXISTS queries (
     answered_at REAL,
     answer TEXT,
     n_labels INTEGER,
-    answer_seq INTEGER
+    answer_seq INTEGER,
+    leased_at REAL,
+    repeat_of TEXT
 )
 """
+_QUERY_EXTRA_COLUMNS = {"leased_at": "REAL", "repeat_of": "TEXT"}
+"""``queries`` columns added later (when the current annotator's lease began; the query a repeat copies);
+opening an older store adds them."""
 _MEDIA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS query_media (
     query_id TEXT NOT NULL,
@@ -308,13 +313,19 @@ class LabelQueue:
         on_timeout: ``"requeue"`` (default: an expired query goes back to the
             front of the queue) or ``"drop"`` (it is dropped, never labeled).
         clock: the time source, ``time.time`` by default (tests pass a fake).
+        repeat_share: share of answered queries asked once more (default 0: none), to measure how often
+            answers agree (InstructGPT reports agreement between labelers): the copy goes to the back of the
+            queue, to whoever asks next (another person, or the same one later), and its answer writes no
+            label (the first answer is the one trained on). Which queries repeat depends on their random ids.
 
     Raises:
-        ValueError: a bad ``timeout_s`` / ``on_timeout``, or a closed store.
+        ValueError: a bad ``timeout_s`` / ``on_timeout`` / ``repeat_share``, or a closed store.
     """
 
     def __init__(self, store: PreferenceStore, timeout_s: float = 300.0, on_timeout: str = "requeue",
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, repeat_share: float = 0.0):
+        if not (isinstance(repeat_share, (int, float)) and 0.0 <= repeat_share < 1.0):
+            raise ValueError(f"repeat_share must be a share in [0, 1) (0 = no repeated queries), got {repeat_share!r}")
         if not timeout_s > 0 or math.isinf(timeout_s):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s}")
         if on_timeout not in ("requeue", "drop"):
@@ -324,6 +335,7 @@ class LabelQueue:
         self.store = store
         self.timeout_s = float(timeout_s)
         self.on_timeout = on_timeout
+        self.repeat_share = float(repeat_share)
         self._clock = clock
         self._lock = store._lock
         self._own_db = store._db is None
@@ -331,6 +343,10 @@ class LabelQueue:
         with self._lock:
             with self._db:
                 self._db.execute(_QUERIES_SCHEMA)
+                have = {r[1] for r in self._db.execute("PRAGMA table_info(queries)")}
+                for col, sql_type in _QUERY_EXTRA_COLUMNS.items():  # a store written before these gains them
+                    if col not in have:
+                        self._db.execute(f"ALTER TABLE queries ADD COLUMN {col} {sql_type}")
                 self._db.execute(_MEDIA_SCHEMA)
                 for sql in _INDEXES:
                     self._db.execute(sql)
@@ -454,8 +470,9 @@ class LabelQueue:
             if row is None:
                 return None
             until = now + self.timeout_s
-            db.execute("UPDATE queries SET status = 'leased', annotator = ?, lease_until = ? WHERE id = ?",
-                       (name, until, row[0]))
+            db.execute("UPDATE queries SET status = 'leased', annotator = ?, lease_until = ?, "
+                       "leased_at = CASE WHEN status = 'leased' THEN leased_at ELSE ? END WHERE id = ?",
+                       (name, until, now, row[0]))
         q = Query._from_row(row)
         return Query(q.id, q.k, q.prompt, q.media_kinds, "leased", name, until, q.created)
 
@@ -486,11 +503,11 @@ class LabelQueue:
         name = _check_annotator(annotator)
         with self._lock:
             now = self._clock()
-            row = self._db.execute("SELECT status, annotator, lease_until, k FROM queries WHERE id = ?",
+            row = self._db.execute("SELECT status, annotator, lease_until, k, repeat_of FROM queries WHERE id = ?",
                                    (str(query_id),)).fetchone()
             if row is None:
                 raise UnknownQuery(f"no query has id {str(query_id)!r:.80}")
-            status, holder, lease_until, k = row
+            status, holder, lease_until, k, repeat_of = row
             if status in ("answered", "skipped"):
                 raise AlreadyAnswered(f"query {query_id} was {status} already (by {holder})")
             if status == "dropped":
@@ -504,13 +521,15 @@ class LabelQueue:
             staged = None
             with self._tx() as db:
                 n_labels = 0
-                if ranks is not None:
+                if ranks is not None and repeat_of is None:  # a repeat only measures agreement: no label
                     seg = self.segments(query_id)
                     first, second, mu = ranking_to_pairs(ranks[None])
                     staged = self.store._prepare(seg[first], seg[second], mu)
                     if not self._own_db:
                         self.store._write_rows(db, staged, name, query_id)
                     n_labels = len(mu)
+                if repeat_of is None and self._repeats(query_id):
+                    self._post_repeat(db, query_id, now)
                 seq = db.execute("SELECT COALESCE(MAX(answer_seq), 0) + 1 FROM queries").fetchone()[0]
                 db.execute("UPDATE queries SET status = ?, answered_at = ?, answer = ?, n_labels = ?, answer_seq = ? "
                            "WHERE id = ?", ("skipped" if ranks is None else "answered", now, json.dumps(stored),
@@ -518,6 +537,20 @@ class LabelQueue:
             if staged is not None:
                 self.store._stage(staged)
             return n_labels
+
+    def _repeats(self, query_id: str) -> bool:
+        """Whether this query is asked once more when answered: its random id decides, at ``repeat_share``."""
+        return self.repeat_share > 0 and int(str(query_id)[:8], 16) / 2**32 < self.repeat_share
+
+    def _post_repeat(self, db: sqlite3.Connection, query_id: str, now: float) -> None:
+        """Posts a copy of a query (same clips, media and prompt) at the back of the queue, inside ``db``'s
+        transaction."""
+        copy = uuid.uuid4().hex
+        db.execute("INSERT INTO queries (id, created, status, k, obs, act, true_reward, media_kinds, prompt, repeat_of) "
+                   "SELECT ?, ?, 'pending', k, obs, act, true_reward, media_kinds, prompt, id FROM queries WHERE id = ?",
+                   (copy, now, query_id))
+        db.execute("INSERT INTO query_media (query_id, side, kind, data) "
+                   "SELECT ?, side, kind, data FROM query_media WHERE query_id = ?", (copy, query_id))
 
     def change(self, query_id: str, annotator: str, ranking: str | Sequence[int]) -> int:
         """Replaces ``annotator``'s own answer to a query (an undo, or a correction from the review page).
@@ -543,10 +576,11 @@ class LabelQueue:
         """
         name = _check_annotator(annotator)
         with self._lock:
-            row = self._db.execute("SELECT status, annotator, k FROM queries WHERE id = ?", (str(query_id),)).fetchone()
+            row = self._db.execute("SELECT status, annotator, k, repeat_of FROM queries WHERE id = ?",
+                                   (str(query_id),)).fetchone()
             if row is None:
                 raise UnknownQuery(f"no query has id {str(query_id)!r:.80}")
-            status, holder, k = row
+            status, holder, k, repeat_of = row
             if status not in ("answered", "skipped"):
                 raise NotAnswered(f"query {query_id} is {status}, not answered: answer it first (POST /api/answer)")
             if holder != name:
@@ -556,9 +590,10 @@ class LabelQueue:
                                   "in a store with a file (PreferenceStore(path))")
             stored, ranks = _parse_answer(ranking, k)
             with self._tx() as db:
-                self.store._replace_rows(db, query_id)
                 n_labels = 0
-                if ranks is not None:
+                if repeat_of is None:
+                    self.store._replace_rows(db, query_id)
+                if ranks is not None and repeat_of is None:
                     seg = self.segments(query_id)
                     first, second, mu = ranking_to_pairs(ranks[None])
                     staged = self.store._prepare(seg[first], seg[second], mu)
@@ -569,6 +604,34 @@ class LabelQueue:
                             query_id))
             self.store.total_added += n_labels  # labels ever written; tensors() reads the ones that count from the file
             return n_labels
+
+    def drop_annotator(self, annotator: str) -> int:
+        """Stops training on everything one annotator labeled (e.g. after poor agreement): their labels stay in
+        the file, marked replaced, and are no longer trained on or exported. Their later answers count again.
+
+        Returns:
+            The number of labels dropped.
+
+        Raises:
+            NotAnswered: the store keeps its labels in memory only.
+            MalformedAnswer: an empty or overlong name.
+        """
+        name = _check_annotator(annotator)
+        if self._own_db:
+            raise NotAnswered("this queue's store keeps labels in memory only: labels can be dropped only in a "
+                              "store with a file (PreferenceStore(path))")
+        with self._tx() as db:
+            n = db.execute(f"UPDATE labels SET replaced_at = ? WHERE annotator = ? AND {LIVE}",
+                           (self._clock(), name)).rowcount
+            self.store._reload = True
+        return n
+
+    def team(self) -> dict:
+        """Per-annotator counts, speed and agreement (:func:`prefrl.annotators.team_report`)."""
+        from prefrl.annotators import team_report
+
+        with self._lock:
+            return team_report(self._db)
 
     # -- reading ---------------------------------------------------------------
     def get(self, query_id: str) -> Query:
@@ -628,25 +691,30 @@ class LabelQueue:
             (= the queue's length), ``leased``, ``answered``, ``skipped``,
             ``dropped``, ``queries`` (all ever posted), ``requeued`` (leases
             that ran out and went back), ``labels_in_store`` (all labels,
-            the oracle's included) and ``annotators`` ({name: queries answered
-            or skipped}).
+            the oracle's included), ``annotators`` ({name: queries answered
+            or skipped}), ``repeats`` (copies asked again to measure agreement,
+            counted in the numbers above) and ``outstanding`` (pending or leased
+            queries other than repeats: what a training loop still waits for).
         """
         with self._lock:
             now = self._clock()
             counts = dict.fromkeys(("pending", "leased", "answered", "skipped", "dropped"), 0)
-            for status, expired, n in self._db.execute(
-                    "SELECT status, status = 'leased' AND lease_until < ?, COUNT(*) FROM queries GROUP BY 1, 2",
-                    (now,)):
+            repeats = outstanding = 0
+            for status, expired, repeat, n in self._db.execute(
+                    "SELECT status, status = 'leased' AND lease_until < ?, repeat_of IS NOT NULL, COUNT(*) "
+                    "FROM queries GROUP BY 1, 2, 3", (now,)):
                 if expired:
                     status = "pending" if self.on_timeout == "requeue" else "dropped"
                 counts[status] += n
+                repeats += n if repeat else 0
+                outstanding += n if status in ("pending", "leased") and not repeat else 0
             labels, requeued = self._db.execute(
                 "SELECT COALESCE(SUM(n_labels), 0), COALESCE(SUM(requeues), 0) FROM queries").fetchone()
             who = dict(self._db.execute("SELECT annotator, COUNT(*) FROM queries WHERE answer_seq IS NOT NULL "
                                         "GROUP BY annotator ORDER BY 2 DESC").fetchall())
             total = self.store.total_added
         return {"labels_given": int(labels), **counts, "queries": sum(counts.values()), "requeued": int(requeued),
-                "labels_in_store": int(total), "annotators": who}
+                "labels_in_store": int(total), "annotators": who, "repeats": repeats, "outstanding": outstanding}
 
     def answered_since(self, cursor: int = 0) -> dict:
         """Answers that came in after ``cursor``, for a training loop that counts labels as they arrive.
@@ -667,8 +735,10 @@ class LabelQueue:
             (their query ids, in answer order).
         """
         with self._lock:
-            rows = self._db.execute("SELECT id, status, n_labels, answer_seq FROM queries WHERE answer_seq > ? "
-                                    "ORDER BY answer_seq", (int(cursor),)).fetchall()
-        return {"cursor": rows[-1][3] if rows else int(cursor), "queries": len(rows),
+            rows = self._db.execute("SELECT id, status, n_labels, answer_seq, repeat_of IS NOT NULL FROM queries "
+                                    "WHERE answer_seq > ? ORDER BY answer_seq", (int(cursor),)).fetchall()
+        new_cursor = rows[-1][3] if rows else int(cursor)
+        rows = [r for r in rows if not r[4]]  # repeats measure agreement; the loop did not ask for them
+        return {"cursor": new_cursor, "queries": len(rows),
                 "labels": sum(r[2] for r in rows), "skipped": sum(r[1] == "skipped" for r in rows),
                 "ids": [r[0] for r in rows]}

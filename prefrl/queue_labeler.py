@@ -142,5 +142,4 @@ class QueueLabeler:
 
     def outstanding(self) -> int:
         """Queries posted and not resolved yet: pending or leased (an expired lease counts per ``on_timeout``)."""
-        s = self.queue.stats()
-        return int(s["pending"] + s["leased"])
+        return int(self.queue.stats()["outstanding"])  # repeats asked for agreement are not the loop's

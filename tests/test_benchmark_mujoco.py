@@ -110,6 +110,7 @@ def _cli(*args, cwd=None):
         (["--labeler", "web", "--web-host", "999.1.1.1"], "--web-host '999.1.1.1' is not an address"),
         (["--stop-tolerance", "1"], "--stop-tolerance must be in [0, 1)"),
         (["--labeler", "web", "--min-answered-share", "1.5"], "--min-answered-share must be a share in [0, 1]"),
+        (["--labeler", "web", "--repeat-share", "1"], "--repeat-share must be a share in [0, 1)"),
         (["--stop-tolerance", "-0.1"], "--stop-tolerance must be in [0, 1)"),
     ],
 )

@@ -44,7 +44,8 @@ def test_run_config_defaults_round_trip(module):
 
 def test_non_default_configs_round_trip():
     """Every kind of field: str, int, float, bool, Literal, optional int/float/Path, tuples, nested configs."""
-    lab = LabelerConfig(labeler="web", web_host="0.0.0.0", web_port=8123, label_timeout=12.5, on_timeout="drop")
+    lab = LabelerConfig(labeler="web", web_host="0.0.0.0", web_port=8123, label_timeout=12.5, on_timeout="drop",
+                        min_answered_share=0.25, repeat_share=0.1)
     cfg = RunConfig(env="Breakout", steps=1234, labels=56, agent="a2c", n_envs=3, labeling=lab, noise=0.25,
                     query="random", seeds=(3, 1, 2), anchor_fraction=0.3, segment_length=17, reward_std=0.7,
                     device="cpu", workers=2, out=Path("/tmp/x y"), resume=True, checkpoint_minutes=0.5,

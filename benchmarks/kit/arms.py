@@ -91,7 +91,8 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             from prefrl import LabelQueue, QueueLabeler
 
             labeler = QueueLabeler(LabelQueue(store, timeout_s=cfg.labeling.label_timeout,
-                                              on_timeout=cfg.labeling.on_timeout), family.make_render(cfg))
+                                              on_timeout=cfg.labeling.on_timeout,
+                                              repeat_share=cfg.labeling.repeat_share), family.make_render(cfg))
         loop = PreferenceLoop(family.make_ensemble(venv, cfg), labeler,
                               cfg.n_envs, lcfg, tcfg, store,
                               family.obs_transform(cfg) if family.obs_transform else None)
@@ -287,6 +288,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             ("rm/pseudo_accuracy", "pseudo_label_accuracy")) if k in loop.metrics})
         if loop.is_async:
             result["label_wait_seconds"] = label_wait
+            result["team"] = loop.labeler.queue.team()  # per annotator: answers, speed, agreement
         if "rm/ssl_pretrain_loss" in pre:
             result["ssl_pretrain_loss"] = pre["rm/ssl_pretrain_loss"]
         loop.store.close()

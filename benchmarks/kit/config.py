@@ -39,6 +39,10 @@ class LabelerConfig:
     """--labeler web: after each query round the agent waits (saying so, on the console and the page) until this
     share of the labels due by then is answered; 0 = never wait (the agent trains on whatever labels came), 1 = wait
     for all"""
+    repeat_share: float = 0.0
+    """--labeler web: share of answered queries asked once more, to whoever asks next, to measure how often answers
+    agree between people and with oneself (the repeat writes no label; the summary's "team" reports agreement and
+    speed per annotator); 0 = none, 0.1 is a common choice"""
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,8 @@ class RunConfig:
 
 
 NOT_COMPARED = frozenset({"out", "resume", "checkpoint_minutes", "workers", "tensorboard", "device", "web_host",
-                          "web_port", "label_timeout", "on_timeout", "min_answered_share"})
+                          "web_port", "label_timeout", "on_timeout", "min_answered_share",
+                          "repeat_share"})
 """Flags that do not change what a run computes: ``--resume`` accepts other values for them."""
 
 

@@ -43,6 +43,8 @@ def labeler_problem(labeling: LabelerConfig, n_servers: int) -> str | None:
     if not 0 <= labeling.min_answered_share <= 1:
         return (f"--min-answered-share must be a share in [0, 1] (0 = never wait for labels), "
                 f"got {labeling.min_answered_share}")
+    if not 0 <= labeling.repeat_share < 1:
+        return (f"--repeat-share must be a share in [0, 1) (0 = no repeated queries), got {labeling.repeat_share}")
     if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
         return "--labeler web needs the web app's packages: pip install 'prefrl[web]' (fastapi, uvicorn)"
     return listen_problem(labeling.web_host, labeling.web_port)

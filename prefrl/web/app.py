@@ -18,6 +18,8 @@ without it: 401, with a wrong one: 403, and nothing changes):
 ``GET /api/progress``          the queue's counts, plus what the ``progress`` callable returns
                                (``labels_due``, ``curves`` {name: [[step, value], ...]}, ...)
 ``GET /api/answered``          ``?offset=&limit=``: answered queries, most recent first
+``GET /api/team``              per annotator: answers, "can't tell", labels, seconds per answer, agreement on
+                               repeated queries (never agreement with the true return: labelers see this)
 =============================  ==================================================================
 
 Errors are JSON ``{"error": "..."}``: 400 (body not JSON), 422 (fields or answer malformed),
@@ -291,6 +293,14 @@ def create_app(queue: LabelQueue, token: str, progress: Callable[[], dict] | Non
         offset = min(max(offset, 0), _MAX_OFFSET)  # SQLite's integers end at 2^63: past the end is an empty page
         qs = queue.answered(offset=offset, limit=min(max(limit, 1), 200))
         return JSONResponse({"queries": [_query_json(q) for q in qs], "offset": offset})
+
+    @app.get("/api/team")
+    def team() -> JSONResponse:
+        report = queue.team()
+        for a in report["annotators"].values():  # the page never hints at the true return
+            a.pop("true_agreement", None)
+        report.pop("true_agreement", None)
+        return JSONResponse(_jsonable(report))
 
     app.add_middleware(_TokenGate, token=token)
     app.add_middleware(_SecurityHeaders, policy=content_security_policy(list(pages.values())))  # outermost
