@@ -38,3 +38,22 @@ def test_a_mujoco_run_labeled_in_the_browser_finishes_with_every_label_from_the_
     if summary["labels_used"] < 8:  # the last round's queries may still wait when the run ends: said, not hidden
         assert any("of the 8 labels asked answered" in w for w in summary["warnings"]), summary["warnings"]
     assert (tmp_path / "pair.png").stat().st_size > 1000
+
+
+def test_a_text_run_labeled_in_the_browser_is_killed_resumed_and_loses_no_answer(tmp_path):
+    """kill -9 after two confirmed answers, --resume, go on answering: every answer the page confirmed is stored."""
+    from benchmarks.web_e2e import lost_answers
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "benchmarks.textgen", "--labeler", "web", "--quick", "--model", "tiny",
+           "--labels", "8", "--label-timeout", "60", "--out", str(out)]
+    store = out / "labels-seed0.sqlite"
+    res = annotate_run(cmd, store, timeout_s=240, kill_after=2)
+    log = "\n".join(res["log"])
+    assert res["rc"] == 0, log[-3000:]
+    assert res["killed_at_answers"] == 2 and res["store_free_seconds"] < 30, "the killed run let go of its store"
+    assert len(res["answers"]) == 8, log[-2000:]
+    assert lost_answers(store, res["answers"]) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labels_used"] == 8 and summary["resumed"] and summary["warnings"] == []
+    assert {a for _, a, _ in store_labels(store)} == {ANNOTATOR}
