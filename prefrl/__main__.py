@@ -149,8 +149,9 @@ def _annotators_parser(sub) -> None:
         description=(
             "Print one line per annotator of a preference store labeled in the web page: queries answered,\n"
             "\"can't tell\" answers, labels that count, median seconds per answer, agreement on repeated queries\n"
-            "(a run's --repeat-share) and with the clips' true returns where they differ (what a noiseless oracle\n"
-            "would answer); then agreement between people and with oneself. Read-only unless --drop is given."
+            "(a run's --repeat-share), with the known answers of gold queries, and with the clips' true returns\n"
+            "where they differ (what a noiseless oracle would answer); then agreement between people and with\n"
+            "oneself. Read-only unless --drop is given."
         ),
         epilog="exit status: 0 on success, 2 on an error (one line on stderr)",
     )
@@ -192,17 +193,20 @@ def _run_annotators(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    rows = [("annotator", "answers", "can't tell", "labels", "s/answer", "agree (repeats)", "agree (true return)")]
+    rows = [("annotator", "answers", "can't tell", "labels", "s/answer", "agree (repeats)", "agree (gold)",
+             "agree (true return)")]
     for name, a in report["annotators"].items():
         secs = "-" if a["seconds_per_answer"] is None else f"{a['seconds_per_answer']:.1f}"
         rows.append((str(name), str(a["answers"]), str(a["skipped"]), str(a["labels"]), secs,
-                     _fmt_share(a["repeat_agreement"]), _fmt_share(a["true_agreement"])))
+                     _fmt_share(a["repeat_agreement"]), _fmt_share(a["gold_agreement"]),
+                     _fmt_share(a["true_agreement"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
     rep = report["repeat_agreement"]
     print(f"agreement on repeated queries: between people {_fmt_share(rep['between_people'])}, same person "
-          f"{_fmt_share(rep['same_person'])}; with the true return {_fmt_share(report['true_agreement'])} "
+          f"{_fmt_share(rep['same_person'])}; with gold answers {_fmt_share(report['gold_agreement'])}; with the "
+          f"true return {_fmt_share(report['true_agreement'])} "
           "(share of pairs, (pairs compared))")
     return 0
 

@@ -74,12 +74,13 @@ CREATE TABLE IF NOT EXISTS queries (
     n_labels INTEGER,
     answer_seq INTEGER,
     leased_at REAL,
-    repeat_of TEXT
+    repeat_of TEXT,
+    gold TEXT
 )
 """
-_QUERY_EXTRA_COLUMNS = {"leased_at": "REAL", "repeat_of": "TEXT"}
-"""``queries`` columns added later (when the current annotator's lease began; the query a repeat copies);
-opening an older store adds them."""
+_QUERY_EXTRA_COLUMNS = {"leased_at": "REAL", "repeat_of": "TEXT", "gold": "TEXT"}
+"""``queries`` columns added later (when the current annotator's lease began; the query a repeat copies; a
+gold query's known answer); opening an older store adds them."""
 _MEDIA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS query_media (
     query_id TEXT NOT NULL,
@@ -369,7 +370,7 @@ class LabelQueue:
 
     # -- posting ---------------------------------------------------------------
     def post(self, sides: Sequence[Segments], media: Sequence[Sequence[dict]],
-             prompts: Sequence[str | None] | None = None) -> list[str]:
+             prompts: Sequence[str | None] | None = None, gold: Sequence | None = None) -> list[str]:
         """Posts N queries of K sides each.
 
         Args:
@@ -379,6 +380,9 @@ class LabelQueue:
                 ``{"kind": "gif", "data": bytes}`` (:func:`gif_media`) or
                 ``{"kind": "text", "data": str}`` (:func:`text_media`).
             prompts: N prompts shown above the sides (None: no prompt), or None.
+            gold: N known answers (as for :meth:`answer`, not ``"skip"``; None for a query without one), or
+                None: gold queries, whose answers measure each annotator's agreement with the known answer
+                (:meth:`team`). The page never shows them; the person's answer is the label.
 
         Returns:
             The N query ids, in posting order (they are served oldest first).
@@ -403,6 +407,15 @@ class LabelQueue:
         prompts = [None] * n if prompts is None else list(prompts)
         if len(prompts) != n or not all(p is None or isinstance(p, str) for p in prompts):
             raise ValueError(f"prompts must be N={n} strings (or None), got {len(prompts)} items")
+        gold = [None] * n if gold is None else list(gold)
+        if len(gold) != n:
+            raise ValueError(f"gold must hold N={n} answers (or None), got {len(gold)}")
+        try:
+            gold = [None if g is None else _parse_answer(g, k)[0] for g in gold]
+        except MalformedAnswer as err:
+            raise ValueError(f"a gold answer: {err}") from None
+        if "skip" in gold:
+            raise ValueError("a gold answer must order the sides; 'skip' (can't tell) is not one")
         if n == 0:
             return []
         items = [[_check_media(media[i][j], f"media[{i}][{j}]") for j in range(k)] for i in range(n)]
@@ -417,10 +430,11 @@ class LabelQueue:
             self._check_fits(db, {key: v.detach().cpu() for key, v in pair.items()})
             now = self._clock()
             db.executemany(
-                "INSERT INTO queries (id, created, status, k, obs, act, true_reward, media_kinds, prompt) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO queries (id, created, status, k, obs, act, true_reward, media_kinds, prompt, gold) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [(qid, now, "pending", k, _to_blob(obs[i]), _to_blob(act[i]), _to_blob(rew[i]),
-                  json.dumps([kind for kind, _ in items[i]]), prompts[i]) for i, qid in enumerate(ids)])
+                  json.dumps([kind for kind, _ in items[i]]), prompts[i],
+                  None if gold[i] is None else json.dumps(gold[i])) for i, qid in enumerate(ids)])
             db.executemany("INSERT INTO query_media (query_id, side, kind, data) VALUES (?,?,?,?)", media_rows)
         return ids
 
@@ -546,8 +560,9 @@ class LabelQueue:
         """Posts a copy of a query (same clips, media and prompt) at the back of the queue, inside ``db``'s
         transaction."""
         copy = uuid.uuid4().hex
-        db.execute("INSERT INTO queries (id, created, status, k, obs, act, true_reward, media_kinds, prompt, repeat_of) "
-                   "SELECT ?, ?, 'pending', k, obs, act, true_reward, media_kinds, prompt, id FROM queries WHERE id = ?",
+        db.execute("INSERT INTO queries (id, created, status, k, obs, act, true_reward, media_kinds, prompt, repeat_of, "
+                   "gold) SELECT ?, ?, 'pending', k, obs, act, true_reward, media_kinds, prompt, id, gold FROM queries "
+                   "WHERE id = ?",
                    (copy, now, query_id))
         db.execute("INSERT INTO query_media (query_id, side, kind, data) "
                    "SELECT ?, side, kind, data FROM query_media WHERE query_id = ?", (copy, query_id))

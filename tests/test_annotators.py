@@ -148,3 +148,20 @@ def test_prefrl_annotators_prints_the_team_and_drops_one(tmp_path, capsys):
     assert len(PreferenceStore(path)) == 0
     assert main(["annotators", str(tmp_path / "nope.sqlite")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_gold_queries_measure_agreement_with_a_known_answer_and_bad_gold_is_refused(store):
+    queue = LabelQueue(store)
+    media = [[text_media("a"), text_media("b")]] * 3
+    segs = [Segments(torch.zeros(3, 2, 2) + k, torch.zeros(3, 2, 1), torch.zeros(3, 2)) for k in range(2)]
+    ids = queue.post(segs, media, gold=["left", "right", None])
+    for qid in ids:
+        queue.lease("ada")
+        queue.answer(qid, "ada", "left")
+    r = queue.team()
+    assert r["annotators"]["ada"]["gold_agreement"] == {"share": 0.5, "n": 2} == r["gold_agreement"]
+    assert r["true_agreement"] == {"share": None, "n": 0}, "equal true returns say nothing"
+    for gold, message in [(["skip", None, None], "'skip'"), (["left"], "N=3"), (["sideways", None, None], "gold")]:
+        with pytest.raises(ValueError, match=message):
+            queue.post(segs, media, gold=gold)
+    assert queue.stats()["queries"] == 3, "nothing was posted"

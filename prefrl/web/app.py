@@ -19,7 +19,8 @@ without it: 401, with a wrong one: 403, and nothing changes):
                                (``labels_due``, ``curves`` {name: [[step, value], ...]}, ...)
 ``GET /api/answered``          ``?offset=&limit=``: answered queries, most recent first
 ``GET /api/team``              per annotator: answers, "can't tell", labels, seconds per answer, agreement on
-                               repeated queries (never agreement with the true return: labelers see this)
+                               repeated queries (never agreement with gold answers or the true return:
+                               labelers see this)
 =============================  ==================================================================
 
 Errors are JSON ``{"error": "..."}``: 400 (body not JSON), 422 (fields or answer malformed),
@@ -297,9 +298,9 @@ def create_app(queue: LabelQueue, token: str, progress: Callable[[], dict] | Non
     @app.get("/api/team")
     def team() -> JSONResponse:
         report = queue.team()
-        for a in report["annotators"].values():  # the page never hints at the true return
+        for a in (*report["annotators"].values(), report):  # the page never hints at known or true answers
             a.pop("true_agreement", None)
-        report.pop("true_agreement", None)
+            a.pop("gold_agreement", None)
         return JSONResponse(_jsonable(report))
 
     app.add_middleware(_TokenGate, token=token)
