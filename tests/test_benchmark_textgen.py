@@ -223,5 +223,5 @@ def test_a_web_labeled_run_nobody_answers_finishes_and_says_so(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "label at http://127.0.0.1:" in out and "?token=" in out
     assert s["labels_used"] == 0 and s["labels_asked"] == 6
-    assert len(s["warnings"]) == 1 and "ended with 0 of the 6 labels asked answered" in s["warnings"][0]
-    assert "warning: seed 0: the learned arm ended with 0 of the 6" in out
+    assert len(s["warnings"]) == 1 and "counted 0 of the 6 labels asked before it ended" in s["warnings"][0]
+    assert "warning: seed 0: the learned arm counted 0 of the 6" in out

@@ -140,6 +140,6 @@ def test_a_learned_arm_short_of_its_labels_is_named_in_the_warnings():
     none = {"seed": 2, "labels_used": 0, "labels_asked": 30, "labels_stored": 0}
     out = label_shortfall([full, short, none])
     assert len(out) == 2
-    assert out[0].startswith("seed 1: the learned arm ended with 29 of the 30 labels asked answered (27 stored)")
+    assert out[0].startswith("seed 1: the learned arm counted 29 of the 30 labels asked before it ended (27 stored by the end)")
     assert out[1].startswith("seed 2:") and "never fit" in out[1]
     assert label_shortfall([{"seed": 0, "labels_used": 5}]) == [], "results written before the field: no warning"

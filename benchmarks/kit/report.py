@@ -146,8 +146,8 @@ def summarize(cfg: RunConfig, results: list[dict], random: dict, wall: float) ->
 def label_shortfall(learned: list[dict]) -> list[str]:
     """One warning per learned arm that ended with fewer answered labels than ``--labels`` asked (people
     labeling, ``--labeler web``): its figures are for fewer labels, or none at all."""
-    return [f"seed {r['seed']}: the learned arm ended with {r['labels_used']} of the {r['labels_asked']} labels "
-            f"asked answered ({r['labels_stored']} stored): its result is for fewer labels than asked"
+    return [f"seed {r['seed']}: the learned arm counted {r['labels_used']} of the {r['labels_asked']} labels asked "
+            f"before it ended ({r['labels_stored']} stored by the end): its result is for fewer labels than asked"
             + (", and its reward model was never fit: the agent trained on an untrained model's reward"
                if r["labels_stored"] == 0 else "")
             for r in learned if r.get("labels_used", 0) < r.get("labels_asked", 0)]
