@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 from gymnasium import spaces
 
-from envs.atari import _FRAME_SIZE, _FRAME_SKIP, _ROM_NAMES, SCORE_MASK_ROWS
+from envs.atari_spec import _FRAME_SIZE, _FRAME_SKIP, _ROM_NAMES, SCORE_MASK_ROWS
 
 __all__ = ["native_vec_env_class"]
 

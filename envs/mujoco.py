@@ -59,7 +59,7 @@ import gymnasium as gym
 import numpy as np
 
 # Rendering helpers, re-exported as part of this module's API. Cheap (numpy and
-# gymnasium only); envs.mujoco_render imports this module back only lazily.
+# gymnasium only); envs.mujoco_render does not import this module.
 from envs.mujoco_render import (
     RenderingUnavailableError,
     close_renderers,
@@ -90,17 +90,8 @@ __all__ = [
     "sim_state_dims",
 ]
 
-MUJOCO_TASKS: tuple[str, ...] = (
-    "HalfCheetah-v5",
-    "Hopper-v5",
-    "Walker2d-v5",
-    "Swimmer-v5",
-    "Ant-v5",
-    "Reacher-v5",
-    "InvertedPendulum-v5",
-    "InvertedDoublePendulum-v5",
-)
-"""The supported gymnasium MuJoCo ids."""
+from envs.mujoco_tasks import MUJOCO_TASKS  # noqa: E402
+from envs.mujoco_tasks import check_task as _check_task  # noqa: E402
 
 PAPER_VARIANT_KWARGS: dict[str, dict[str, Any]] = {
     "HalfCheetah-v5": {"ctrl_cost_weight": 0.0},
@@ -226,14 +217,6 @@ class NoTerminationWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 # --------------------------------------------------------------------------
 # Factories.
 # --------------------------------------------------------------------------
-
-
-def _check_task(env_id: str) -> None:
-    if env_id not in MUJOCO_TASKS:
-        raise ValueError(
-            f"Unsupported MuJoCo task id {env_id!r}; supported ids: "
-            f"{', '.join(MUJOCO_TASKS)}"
-        )
 
 
 _KNOWN_ASSET_DEPRECATION = "compiler attribute 'settotalmass' is deprecated"

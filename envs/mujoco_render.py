@@ -25,11 +25,14 @@ by ``gym.make`` when the first renderer is built). It imports
 from __future__ import annotations
 
 import ctypes.util
+import functools
 import os
 import threading
 
 import gymnasium as gym
 import numpy as np
+
+from envs.mujoco_tasks import check_task
 
 __all__ = [
     "RenderingUnavailableError",
@@ -163,14 +166,12 @@ def render_states(
         ValueError: On an unsupported id or states of the wrong width.
         RenderingUnavailableError: If no headless GL backend works here.
     """
-    from envs.mujoco import _check_task, sim_state_dims  # lazy: envs.mujoco imports us
-
-    _check_task(env_id)
+    check_task(env_id)
     states = np.asarray(states, dtype=np.float64)
     single = states.ndim == 1
     if single:
         states = states[None]
-    nq, nv = sim_state_dims(env_id)
+    nq, nv = _dims(env_id)
     if states.ndim != 2 or states.shape[1] != nq + nv:
         raise ValueError(
             f"{env_id} states must have shape [L, {nq + nv}] (nq={nq}, nv={nv}), "
@@ -186,6 +187,16 @@ def render_states(
             cam.lookat[:2] = sim.data.xpos[body][:2]
         frames[i] = env.render()
     return frames[0] if single else frames
+
+
+@functools.lru_cache(maxsize=None)
+def _dims(env_id: str) -> tuple[int, int]:
+    """``(nq, nv)`` of a task's model (no renderer needed)."""
+    env = gym.make(env_id)
+    try:
+        return int(env.unwrapped.model.nq), int(env.unwrapped.model.nv)
+    finally:
+        env.close()
 
 
 def frame_rate(env_id: str) -> float:
