@@ -185,9 +185,13 @@ def _run_annotators(args) -> int:
             store.close()
         print(f"prefrl annotators: dropped {n} labels of {args.drop!r} (kept in the file, no longer trained on)",
               file=sys.stderr)
+    import sqlite3
+
     db = _open_ro(args.store)
     try:
         report = team_report(db)
+    except sqlite3.Error as err:
+        raise ValueError(f"cannot read the preference store {args.store} ({err}); nothing was changed") from None
     finally:
         db.close()
     if args.json:
