@@ -46,8 +46,8 @@ def test_a_text_run_labeled_in_the_browser_is_killed_resumed_and_loses_no_answer
 
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "benchmarks.textgen", "--labeler", "web", "--quick", "--model", "tiny",
-           "--labels", "8", "--label-timeout", "60", "--out", str(out)]
-    store = out / "labels-seed0.sqlite"
+           "--labels", "8", "--label-timeout", "60", "--min-answered-share", "1", "--out", str(out)]
+    store = out / "labels-seed0.sqlite"  # share 1: the policy waits for every answer due, so all 8 count
     res = annotate_run(cmd, store, timeout_s=240, kill_after=2)
     log = "\n".join(res["log"])
     assert res["rc"] == 0, log[-3000:]
