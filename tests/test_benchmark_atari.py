@@ -27,6 +27,7 @@ def test_reward_model_view_pools_and_masks_the_score():
     assert full.shape == (2, 84, 84, 4) and (full == 200).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, env_id, agent", [
     (["--upper-bound"], "ALE/Seaquest-v5", "ppo"),  # the defaults of the main job, with the upper-bound arm
     (["--game", "Breakout", "--agent", "a2c"], "ALE/Breakout-v5", "a2c"),
@@ -109,6 +110,7 @@ def test_help_and_no_labeler():
     assert r.returncode == 2 and "--synthetic-oracle" in r.stderr
 
 
+@pytest.mark.slow
 def test_throughput_microbenchmark_reports_every_piece(tmp_path, capsys):
     from benchmarks import atari_throughput
 

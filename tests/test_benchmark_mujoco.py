@@ -18,6 +18,7 @@ def _run(argv):
     return bench.main(argv)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("agent", ["ppo", "a2c"])
 def test_smoke_run_writes_all_outputs(tmp_path, agent):
     out = tmp_path / "run"
@@ -78,6 +79,7 @@ def _cli(*args, cwd=None):
                           timeout=120, cwd=cwd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -138,6 +140,7 @@ def test_no_labeler_says_which_exist():
     assert r.returncode == 2 and "--synthetic-oracle" in r.stderr
 
 
+@pytest.mark.slow
 def test_existing_run_is_never_overwritten(tmp_path):
     out = tmp_path / "old"
     out.mkdir()
@@ -159,6 +162,7 @@ def test_help_lists_the_flags():
         assert flag in r.stdout
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_both_arms_with_the_preference_metrics(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -175,6 +179,7 @@ def test_tensorboard_logs_both_arms_with_the_preference_metrics(tmp_path):
     assert not any(t.startswith("pref/") for t in tags["true-seed0_1"])
 
 
+@pytest.mark.slow
 def test_a_run_that_stops_on_its_data_is_one_clear_line(tmp_path):
     # InvertedPendulum episodes end after a few steps of a random policy: no 900-step clip exists, which only
     # the run itself can find out (the 1000-step time limit allows it); it ends with one line, not a traceback.

@@ -8,6 +8,7 @@ import pytest
 from benchmarks import textgen
 
 
+@pytest.mark.slow
 def test_quick_run_writes_all_outputs(tmp_path, capsys):
     out = tmp_path / "run"
     summary = textgen.main(["--synthetic-oracle", "--quick", "--model", "tiny", "--out", str(out)])
@@ -43,6 +44,7 @@ def test_quick_run_writes_all_outputs(tmp_path, capsys):
     assert (out / "summary.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_kwise_rankings_store_all_their_pairs_and_sft_is_an_arm(tmp_path):
     out = tmp_path / "k3"
     summary = textgen.main(["--synthetic-oracle", "--quick", "--model", "tiny", "--rank-k", "3",
@@ -200,6 +202,7 @@ def test_unknown_model_is_a_clear_error(tmp_path, capsys):
     assert "cannot load --model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_both_arms(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -216,6 +219,7 @@ def test_tensorboard_logs_both_arms(tmp_path):
     assert not any(t.startswith("pref/") for t in tags["true"])
 
 
+@pytest.mark.slow
 def test_a_web_labeled_run_nobody_answers_finishes_and_says_so(tmp_path, capsys):
     pytest.importorskip("fastapi")
     s = textgen.main(["--labeler", "web", "--quick", "--model", "tiny", "--min-answered-share", "0",

@@ -23,6 +23,7 @@ def _run(module, argv):
     return module.main(argv)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module, flags", [
     (mujoco, ["--env", "Reacher-v5", "--steps", "2048", "--labels", "24", "--n-envs", "2"]),
     (atari, ["--game", "Breakout", "--steps", "1024", "--labels", "8", "--n-envs", "4"]),

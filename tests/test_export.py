@@ -289,6 +289,7 @@ def _cli(*args, cwd):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_exit_codes(store, tmp_path):
     path, expected = store
     ok = _cli("export", path.name, "--format", "jsonl", "--out", "labels.jsonl", cwd=tmp_path)

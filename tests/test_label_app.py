@@ -244,6 +244,7 @@ def test_prefrl_label_refuses_a_missing_or_foreign_file_in_one_line(tmp_path, fo
         assert (path.read_bytes() if path.exists() else None) == before
 
 
+@pytest.mark.slow
 def test_prefrl_label_serves_a_stores_pending_queries_without_a_run(tmp_path):
     import json
     import os

@@ -64,6 +64,7 @@ def browser():
     driver.quit()
 
 
+@pytest.mark.slow
 def test_a_person_labels_20_pairs_with_clicks_and_keys(tmp_path, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -161,6 +162,7 @@ def test_a_person_ranks_three_completions_by_clicking_best_to_worst(tmp_path, br
     store.close()
 
 
+@pytest.mark.slow
 def test_the_page_says_when_the_agent_waits_and_when_the_run_is_gone(tmp_path, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -205,6 +207,7 @@ def test_the_page_says_when_the_agent_waits_and_when_the_run_is_gone(tmp_path, b
     store.close()
 
 
+@pytest.mark.slow
 def test_clips_pause_and_step_in_sync_answers_can_be_undone_and_changed_and_a_phone_fits(tmp_path, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

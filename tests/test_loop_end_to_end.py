@@ -30,6 +30,7 @@ def make_loop(venv_obs_space, venv_act_space, n_envs, total_steps, labels, store
     return PreferenceLoop(ens, SyntheticOracle(seed=seed), n_envs, cfg, store=store)
 
 
+@pytest.mark.slow
 def test_sb3_ppo_on_learned_reward_halfcheetah(tmp_path):
     n_envs, steps = 2, 4096
     venv = DummyVecEnv([lambda: Monitor(gym.make("HalfCheetah-v5")) for _ in range(n_envs)])
@@ -203,6 +204,7 @@ def test_one_nan_true_reward_skips_its_pairs_and_later_fits_still_run():
     assert np.isfinite(loop.metrics["rm/train_loss"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo, env_id", [("SAC", "InvertedPendulum-v5"), ("DQN", "CartPole-v1")])
 def test_off_policy_replay_buffer_holds_the_current_learned_reward(tmp_path, algo, env_id):
     """After every refit the replay buffer is relabeled; the preference metrics reach SB3's logger."""
@@ -273,6 +275,7 @@ def _ppo_rollouts(defer: bool, n_rollouts: int = 3, wrap=None, overlap: bool = F
     return seen, loop
 
 
+@pytest.mark.slow
 def test_deferred_rewards_equal_the_per_step_rewards():
     """Scoring once per rollout pays the agent what scoring every step pays: same rewards, returns, advantages."""
     per_step, loop_a = _ppo_rollouts(defer=False)
@@ -313,6 +316,7 @@ def test_deferred_rewards_refuse_what_they_cannot_pay():
             env.step(np.zeros((1, 1), np.float32))
 
 
+@pytest.mark.slow
 def test_overlapped_fit_gives_the_serial_labels_rewards_and_model(tmp_path):
     """A fit in a background thread (LoopConfig.overlap_fit) while PPO updates: bit for bit the serial run.
 

@@ -28,6 +28,7 @@ def _labels(path) -> int:
         db.close()
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_continues_the_learned_arm(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
@@ -73,6 +74,7 @@ def test_kill_9_then_resume_continues_the_learned_arm(tmp_path):
     assert not (out / "checkpoints").exists()  # removed once the run is complete
 
 
+@pytest.mark.slow
 def test_resume_needs_a_run_to_continue(tmp_path):
     r = _cli(*FLAGS, "--out", str(tmp_path / "nothing"), "--resume")
     assert r.returncode == 2 and "holds no run to continue" in r.stderr
@@ -94,6 +96,7 @@ def _session_members(sid: int) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to find the run's processes")
 def test_kill_9_of_the_parent_alone_ends_its_workers_and_a_live_store_refuses_resume(tmp_path):
     from prefrl.store import PreferenceStore

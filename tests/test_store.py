@@ -31,6 +31,7 @@ def test_labels_persist_and_reload(tmp_path):
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 7
 
 
+@pytest.mark.slow
 def test_one_process_per_store_file_and_the_lock_goes_with_it(tmp_path):
     import gc
     import subprocess

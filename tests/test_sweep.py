@@ -144,6 +144,7 @@ TINY = ["--family", "mujoco", "--envs", "Reacher-v5", "--seeds", "0", "1", "--la
         "--extra", "--n-envs 2 --eval-episodes 3", "--num-cpus", "2"]
 
 
+@pytest.mark.slow
 def test_two_task_ray_sweep_writes_the_aggregate_and_a_rerun_skips_it(tmp_path, capsys):
     pytest.importorskip("ray", reason="the sweep runs on Ray: pip install 'prefrl[sweep]'")
     out = tmp_path / "sweep"

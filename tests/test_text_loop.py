@@ -31,6 +31,7 @@ def rollouts(n_rollouts: int, batch: int, k: int, offset: int = 0):
         yield prompts, completions, [vader_compound(c) for c in completions]
 
 
+@pytest.mark.slow
 def test_loop_labels_on_schedule_stores_text_and_learns(tmp_path, encoder):
     torch.manual_seed(0)
     cfg = TextLoopConfig(labels=120, total_completions=20 * 16, pool_rollouts=8, round_completions=32,

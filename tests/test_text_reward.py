@@ -76,6 +76,7 @@ def _review_pairs(n: int):
     return pairs
 
 
+@pytest.mark.slow
 def test_frozen_ensemble_fits_sentiment_preferences(encoder):
     """200 noisy labels of VADER sentiment on real IMDB text -> held-out accuracy and correlation.
 
@@ -107,6 +108,7 @@ def tuned():
     return FineTunedTextEnsemble(W, n_members=2, train_layers=2, trunk_lr=1e-4)
 
 
+@pytest.mark.slow
 def test_fine_tuned_ensemble_learns_a_simple_preference(tuned):
     """Completions that praise beat completions that pan; the trunk's top blocks move, the rest stay."""
     good = ["an excellent, moving film", "wonderful acting and a great story", "I loved it, brilliant",

@@ -42,6 +42,7 @@ def reference(tmp_path_factory):
     return _fresh_run(tmp_path_factory.mktemp("reference") / "run", "1")
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, capsys, reference):
     straight_labels, straight = reference
 
@@ -105,6 +106,7 @@ def test_resume_refuses_other_flags_and_a_directory_without_a_run(tmp_path, caps
     assert err.value.code == 2 and "--checkpoint-minutes must be a positive number" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_kill_9_during_the_learned_arm_then_resume(tmp_path):
     """A real SIGKILL at a random moment after the learned arm's first checkpoint; --resume finishes the run."""
     out = tmp_path / "run"
@@ -137,6 +139,7 @@ def test_kill_9_during_the_learned_arm_then_resume(tmp_path):
     assert [x["arm"] for x in summary["resumed"]] == ["learned"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_command_same_labels_and_summary_in_fresh_processes(tmp_path, reference):
     """Two runs of one command, in separate processes with different hash seeds: identical labels and figures.
 

@@ -324,6 +324,7 @@ def _loop(store, seed=0):
                                         crop_min_length=6, seed=seed), store)
 
 
+@pytest.mark.slow
 def test_loop_with_every_piece_reports_their_metrics_and_resumes_exactly(tmp_path):
     import shutil
 

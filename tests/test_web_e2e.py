@@ -15,6 +15,7 @@ pytestmark = pytest.mark.skipif(browser_paths() is None,
                                 reason="needs chromium and chromedriver on PATH: apt-get install -y chromium chromium-driver")
 
 
+@pytest.mark.slow
 def test_a_mujoco_run_labeled_in_the_browser_finishes_with_every_label_from_the_page(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "benchmarks.mujoco", "--labeler", "web", "--env", "InvertedPendulum-v5",
@@ -40,6 +41,7 @@ def test_a_mujoco_run_labeled_in_the_browser_finishes_with_every_label_from_the_
     assert (tmp_path / "pair.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_a_text_run_labeled_in_the_browser_is_killed_resumed_and_loses_no_answer(tmp_path):
     """kill -9 after two confirmed answers, --resume, go on answering: every answer the page confirmed is stored."""
     from benchmarks.web_e2e import lost_answers

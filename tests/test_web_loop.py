@@ -161,6 +161,7 @@ def test_an_expired_query_is_requeued_or_dropped_and_dropped_ones_are_asked_agai
         assert loop.labels_used == n0
 
 
+@pytest.mark.slow
 def test_the_text_loop_through_the_queue_gives_the_synchronous_labels_and_shows_prompt_and_k_completions():
     from envs.text_tasks import imdb_reviews, vader_compound
     from prefrl import TextLoopConfig, TextPreferenceLoop
