@@ -269,14 +269,17 @@ def family_command(args, out: Path) -> list[str]:
 
 
 def lost_answers(store_path: Path, answers: dict[str, str], annotator: str = ANNOTATOR) -> list[str]:
-    """The confirmed answers (query id -> pair answer) whose label is not in the store as given."""
+    """The confirmed answers (query id -> pair answer) whose label is not in the store as given (a repeated
+    query's answer writes no label: it is checked in the queue instead)."""
     expected = {"left": 1.0, "right": 0.0, "equal": 0.5}
     db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
     try:
         have = {(q, a, mu) for q, a, mu in db.execute("SELECT query_id, annotator, mu FROM labels WHERE replaced_at IS NULL")}
+        repeats = dict(db.execute("SELECT id, answer FROM queries WHERE repeat_of IS NOT NULL").fetchall())
     finally:
         db.close()
-    return [q for q, a in answers.items() if (q, annotator, expected[a]) not in have]
+    return [q for q, a in answers.items()
+            if (repeats.get(q) != json.dumps(a) if q in repeats else (q, annotator, expected[a]) not in have)]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -324,6 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
         "answers_confirmed_in_page": len(res["answers"]), "answers_lost": len(lost_answers(store, res["answers"])),
         "killed_at_answers": res.get("killed_at_answers"), "store_free_seconds_after_kill": res.get("store_free_seconds"),
         "labels_used": summary["labels_used"], "resumed": summary.get("resumed", []),
+        "team": next((r.get("team") for r in summary.get("per_seed", []) if r.get("team")), None)
+        or next((r["learned"].get("team") for r in summary.get("per_seed", []) if "learned" in r), None),
         "warnings": summary.get("warnings", []),
     }
     if args.family == "textgen":
