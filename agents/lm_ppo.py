@@ -73,6 +73,8 @@ class LMPPOConfig:
     runs of ~10^6 episodes; a CPU run here has ~1,300 sequences, over which beta could then move by at most 3%,
     and the KL ran to 24.6 nats against a target of 4 (keyword task). 64 lets beta move up to 5% per update of
     16 sequences."""
+    kl_coef_floor: float = 0.0
+    """Lowest beta the adaptive controller may set (0 = none; see ``AdaptiveKLController.floor``)."""
     ptx_coef: float = 0.0
     """gamma of PPO-ptx: weight of the pretraining LM loss (0 = plain PPO)."""
     whiten_advantages: bool = True
@@ -204,7 +206,7 @@ class LMPPO:
         policy_params = _set_trainable(self.model, cfg.train_layers)
         self.trainable = policy_params + list(self.value_head.parameters())
         self.optimizer = torch.optim.Adam(self.trainable, lr=cfg.lr)
-        self.kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
+        self.kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon, cfg.kl_coef_floor)
         self._gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self._perm_gen = torch.Generator().manual_seed(cfg.seed + 1)
 

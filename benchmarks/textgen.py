@@ -101,6 +101,9 @@ class TextBenchConfig:
     """Per-sequence KL target of the adaptive controller, in nats (> 0)."""
     fixed_kl: bool = False
     """Keep the KL coefficient at --init-kl-coef for the whole run (no adaptive controller; --target-kl unused)."""
+    min_kl_coef: float = 0.0
+    """Lowest KL coefficient the adaptive controller may set (0 = none): keeps beta from winding down while the
+    policy has not moved yet, so it is there when the KL passes the target."""
     sft_steps: int = 0
     """Supervised fine-tuning steps on the task's review text before PPO (InstructGPT step 1; 0 = off). When on,
     the SFT model is a third evaluated arm, both PPO arms start from it and it is their KL reference. Off by
@@ -220,6 +223,8 @@ def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path, "RunOpt
              "give --fixed-kl (beta stays at --init-kl-coef)")
     if cfg.lr <= 0 or cfg.train_layers < 0 or cfg.init_kl_coef < 0 or cfg.ptx_coef < 0:
         fail("--lr must be > 0 and --train-layers, --init-kl-coef, --ptx-coef >= 0")
+    if not (math.isfinite(cfg.min_kl_coef) and cfg.min_kl_coef >= 0):
+        fail(f"--min-kl-coef must be a finite number >= 0 (0 = no floor), got {cfg.min_kl_coef}")
     if cfg.prompt_file is not None:
         problem = prompt_file_problem(cfg.prompt_file)
         if problem:
@@ -306,7 +311,8 @@ def resume_problem(out: Path, cfg: TextBenchConfig) -> str | None:
         return f"--resume: {out} holds no run to continue ({RUN_FILE} is missing); start it without --resume"
     from benchmarks.checks import flags_differ
 
-    saved = {"fixed_kl": False, **json.loads(path.read_text())["config"]}  # runs before --fixed-kl: adaptive
+    saved = {"fixed_kl": False, "min_kl_coef": 0.0,  # runs before these flags: adaptive, no floor
+             **json.loads(path.read_text())["config"]}
     differ = flags_differ(saved, _run_config(cfg))
     if differ:
         return f"--resume: the flags differ from the run in {out}: {'; '.join(differ)}; give the same flags"
@@ -426,7 +432,8 @@ def make_ppo(cfg: TextBenchConfig, base_model, tokenizer, seed: int):
     from agents.lm_ppo import LMPPO, LMPPOConfig
 
     pcfg = LMPPOConfig(lr=cfg.lr, train_layers=cfg.train_layers or None, init_kl_coef=cfg.init_kl_coef,
-                       target_kl=None if cfg.fixed_kl else cfg.target_kl, ptx_coef=cfg.ptx_coef, seed=seed,
+                       target_kl=None if cfg.fixed_kl else cfg.target_kl,
+                       kl_coef_floor=cfg.min_kl_coef, ptx_coef=cfg.ptx_coef, seed=seed,
                        minibatch_size=min(8, cfg.batch_size))
     return LMPPO(copy.deepcopy(base_model), tokenizer, pcfg, device=cfg.device, ref_model=base_model)
 

@@ -91,6 +91,7 @@ def test_quick_rounds_its_batch_up_to_whole_rankings(k, batch):
         (["--target-kl", "nan"], "--target-kl must be a finite number"),
         (["--target-kl", "0"], "--target-kl must be > 0"),
         (["--target-kl", "-1"], "--target-kl must be > 0"),
+        (["--min-kl-coef", "-0.1"], "--min-kl-coef must be a finite number >= 0"),
         (["--prompt-file", "/nonexistent/prompts.txt"], "does not exist"),
         (["--out", "/proc/prefrl-out"], "cannot be written"),
         (["--round-completions", "0"], "--round-completions must be >= 1"),
@@ -158,7 +159,9 @@ def test_fixed_kl_keeps_beta_and_an_old_run_resumes_as_adaptive(tmp_path):
     assert cfg.fixed_kl and textgen.make_ppo(cfg, *_tiny(), seed=0).kl_ctl.target is None
     cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny"])
     assert textgen.make_ppo(cfg, *_tiny(), seed=0).kl_ctl.target == 4.0
-    saved = {k: v for k, v in textgen._run_config(cfg).items() if k != "fixed_kl"}  # a run.json before the flag
+    floored, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny", "--min-kl-coef", "0.05"])
+    assert textgen.make_ppo(floored, *_tiny(), seed=0).kl_ctl.floor == 0.05
+    saved = {k: v for k, v in textgen._run_config(cfg).items() if k not in ("fixed_kl", "min_kl_coef")}  # older run.json
     (tmp_path / textgen.RUN_FILE).write_text(json.dumps({"config": saved}))
     assert textgen.resume_problem(tmp_path, cfg) is None
     assert "--fixed-kl False -> True" in textgen.resume_problem(tmp_path, dataclasses.replace(cfg, fixed_kl=True))

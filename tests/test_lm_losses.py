@@ -88,3 +88,13 @@ def test_adaptive_kl_controller_follows_ziegler_et_al():
     assert ctl.update(kl=3.6, n=10) == pytest.approx(0.1 * (1 - 0.1 * 10 / 100))
     fixed = AdaptiveKLController(value=0.1, target=None)
     assert fixed.update(kl=100.0, n=10) == 0.1
+
+
+def test_a_floor_stops_beta_winding_down_while_the_kl_is_low():
+    free = AdaptiveKLController(value=0.05, target=4.0, horizon=64)
+    floored = AdaptiveKLController(value=0.05, target=4.0, horizon=64, floor=0.05)
+    for _ in range(35):  # a policy that has not moved yet: KL far below the target
+        free.update(kl=0.5, n=16)
+        floored.update(kl=0.5, n=16)
+    assert free.value == pytest.approx(0.05 * 0.95**35) and floored.value == 0.05
+    assert floored.update(kl=8.0, n=16) == pytest.approx(0.05 * 1.05)  # above the floor it adapts as before
