@@ -46,7 +46,7 @@ import torch
 
 from prefrl.oracle import ranking_to_pairs
 from prefrl.segments import Segments
-from prefrl.store import LIVE, PreferenceStore, _from_blob, _to_blob
+from prefrl.store import PreferenceStore, _from_blob, _to_blob
 
 __all__ = [
     "LabelQueue", "Query", "frames_to_gif", "gif_media", "gif_to_strip", "text_media", "PAIR_ANSWERS",
@@ -536,12 +536,7 @@ class LabelQueue:
             with self._tx() as db:
                 n_labels = 0
                 if ranks is not None and repeat_of is None:  # a repeat only measures agreement: no label
-                    seg = self.segments(query_id)
-                    first, second, mu = ranking_to_pairs(ranks[None])
-                    staged = self.store._prepare(seg[first], seg[second], mu)
-                    if not self._own_db:
-                        self.store._write_rows(db, staged, name, query_id)
-                    n_labels = len(mu)
+                    staged, n_labels = self._write_labels(db, query_id, ranks, name)
                 if repeat_of is None and self._repeats(query_id):
                     self._post_repeat(db, query_id, now)
                 seq = db.execute("SELECT COALESCE(MAX(answer_seq), 0) + 1 FROM queries").fetchone()[0]
@@ -551,6 +546,19 @@ class LabelQueue:
             if staged is not None:
                 self.store._stage(staged)
             return n_labels
+
+    def _write_labels(self, db: sqlite3.Connection, query_id: str, ranks: torch.Tensor, annotator: str):
+        """Checks and writes (inside ``db``'s transaction) the C(K, 2) pair labels a query's ranks give.
+
+        Returns:
+            ``(staged, n)``: the prepared labels, for :meth:`PreferenceStore._stage` once committed, and how many.
+        """
+        seg = self.segments(query_id)
+        first, second, mu = ranking_to_pairs(ranks[None])
+        staged = self.store._prepare(seg[first], seg[second], mu)
+        if not self._own_db:  # a store without a file keeps its labels in memory only
+            self.store._write_rows(db, staged, annotator, query_id)
+        return staged, len(mu)
 
     def _repeats(self, query_id: str) -> bool:
         """Whether this query is asked once more when answered: its random id decides, at ``repeat_share``."""
@@ -607,13 +615,9 @@ class LabelQueue:
             with self._tx() as db:
                 n_labels = 0
                 if repeat_of is None:
-                    self.store._replace_rows(db, query_id)
+                    self.store._replace_rows(db, "query_id", query_id, self._clock())
                 if ranks is not None and repeat_of is None:
-                    seg = self.segments(query_id)
-                    first, second, mu = ranking_to_pairs(ranks[None])
-                    staged = self.store._prepare(seg[first], seg[second], mu)
-                    self.store._write_rows(db, staged, name, query_id)
-                    n_labels = len(mu)
+                    n_labels = self._write_labels(db, query_id, ranks, name)[1]
                 db.execute("UPDATE queries SET status = ?, answered_at = ?, answer = ?, n_labels = ? WHERE id = ?",
                            ("skipped" if ranks is None else "answered", self._clock(), json.dumps(stored), n_labels,
                             query_id))
@@ -636,10 +640,7 @@ class LabelQueue:
             raise NotAnswered("this queue's store keeps labels in memory only: labels can be dropped only in a "
                               "store with a file (PreferenceStore(path))")
         with self._tx() as db:
-            n = db.execute(f"UPDATE labels SET replaced_at = ? WHERE annotator = ? AND {LIVE}",
-                           (self._clock(), name)).rowcount
-            self.store._reload = True
-        return n
+            return self.store._replace_rows(db, "annotator", name, self._clock())
 
     def team(self) -> dict:
         """Per-annotator counts, speed and agreement (:func:`prefrl.annotators.team_report`)."""

@@ -445,11 +445,13 @@ class PreferenceStore:
             "VALUES (?,?,?,?,?,?,?,?,?)", rows
         )
 
-    def _replace_rows(self, db: sqlite3.Connection, query_id: str) -> int:
-        """Marks a query's labels replaced (inside the caller's transaction); the buffer is rebuilt from the file
-        at the next :meth:`tensors` call. Returns the rows marked."""
-        n = db.execute(f"UPDATE labels SET replaced_at = ? WHERE query_id = ? AND {LIVE}",
-                       (time.time(), query_id)).rowcount
+    def _replace_rows(self, db: sqlite3.Connection, column: str, value: str, now: float) -> int:
+        """Marks the labels that count whose ``column`` (``query_id`` or ``annotator``) is ``value`` replaced at
+        ``now``, inside the caller's transaction; the buffer is rebuilt from the file at the next :meth:`tensors`
+        call. Returns the rows marked."""
+        if column not in ("query_id", "annotator"):
+            raise ValueError(f"labels are replaced by query_id or annotator, not {column!r}")
+        n = db.execute(f"UPDATE labels SET replaced_at = ? WHERE {column} = ? AND {LIVE}", (now, value)).rowcount
         self._reload = True
         return n
 
