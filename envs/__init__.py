@@ -84,21 +84,11 @@ if TEXTGEN_ID not in gymnasium.registry:
     gymnasium.register(TEXTGEN_ID, entry_point="envs.textgen:TextGenEnv")
 
 # The MuJoCo paper variant and the preprocessed Atari games (see the module
-# docstring). The task and game lists repeat envs.mujoco.MUJOCO_TASKS and
-# envs.atari.ATARI_GAMES so that this import stays cheap (tests/test_registry.py
-# checks they agree); gymnasium registers the MuJoCo v5 ids itself, so their
-# time limits are read from its registry.
-_PAPER_TASKS = (
-    "HalfCheetah-v5",
-    "Hopper-v5",
-    "Walker2d-v5",
-    "Swimmer-v5",
-    "Ant-v5",
-    "Reacher-v5",
-    "InvertedPendulum-v5",
-    "InvertedDoublePendulum-v5",
-)
-_DQN_GAMES = ("Pong", "Breakout", "BeamRider", "Enduro", "Qbert", "Seaquest", "SpaceInvaders")
+# docstring). The task and game lists come from the two dependency-free modules
+# envs.mujoco_tasks and envs.atari_spec, so this import stays cheap; gymnasium
+# registers the MuJoCo v5 ids itself, so their time limits are read from its registry.
+from envs.atari_spec import ATARI_GAMES as _DQN_GAMES  # noqa: E402
+from envs.mujoco_tasks import MUJOCO_TASKS as _PAPER_TASKS  # noqa: E402
 
 MUJOCO_PAPER_IDS: dict[str, str] = {
     f"prefrl/{task.removesuffix('-v5')}Paper-v5": task for task in _PAPER_TASKS

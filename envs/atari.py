@@ -110,16 +110,7 @@ __all__ = [
     "score_mask",
 ]
 
-ATARI_GAMES: tuple[str, ...] = (
-    "Pong",
-    "Breakout",
-    "BeamRider",
-    "Enduro",
-    "Qbert",
-    "Seaquest",
-    "SpaceInvaders",
-)
-"""Supported games (CamelCase names; ``"ALE/<name>-v5"`` ids also accepted)."""
+from envs.atari_spec import ATARI_GAMES  # noqa: E402  (supported games; ``"ALE/<name>-v5"`` ids also accepted)
 
 ATARI_BACKENDS: tuple[str, ...] = ("native", "sb3-dummy", "sb3-subproc")
 

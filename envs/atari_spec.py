@@ -5,7 +5,18 @@ Its own module so that ``envs.atari`` and ``envs.atari_native`` both import it a
 
 from __future__ import annotations
 
-__all__ = ["SCORE_MASK_ROWS"]
+__all__ = ["ATARI_GAMES", "SCORE_MASK_ROWS"]
+
+ATARI_GAMES: tuple[str, ...] = (
+    "Pong",
+    "Breakout",
+    "BeamRider",
+    "Enduro",
+    "Qbert",
+    "Seaquest",
+    "SpaceInvaders",
+)
+"""Supported games (CamelCase names; ``"ALE/<name>-v5"`` ids also accepted)."""
 
 _ROM_NAMES: dict[str, str] = {
     "Pong": "pong",

@@ -60,6 +60,7 @@ import numpy as np
 
 # Rendering helpers, re-exported as part of this module's API. Cheap (numpy and
 # gymnasium only); envs.mujoco_render does not import this module.
+from envs.mujoco_render import _dims as _model_dims  # noqa: E402
 from envs.mujoco_render import (
     RenderingUnavailableError,
     close_renderers,
@@ -373,12 +374,4 @@ def sim_state_dims(env_id: str) -> tuple[int, int]:
         ``(nq, nv)``; a sim state has ``nq + nv`` entries.
     """
     _check_task(env_id)
-    if env_id not in _DIMS_CACHE:
-        env = make_mujoco_env(env_id)
-        model = env.unwrapped.model
-        _DIMS_CACHE[env_id] = (int(model.nq), int(model.nv))
-        env.close()
-    return _DIMS_CACHE[env_id]
-
-
-_DIMS_CACHE: dict[str, tuple[int, int]] = {}
+    return _model_dims(env_id)  # one cache, shared with render_states
