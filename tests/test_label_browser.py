@@ -32,6 +32,16 @@ def clip(seed: int) -> np.ndarray:
     return frames
 
 
+def clip_pairs(tmp_path, n, right_offset=9, L=3):
+    """A store and queue with N pair queries of moving-square clips (clip i left, clip i + 1 right); their ids."""
+    store = PreferenceStore(tmp_path / "labels.sqlite")
+    queue = LabelQueue(store, timeout_s=120)
+    left = Segments(torch.arange(n).float()[:, None, None].repeat(1, L, 2), torch.zeros(n, L, 1), torch.ones(n, L))
+    right = Segments(left.obs + right_offset, left.act, left.true_reward)
+    ids = queue.post([left, right], [[gif_media(clip(i), fps=10), gif_media(clip(i + 1), fps=10)] for i in range(n)])
+    return store, queue, ids
+
+
 def set_name(browser, name, end_key=None):
     """Types a name as a person does: after "change name" when one is already set (the field is read-only)."""
     from selenium.webdriver.common.by import By
@@ -73,12 +83,8 @@ def test_a_person_labels_20_pairs_with_clicks_and_keys(tmp_path, browser):
 
     from prefrl.web import serve
 
-    n, L = 24, 3
-    store = PreferenceStore(tmp_path / "labels.sqlite")
-    queue = LabelQueue(store, timeout_s=120)
-    left = Segments(torch.arange(n).float()[:, None, None].repeat(1, L, 2), torch.zeros(n, L, 1), torch.ones(n, L))
-    right = Segments(left.obs + 1000, left.act, left.true_reward)
-    ids = queue.post([left, right], [[gif_media(clip(i), fps=10), gif_media(clip(i + 1), fps=10)] for i in range(n)])
+    n = 24
+    store, queue, ids = clip_pairs(tmp_path, n, right_offset=1000)
     server = serve(queue, progress=lambda: {"labels_due": 20 - queue.stats()["labels_given"]}, print_url=False)
     wait = WebDriverWait(browser, 20)
     try:
@@ -171,12 +177,7 @@ def test_the_page_says_when_the_agent_waits_and_when_the_run_is_gone(tmp_path, b
 
     from prefrl.web import serve
 
-    n, L = 4, 3
-    store = PreferenceStore(tmp_path / "labels.sqlite")
-    queue = LabelQueue(store, timeout_s=120)
-    left = Segments(torch.arange(n).float()[:, None, None].repeat(1, L, 2), torch.zeros(n, L, 1), torch.ones(n, L))
-    ids = queue.post([left, Segments(left.obs + 9, left.act, left.true_reward)],
-                     [[gif_media(clip(i), fps=10), gif_media(clip(i + 1), fps=10)] for i in range(n)])
+    store, queue, ids = clip_pairs(tmp_path, 4)
     waiting = {"n": 3}
     server = serve(queue, progress=lambda: {"task": "Hopper-v5", "env_step": 2048, "steps": 300000,
                                             "labels_budget": 700, "labels_counted": queue.stats()["labels_given"],
@@ -215,12 +216,7 @@ def test_clips_pause_and_step_in_sync_answers_can_be_undone_and_changed_and_a_ph
 
     from prefrl.web import serve
 
-    n, L = 4, 3
-    store = PreferenceStore(tmp_path / "labels.sqlite")
-    queue = LabelQueue(store, timeout_s=120)
-    left = Segments(torch.arange(n).float()[:, None, None].repeat(1, L, 2), torch.zeros(n, L, 1), torch.ones(n, L))
-    ids = queue.post([left, Segments(left.obs + 9, left.act, left.true_reward)],
-                     [[gif_media(clip(i), fps=10), gif_media(clip(i + 1), fps=10)] for i in range(n)])
+    store, queue, ids = clip_pairs(tmp_path, 4)
     server = serve(queue, progress=lambda: {"task": "HalfCheetah-v5", "instructions": "Run to the right, fast."},
                    print_url=False)
     wait = WebDriverWait(browser, 20)
