@@ -162,7 +162,7 @@ def frames_renderer(scale: int | None = None, fps: float = 15.0):
         ``render(segments) -> [{"kind": "gif", "data": bytes}] * N``, from ``segments.obs``
         uint8 [N, L, H, W, C].
     """
-    from prefrl.label_queue import gif_media
+    from prefrl.media import gif_media
 
     def render(segments) -> list[dict]:
         obs = segments.obs.cpu().numpy() if hasattr(segments.obs, "cpu") else np.asarray(segments.obs)

@@ -226,7 +226,7 @@ def segment_renderer(env_id: str, width: int = 160, height: int = 160, max_fps: 
         ``render(segments) -> [{"kind": "gif", "data": bytes}] * N``; it raises
         ValueError for segments without states (the fix: ``keep_render_state=True``).
     """
-    from prefrl.label_queue import gif_media
+    from prefrl.media import gif_media
 
     dt = 1.0 / frame_rate(env_id)
     stride = max(1, int(np.ceil(1.0 / (dt * max_fps) - 1e-9)))

@@ -412,7 +412,7 @@ def completion_media(segments: Segments) -> list[dict]:
     Returns:
         N ``{"kind": "text", "data": completion}``; the prompt is shown once above the sides.
     """
-    from prefrl.label_queue import text_media
+    from prefrl.media import text_media
 
     return [text_media(c) for c in decode_texts(segments.obs)[1]]
 
