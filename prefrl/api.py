@@ -1,0 +1,184 @@
+"""The public training call: an agent trained on a reward learned from preferences, beside a true-reward twin.
+
+::
+
+    from prefrl.api import train
+
+    result = train("HalfCheetah-v5", steps=20_000, labels=100, out="runs/mine")
+    result.summary["true_return_learned"]      # the learned-reward agent's true return (fresh episodes)
+    result.summary["normalized_ratio"]         # the share of the random -> true-reward gap it closed
+    result.curves[-1]                          # the last curve row: env_step, run, true_return, ...
+
+:func:`train` runs what ``python -m benchmarks.mujoco`` / ``python -m benchmarks.atari`` run (they call
+:func:`run_config`), with the same defaults, checks, checkpoints and ``resume``; its keyword arguments
+are the commands' flags by their field names (``noise=0.2``, ``agent="a2c"``, ``rm="paper84"``, ...).
+Bad input raises ``ValueError`` with the command's one-line message, before anything trains.
+
+Not imported by ``import prefrl`` (it pulls in the benchmark kit, the envs and the agents): import
+``prefrl.api``. Text (``TextGen-v0``) has its own command for now: ``python -m benchmarks.textgen``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from envs.atari_spec import ATARI_GAMES
+from envs.mujoco_tasks import MUJOCO_TASKS
+
+__all__ = ["FAMILY_MODULES", "TrainResult", "family_of", "run_config", "train"]
+
+FAMILY_MODULES: dict[str, str] = {"mujoco": "benchmarks.mujoco", "atari": "benchmarks.atari"}
+"""Family name -> the module that defines its ``FAMILY`` (how its envs, reward model and agent are built)."""
+
+LABELERS = ("synthetic-oracle", "web")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run leaves behind, read back from its output directory.
+
+    Attributes:
+        out: the output directory (curves.csv, curves.png, summary.json, timing.json, the agents
+            ``agent-<arm>-seed<k>.zip``, the reward models ``reward-model-seed<k>.pt``, the label stores
+            ``labels-seed<k>.sqlite``).
+        summary: ``summary.json`` as read back: the final policies' true returns (``true_return_learned``,
+            ``true_return_true``, ``true_return_random``, with ``_ci95``), the share of the gap closed
+            (``normalized_ratio``), labels, reward-model accuracy and correlation, ``per_seed``.
+        curves: the rows of ``curves.csv`` (``env_step``, ``run``, ``seed``, ``true_return``, ``labels``,
+            ``rm_accuracy``, ``reward_correlation``, ...), numbers as floats, empty cells as None.
+    """
+
+    out: Path
+    summary: dict
+    curves: list[dict]
+
+    def reward_model(self, seed: int = 0) -> Path:
+        """Path of the learned arm's reward model of ``seed`` (load it with :func:`prefrl.load_reward`)."""
+        return self.out / f"reward-model-seed{seed}.pt"
+
+    def agent(self, arm: str = "learned", seed: int = 0) -> Path:
+        """Path of the saved SB3 agent of ``arm`` ("learned", "true" or "upper") and ``seed``."""
+        return self.out / f"agent-{arm}-seed{seed}.zip"
+
+
+def family_of(env: str) -> str:
+    """The family ("mujoco" or "atari") that trains ``env``.
+
+    Args:
+        env: a MuJoCo task id (``"Hopper-v5"``) or an Atari game (``"Seaquest"``, ``"ALE/Seaquest-v5"``).
+
+    Raises:
+        ValueError: for an env no family trains, naming the supported ones.
+    """
+    if env in MUJOCO_TASKS:
+        return "mujoco"
+    game = env.removeprefix("ALE/").split("-")[0].lower()
+    if game in {g.lower() for g in ATARI_GAMES}:
+        return "atari"
+    if env.startswith("TextGen"):
+        raise ValueError(f"{env!r}: text is trained by its own command for now: python -m benchmarks.textgen "
+                         "(prefrl.TextPreferenceLoop in Python)")
+    raise ValueError(f"no family trains {env!r}; MuJoCo tasks: {', '.join(MUJOCO_TASKS)}; Atari games: "
+                     f"{', '.join(ATARI_GAMES)}")
+
+
+def train(env: str, *, labeler: str = "synthetic-oracle", steps: int | None = None, labels: int | None = None,
+          seeds: Sequence[int] = (0,), out: str | Path | None = None, resume: bool = False, quick: bool = False,
+          **flags: Any) -> TrainResult:
+    """Trains an agent on a reward learned from preferences and, as the yardstick, one on the true reward.
+
+    Each seed runs two arms (three with ``upper_bound=True``) in worker processes: the learned arm asks
+    ``labeler`` about pairs of clips of its own rollouts, fits the Bradley-Terry reward ensemble and trains
+    its agent on the learned reward; the true arm trains the same agent on the env's reward. The final
+    policies are evaluated on fresh episodes of the true reward.
+
+    Args:
+        env: a MuJoCo task id or an Atari game (see :func:`family_of`).
+        labeler: "synthetic-oracle" (prefers the larger true return; ``noise`` of the answers are random)
+            or "web" (people label in a local page whose address is printed).
+        steps: environment steps per arm (default: the family's, 1M MuJoCo / 300k Atari on CPU).
+        labels: the label budget per learned arm (default: the family's).
+        seeds: one run of every arm per seed.
+        out: output directory (default: ``runs/<family>-<env>-<time>``); must be new unless ``resume``.
+        resume: continue an interrupted run in ``out`` with the same arguments, from its checkpoints and
+            with the labels already stored.
+        quick: a ~1-minute smoke run (tiny budget); explicit ``steps`` / ``labels`` still win.
+        **flags: any other flag of the command by its field name: ``noise``, ``agent``, ``query``,
+            ``n_envs``, ``device``, ``upper_bound``, ``eval_episodes``, ``workers``, ``segment_length``, ...
+            and the family's own (``standard_env``; ``rm``, ``episode_ends``, ...). ``True`` turns a switch on.
+
+    Returns:
+        The run's :class:`TrainResult`.
+
+    Raises:
+        ValueError: bad input (an unknown env or flag, a value out of range, an ``out`` that holds another
+            run), with the command's message; nothing has trained.
+        benchmarks.kit.run.ArmError: an arm failed while training (the labels gathered are kept).
+    """
+    if labeler not in LABELERS:
+        raise ValueError(f"labeler={labeler!r}: choose one of {', '.join(LABELERS)}")
+    family_module = FAMILY_MODULES[family_of(env)]
+    family = importlib.import_module(family_module).FAMILY
+    named = dict(flags, env=env, labeler=labeler, steps=steps, labels=labels, seeds=tuple(seeds),
+                 out=None if out is None else Path(out), resume=resume, quick=quick)
+    from benchmarks.kit.parse import parse_config
+
+    cfg = parse_config(family, _argv(family, named), error=_raise)
+    return run_config(family_module, cfg)
+
+
+def run_config(family_module: str, cfg: Any) -> TrainResult:
+    """Runs a parsed, checked config (``benchmarks.kit.parse.parse_config``): every (seed, arm), then the report.
+
+    The benchmark commands call this; :func:`train` is the keyword-argument front of it.
+    """
+    from benchmarks.kit.run import run
+
+    family = importlib.import_module(family_module).FAMILY
+    run(family_module, family, cfg)
+    out = Path(cfg.out)
+    return TrainResult(out=out, summary=json.loads((out / "summary.json").read_text()),
+                       curves=read_curves(out / "curves.csv"))
+
+
+def read_curves(path: Path) -> list[dict]:
+    """The rows of a run's ``curves.csv``: numbers as floats, ``run`` as text, empty cells as None."""
+    with open(path, newline="") as f:
+        return [{k: (v if k == "run" else (float(v) if v != "" else None)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def _argv(family: Any, named: dict[str, Any]) -> list[str]:
+    """The command-line flags of keyword arguments, so that the API and the command parse alike."""
+    from benchmarks.kit.config import RunConfig
+    from benchmarks.kit.flags import flat_fields
+
+    known = set(flat_fields(RunConfig(env="", steps=1, labels=1, agent="ppo", n_envs=1)))
+    if family.options is not None:
+        known |= set(flat_fields(family.options()))
+    known -= {"options", "labeling"}
+    unknown = sorted(set(named) - known)
+    if unknown:
+        raise ValueError(f"unknown argument(s) {', '.join(unknown)} for {family.name}; known: {', '.join(sorted(known))}")
+    argv: list[str] = []
+    for name, value in named.items():
+        if value is None or value is False:
+            continue
+        flag = family.env_flag if name == "env" else "--" + name.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, (tuple, list)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return argv
+
+
+def _raise(message: str) -> NoReturn:
+    raise ValueError(message)
