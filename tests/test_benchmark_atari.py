@@ -112,7 +112,7 @@ def test_help_and_no_labeler():
 
 @pytest.mark.slow
 def test_throughput_microbenchmark_reports_every_piece(tmp_path, capsys):
-    from benchmarks import atari_throughput
+    from tools import atari_throughput
 
     r = atari_throughput.main(["--repeat", "1", "--n-envs", "2", "--steps", "20000", "--labels", "40",
                                "--device", "cpu", "--json", str(tmp_path / "t.json")])

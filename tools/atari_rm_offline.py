@@ -20,8 +20,8 @@ Two steps, each a subcommand:
     reports it, and noise-free), Pearson correlation of predicted and true
     segment returns, and of per-step rewards (also at 5 steps).
 
-``python -m benchmarks.atari_rm_offline collect --game Seaquest --out runs/rm-seaquest``
-``python -m benchmarks.atari_rm_offline fit --data runs/rm-seaquest --labels 250 500 1000 2000 4000``
+``python -m tools.atari_rm_offline collect --game Seaquest --out runs/rm-seaquest``
+``python -m tools.atari_rm_offline fit --data runs/rm-seaquest --labels 250 500 1000 2000 4000``
 """
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ def _event_average(pred, true, n_envs: int, span: int = 6) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.atari_rm_offline", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.atari_rm_offline", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("collect", help="train the true-reward agent, roll out its checkpoints, save every step")
     c.add_argument("--game", default="Seaquest")

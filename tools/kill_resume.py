@@ -1,4 +1,4 @@
-"""``python -m benchmarks.kill_resume``: kill a benchmark with SIGKILL at random points, resume it each time.
+"""``python -m tools.kill_resume``: kill a benchmark with SIGKILL at random points, resume it each time.
 
 Starts ``python -m benchmarks.mujoco --synthetic-oracle ...`` in its own process
 group, kills the whole group with SIGKILL after a random delay, checks what
@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.kill_resume", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.kill_resume", description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=20, help="SIGKILLs before the run may finish (default 20)")
     p.add_argument("--env", default="Reacher-v5", help="MuJoCo task of the killed run (default Reacher-v5)")
     p.add_argument("--steps", type=int, default=60000, help="its --steps (default 60000)")

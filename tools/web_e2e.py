@@ -1,6 +1,6 @@
 """End to end through a real browser: a run whose every label is clicked in the web page.
 
-``python -m benchmarks.web_e2e [--family mujoco|atari|textgen]`` starts ``python -m benchmarks.<family>
+``python -m tools.web_e2e [--family mujoco|atari|textgen]`` starts ``python -m benchmarks.<family>
 --labeler web ...`` in its own process, reads the labeling URL it prints, opens it in headless Chromium (selenium, Debian's
 ``chromium`` + ``chromium-driver``) and plays a scripted annotator: for every query the page shows,
 it looks up the true returns of the two clips in the run's store (out of band, as a test's own
@@ -283,7 +283,7 @@ def lost_answers(store_path: Path, answers: dict[str, str], annotator: str = ANN
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.web_e2e", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m tools.web_e2e", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--family", choices=("mujoco", "atari", "textgen"), default="mujoco",
                    help="which benchmark to label: MuJoCo clips, Atari clips, or text pairs (SmolLM2, --quick)")

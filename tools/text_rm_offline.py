@@ -1,4 +1,4 @@
-"""``python -m benchmarks.text_rm_offline collect|fit``: text reward-model quality without PPO.
+"""``python -m tools.text_rm_offline collect|fit``: text reward-model quality without PPO.
 
 ``collect`` samples completions of the zero-shot policy on TextGen prompts, two per prompt (the
 pairs the learned arm's first queries come from), with their true scores, into ``completions.json``.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.text_rm_offline", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.text_rm_offline", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("collect", help="sample zero-shot completions with their true scores")
     c.add_argument("--task", default="imdb-positive")

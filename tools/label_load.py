@@ -1,4 +1,4 @@
-"""``python -m benchmarks.label_load``: many annotators over real HTTP; 0 labels lost, duplicated or misattributed.
+"""``python -m tools.label_load``: many annotators over real HTTP; 0 labels lost, duplicated or misattributed.
 
 Posts ``--queries`` pair queries with small GIF clips into a fresh preference store,
 serves it with ``prefrl label`` (its own process, on loopback), and runs
@@ -35,7 +35,7 @@ MU = {"left": 1.0, "right": 0.0, "equal": 0.5}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.label_load", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.label_load", description=__doc__.split("\n\n")[0])
     p.add_argument("--queries", type=int, default=500, help="pair queries posted (default 500)")
     p.add_argument("--annotators", type=int, default=20, help="concurrent annotator threads (default 20)")
     p.add_argument("--abandon", type=float, default=0.05,

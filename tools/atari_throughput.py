@@ -1,4 +1,4 @@
-"""``python -m benchmarks.atari_throughput``: where an Atari learned-reward step spends its time.
+"""``python -m tools.atari_throughput``: where an Atari learned-reward step spends its time.
 
 A micro-benchmark of the learned-reward arm's path, piece by piece, on the
 device you pick (the CPU here; a GPU when one is present): the vector env, the
@@ -154,7 +154,7 @@ def measure(game: str, n_envs: int, device: str, steps: int, labels: int, repeat
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.atari_throughput", description=__doc__.split("\n\n")[1],
+    p = argparse.ArgumentParser(prog="python -m tools.atari_throughput", description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--game", default="Seaquest", help="Atari game")
     p.add_argument("--n-envs", type=int, default=8, help="environments per vector step")
