@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from benchmarks.atari_rm_offline import _pairs
+from tools.atari_rm_offline import _pairs
 
 
 def test_pairs_take_both_clips_from_one_policy_and_report_it():

@@ -1,7 +1,7 @@
 """benchmarks.peers: the peer comparison's CLI checks its flags before building anything.
 
 The comparison itself builds a second virtualenv with imitation's pins and trains two agents for minutes;
-it is a benchmark (README, "Peers"), not a test.
+it is a benchmark (docs/peers.md), not a test.
 """
 
 import py_compile

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from benchmarks.web_e2e import ANNOTATOR, annotate_run, browser_paths, store_labels
+from tools.web_e2e import ANNOTATOR, annotate_run, browser_paths, store_labels
 
 pytestmark = pytest.mark.skipif(browser_paths() is None,
                                 reason="needs chromium and chromedriver on PATH: apt-get install -y chromium chromium-driver")
@@ -45,7 +45,7 @@ def test_a_mujoco_run_labeled_in_the_browser_finishes_with_every_label_from_the_
 @pytest.mark.slow
 def test_a_text_run_labeled_in_the_browser_is_killed_resumed_and_loses_no_answer(tmp_path):
     """kill -9 after two confirmed answers, --resume, go on answering: every answer the page confirmed is stored."""
-    from benchmarks.web_e2e import lost_answers
+    from tools.web_e2e import lost_answers
 
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "benchmarks.textgen", "--labeler", "web", "--quick", "--model", "tiny",
