@@ -21,7 +21,7 @@ seed as a subprocess, into its own directory ``<out>/<family>/<env>/labels<L>-<q
   one that started (``run.json``) but did not finish is continued with ``--resume``.
 - The report: ``aggregate.md``, ``aggregate.csv`` and ``aggregate.png`` in ``--out``, over every
   finished run below it: per configuration and figure, n seeds, mean, 95% percentile-bootstrap
-  CI of the mean (2000 resamples, seed 0) and IQM (``benchmarks.stats``).
+  CI of the mean (2000 resamples, seed 0) and IQM (rliable, through ``benchmarks.stats``).
   ``--aggregate-only DIR`` rebuilds it from the runs in DIR without running anything.
 
 On a cluster (``--address``) ``--out`` must be a directory every node sees at the same path and
@@ -461,8 +461,8 @@ def markdown_table(rows: list[dict]) -> str:
                      f"| {r['n']} | {_fmt(r['mean'])} | {ci} | {_fmt(r['iqm'])} |")
     note = ("\nn: seeds with a finite value (a ratio is undefined when its reference, the true return or gain, is <= 0). "
             "CI: 95% percentile bootstrap of the mean over seeds (2000 resamples, seed 0). "
-            "IQM: mean of the middle 50% of the seeds' values, values at the quartiles weighted by their share "
-            "(benchmarks/stats.py).\n")
+            "IQM: rliable's interquartile mean (25% trimmed mean: floor(n/4) seeds dropped at each end, "
+            "so with fewer than 4 seeds the plain mean; benchmarks/stats.py).\n")
     return "\n".join(lines) + "\n" + note
 
 

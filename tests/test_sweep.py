@@ -17,33 +17,33 @@ def test_iqm_of_one_to_eight_is_the_mean_of_the_middle_four():
     assert stats.iqm([8, 1, 7, 2, 6, 3, 5, 4]) == pytest.approx(4.5)  # order does not matter
 
 
-def test_iqm_fractional_weights_for_small_n():
+def test_iqm_is_rliables_trimmed_mean_on_known_values():
     assert stats.iqm([5.0]) == 5.0
     assert stats.iqm([1.0, 3.0]) == pytest.approx(2.0)
-    # n = 3: slices of 1/3; [0.25, 0.75] covers 1/12, 1/3, 1/12 of them -> weights 1/6, 2/3, 1/6
-    assert stats.iqm_weights(3) == pytest.approx([1 / 6, 2 / 3, 1 / 6])
-    assert stats.iqm([0.0, 0.0, 3.0]) == pytest.approx(0.5)
-    # n = 5: weights 0, .3, .4, .3, 0 -> an outlier at either end has no weight
+    # n < 4: floor(n / 4) = 0 values dropped, the plain mean
+    assert stats.iqm([0.0, 0.0, 3.0]) == pytest.approx(1.0)
+    # n = 5: one dropped at each end, so an outlier at either end has no weight
     assert stats.iqm([-1000.0, 2.0, 3.0, 4.0, 1000.0]) == pytest.approx(3.0)
-    for n in range(1, 12):
-        assert stats.iqm_weights(n).sum() == pytest.approx(1.0)
-    # n divisible by 4: the plain mean of the middle half (scipy's trim_mean(x, 0.25))
+    # n = 12: the plain mean of the middle half
     x = np.array([9.0, -2.0, 4.0, 7.0, 1.0, 0.5, 3.0, 12.0, 5.0, 6.0, -4.0, 2.0])
     assert stats.iqm(x) == pytest.approx(np.sort(x)[3:9].mean())
+    # a score matrix [runs, tasks] pools its cells, as rliable's aggregate_iqm does
+    assert stats.iqm(np.arange(1.0, 9.0).reshape(4, 2)) == pytest.approx(4.5)
     assert math.isnan(stats.iqm([]))
-
-
-def test_iqm_along_an_axis():
-    x = np.array([[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1.0]])
-    assert stats.iqm(x, axis=-1) == pytest.approx([4.5, 4.5])
 
 
 def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
     x = np.array([3.1, -0.4, 2.2, 5.0, 1.7, 0.9, 4.4])
     lo, hi = stats.bootstrap_ci(x)
     assert lo < x.mean() < hi
+    # the percentile bootstrap of the mean, drawn independently here with many more resamples
+    means = x[np.random.default_rng(123).integers(0, x.size, size=(50_000, x.size))].mean(axis=1)
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), abs=0.15)
     assert x.min() <= lo and hi <= x.max()
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
     assert stats.bootstrap_ci(x) == (lo, hi)  # same seed, same interval
+    assert (np.random.get_state()[1] == before).all()  # numpy's global generator is left as it was
     assert stats.bootstrap_ci(x, seed=1) != (lo, hi)
     lo90, hi90 = stats.bootstrap_ci(x, confidence=0.9)
     assert lo <= lo90 and hi90 <= hi
