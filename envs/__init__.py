@@ -12,7 +12,7 @@ MuJoCo (``envs.mujoco``): :data:`MUJOCO_TASKS`, :func:`make_mujoco_env`,
 :func:`make_mujoco_paper_env`, :func:`make_mujoco_vec_env`, :func:`render_states`, and the paper-variant
 tables :data:`PAPER_VARIANT_CHANGES` / :data:`PAPER_VARIANT_KWARGS`.
 
-Atari (``envs.atari``): :data:`ATARI_GAMES`, :func:`make_atari_env`,
+Atari (``envs.atari``, ``envs.atari_gym``): :data:`ATARI_GAMES`, :func:`make_atari_env`,
 :func:`make_atari_vec_env`,
 :func:`frames_for_labeling`, :data:`SCORE_MASK_ROWS`, :func:`score_mask`,
 :func:`canonical_game_id`.
@@ -109,7 +109,7 @@ for _env_id, _task in MUJOCO_PAPER_IDS.items():
 for _env_id, _game in ATARI_DQN_IDS.items():
     if _env_id not in gymnasium.registry:
         gymnasium.register(
-            _env_id, entry_point="envs.atari:make_atari_env", kwargs={"game": _game}
+            _env_id, entry_point="envs.atari_gym:make_atari_env", kwargs={"game": _game}
         )
 del _env_id, _task, _game
 
@@ -130,7 +130,7 @@ _LAZY: dict[str, str] = {
     "canonical_game_id": "envs.atari",
     "score_mask": "envs.atari",
     "frames_for_labeling": "envs.atari",
-    "make_atari_env": "envs.atari",
+    "make_atari_env": "envs.atari_gym",
     "make_atari_vec_env": "envs.atari",
     # Text
     "TextGenEnv": "envs.textgen",
@@ -174,10 +174,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         atari_game_name,
         canonical_game_id,
         frames_for_labeling,
-        make_atari_env,
         make_atari_vec_env,
         score_mask,
     )
+    from envs.atari_gym import make_atari_env
     from envs.mujoco import (
         MUJOCO_TASKS,
         PAPER_VARIANT_CHANGES,
