@@ -1,0 +1,104 @@
+"""``python -m benchmarks.textgen --synthetic-oracle``
+
+RLHF on ``TextGen-v0``, InstructGPT style, in three arms with the same seed,
+prompts and PPO budget:
+
+* **zero-shot**: the pretrained LM (default SmolLM2-135M-Instruct) as is;
+* **true**: token-level PPO on the task's true score (VADER sentiment of
+  the continuation of a real IMDB review, for the default task);
+* **learned**: the same PPO on a reward model (frozen all-MiniLM-L6-v2
+  encoder + 3 MLP heads) fit to synthetic preferences between two
+  completions of the same prompt (10% random answers), queried by ensemble
+  disagreement: 25% of the labels from the zero-shot model before training,
+  the rest on the T0/(T+T0) schedule over the run's episodes.
+
+Both PPO arms keep a per-token KL penalty to the frozen zero-shot model with
+an adaptive coefficient. Every arm is evaluated on the same evaluation prompts
+(mean true score, KL to the reference). Writes ``curves.csv``,
+``curves.png``, ``summary.json``, ``samples.md`` and the labels
+(``labels-seed*.sqlite``) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+
+from benchmarks.textgen.arms import SeedCheckpoint, load_policy, make_envs, make_loop, make_ppo, run_seed, train_seeds
+from benchmarks.textgen.config import (
+    MAX_PROMPT_CHARS, OUTPUTS, QUICK, RUN_FILE, RunOptions, TextBenchConfig, TextCommand, _run_config, build_parser,
+    parse_config, prompt_file_problem, prompt_token_problem, read_prompt_file, resume_problem,
+)
+from benchmarks.textgen.report import print_table, summarize, write_outputs
+
+__all__ = [
+    "MAX_PROMPT_CHARS", "OUTPUTS", "QUICK", "RUN_FILE", "RunOptions", "SeedCheckpoint", "TextBenchConfig", "TextCommand",
+    "build_parser", "load_policy", "main", "make_envs", "make_loop", "make_ppo", "parse_config", "print_table",
+    "prompt_file_problem", "prompt_token_problem", "read_prompt_file", "resume_problem", "run_seed", "summarize",
+    "train_seeds", "write_outputs",
+]
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg, out, opts = parse_config(argv)
+    from tqdm import tqdm
+
+    try:
+        base_model, tokenizer = load_policy(cfg.model)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        print(f"prefrl: error: cannot load --model {cfg.model!r}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    problem = None if cfg.prompt_file is None else prompt_token_problem(cfg, tokenizer)
+    if problem:
+        print(f"prefrl: error: {problem}", file=sys.stderr)
+        try:
+            out.rmdir()  # only the empty directory the --out check made; a run's files stay
+        except OSError:
+            pass
+        raise SystemExit(2)
+    out.mkdir(parents=True, exist_ok=True)
+    if not opts.resume:
+        (out / RUN_FILE).write_text(json.dumps({"config": _run_config(cfg)}, indent=2) + "\n")
+    t0 = time.perf_counter()
+    total = len(cfg.seeds) * (3 + 2 * cfg.iterations)
+    results = []
+    bar = tqdm(total=total, desc="textgen", unit="step", dynamic_ncols=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops the run as Ctrl-C does
+    try:
+        for seed in cfg.seeds:
+            results.append(run_seed(cfg, seed, out, base_model, tokenizer, bar, opts))
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\nprefrl: interrupted; the labels gathered so far are kept in {out}/labels-seed*.sqlite; "
+              f"add --resume (same flags) to continue from the last checkpoints", file=sys.stderr)
+        raise SystemExit(130) from None
+    except BaseException:
+        bar.close()
+        from benchmarks.checks import remove_empty_stores
+
+        removed = remove_empty_stores(out, [f"labels-seed{s}.sqlite" for s in cfg.seeds])
+        if removed:  # so that the same --out can be used again
+            print(f"prefrl: removed the empty label store(s) {', '.join(removed)} of this failed run", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    bar.close()
+    summary = summarize(cfg, results, time.perf_counter() - t0)
+    write_outputs(out, cfg, results, summary)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the outputs are complete: nothing left to resume
+    print_table(summary)
+    print(f"\nwrote {', '.join(OUTPUTS)} to {out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

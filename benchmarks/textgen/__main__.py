@@ -1,0 +1,7 @@
+"""``python -m benchmarks.textgen``."""
+
+import sys
+
+from benchmarks.textgen import main
+
+main(sys.argv[1:])
