@@ -106,7 +106,7 @@ def _label_parser(sub) -> None:
 def _run_label(args) -> int:
     from pathlib import Path
 
-    from prefrl.export import _open_ro
+    from prefrl.export_rows import _open_ro
     from prefrl.label_queue import LabelQueue
     from prefrl.store import PreferenceStore
 
@@ -171,7 +171,7 @@ def _run_annotators(args) -> int:
     from pathlib import Path
 
     from prefrl.annotators import team_report
-    from prefrl.export import _open_ro
+    from prefrl.export_rows import _open_ro
 
     if args.drop is not None:
         from prefrl.label_queue import LabelQueue

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from prefrl import export as ex
+from prefrl import export_arrow, export_rows
 from prefrl.export import export_store, iter_records
 from prefrl.oracle import ranking_to_pairs
 from prefrl.segments import Segments
@@ -114,7 +115,7 @@ def test_parquet_round_trip_is_exact(store, tmp_path, monkeypatch):
     pq = pytest.importorskip("pyarrow.parquet")
     path, expected = store
     before = _fingerprint(path)
-    monkeypatch.setattr(ex, "_BATCH_VALUES", 100)  # several row groups (40 values a row): written in batches
+    monkeypatch.setattr(export_arrow, "_BATCH_VALUES", 100)  # several row groups (40 values a row): written in batches
     out = tmp_path / "labels.parquet"
     assert export_store(path, out, "parquet")["rows"] == 8
     assert pq.ParquetFile(out).metadata.num_row_groups > 1
@@ -170,7 +171,7 @@ def test_rows_of_another_dtype_export_exactly(tmp_path):
 
 def test_reading_in_chunks_takes_a_snapshot_and_does_not_block_a_writer(store, monkeypatch):
     path, expected = store
-    monkeypatch.setattr(ex, "_CHUNK_ROWS", 2)  # reads of 1 row, then 2 rows at a time
+    monkeypatch.setattr(export_rows, "_CHUNK_ROWS", 2)  # reads of 1 row, then 2 rows at a time
     it = iter_records(path)
     first = [next(it), next(it), next(it)]  # mid-way through the second chunk
     live = PreferenceStore(path)  # a run still adding labels is not held up by the export
