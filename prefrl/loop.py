@@ -23,8 +23,10 @@ import numpy as np
 import torch
 
 from prefrl.diagnostics import event_triggered_average, segment_return_correlation, window_correlation
+from prefrl.loop_config import LoopConfig
+from prefrl.loop_state import load_loop_state, loop_state_dict
 from prefrl.oracle import Labeler
-from prefrl.queries import QUERY_METHODS, select_queries
+from prefrl.queries import select_queries
 from prefrl.reward_model import MLPEnsemble, RewardEnsemble
 from prefrl.schedule import LabelSchedule
 from prefrl.seeding import derive_seed
@@ -35,94 +37,6 @@ from prefrl.trainer import RewardTrainer, TrainerConfig
 from prefrl.unlabeled import UnlabeledData
 
 __all__ = ["LoopConfig", "RolloutRecorder", "PreferenceLoop"]
-
-
-@dataclass
-class LoopConfig:
-    """Settings of the query/label/fit loop."""
-
-    total_labels: int = 700
-    """Label budget of the whole run (the paper's MuJoCo runs: 700 or 1400)."""
-    total_steps: int = 1_000_000
-    """Environment steps of the run; the label schedule is scaled to it."""
-    segment_length: int = 25
-    """L, steps per segment (paper: 25 for Atari, 15-60 for MuJoCo)."""
-    candidate_factor: int = 10
-    """Candidate pairs drawn per label wanted (paper: ~10x)."""
-    query: str = "disagreement"
-    """Query selection: "disagreement", "entropy" or "random"."""
-    initial_fraction: float = 0.25
-    """Share of the budget labeled from the initial (random) policy before training."""
-    t0_fraction: float = 0.1
-    """Decay constant T0 of the label rate T0/(T+T0), as a share of total_steps."""
-    pretrain_epochs: int = 200
-    """Epochs over the initial labels before the agent starts (paper, Atari: 200)."""
-    fit_epochs: int = 5
-    """Epochs of refitting after each batch of new labels."""
-    fit_min_steps: int = 60
-    """At least this many gradient steps per refit (and per pretraining)."""
-    query_rounds: int = 30
-    """Most query/fit rounds after pretraining: labels are asked in batches of at least
-    (budget - initial) / query_rounds, which bounds the time spent refitting."""
-    buffer_steps: int = 10_000
-    """Recent steps per env kept for sampling segments."""
-    anchor_fraction: float = 0.0
-    """Share of query candidates whose second clip is a clip labeled before (from the store)
-    instead of a recent one. 0 (the paper): every clip comes from recent steps. Above 0, the
-    current behaviour keeps being compared with earlier behaviour, so a policy that found a
-    blind spot of the reward model (Seaquest: parking at the surface, where every recent clip
-    scores 0) is still shown next to clips that scored."""
-    target_std: float = 1.0
-    """Std of the normalised learned reward (the mean is 0)."""
-    calibration_samples: int = 4096
-    """Recent steps used to re-estimate the reward's mean/std after each fit."""
-    correlation_segments: int = 256
-    """Fresh segments scored for the learned-vs-true correlation metric."""
-    seed: int = 0
-    """Seeds segment sampling and query selection."""
-    overlap_fit: bool = False
-    """Refit in a background thread while the agent goes on (its update, the next rollout), instead of
-    between them. Whatever reads the model first (a reward, a query round, a checkpoint) waits for the fit,
-    so the labels, rewards and fits are the serial ones; the wait is short only when nothing reads the
-    model until the next rollout ends: an on-policy agent on ``LearnedRewardVecEnv(defer_rewards=True)``.
-    Pays only with a spare core (the fit and the agent each use one). The first fit (``pretrain``), the
-    asynchronous-labeler path and models whose fit draws from torch's global RNG (dropout, random shifts:
-    the agent draws from it too, so the order would depend on timing) stay serial."""
-    unlabeled_transitions: int = 4096
-    """Recorded transitions drawn for each fit when the trainer learns a representation from them
-    (``TrainerConfig.ssl_weight`` > 0); the fit's batches are drawn from these."""
-    unlabeled_pairs: int = 256
-    """Pairs of recorded clips drawn for each fit when the trainer pseudo-labels them
-    (``TrainerConfig.pseudo_threshold``); the fit's batches are drawn from these."""
-    keep_render_state: bool = False
-    """Record what a person needs to see each step (the wrappers pass MuJoCo's ``info["sim_state"]``) so
-    queried segments carry ``Segments.state`` for rendering. Off by default (memory: see
-    ``RolloutRecorder.add``); the benchmarks turn it on when a person labels MuJoCo clips."""
-    min_answered_share: float = 0.0
-    """Asynchronous labelers (people): the share of the labels the schedule wants by now that must be
-    answered before the agent goes on (:meth:`PreferenceLoop.labels_short`, :meth:`PreferenceLoop.wait_for_labels`).
-    0 (default): never wait, the agent trains on whatever reward the labels so far give (and a run whose
-    labelers never come trains on an untrained model). 1: wait for every label due. Only queries already
-    posted are waited for, so a round never waits for labels it has not asked yet."""
-
-    def __post_init__(self) -> None:
-        if self.query not in QUERY_METHODS:
-            raise ValueError(f"unknown query method {self.query!r}; choose one of {QUERY_METHODS}")
-        for name in ("segment_length", "candidate_factor", "buffer_steps", "calibration_samples", "query_rounds",
-                     "unlabeled_transitions", "unlabeled_pairs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.anchor_fraction <= 1.0:
-            raise ValueError(f"anchor_fraction must be in [0, 1], got {self.anchor_fraction}")
-        if not 0.0 <= self.min_answered_share <= 1.0:
-            raise ValueError(f"min_answered_share must be in [0, 1] (0 = never wait for labels), "
-                             f"got {self.min_answered_share}")
-        if self.total_labels < 0:
-            raise ValueError(f"the label budget must be >= 0, got {self.total_labels}")
-        if self.total_labels > self.total_steps:
-            raise ValueError(
-                f"{self.total_labels} labels for {self.total_steps} steps: ask for fewer labels than steps"
-            )
 
 
 @dataclass
@@ -562,75 +476,12 @@ class PreferenceLoop:
 
     # -- checkpoints -------------------------------------------------------
     def state_dict(self, recorder_max_bytes: int = 256 << 20) -> dict:
-        """Everything needed to continue this loop after a crash (the labels are in the store already).
-
-        Args:
-            recorder_max_bytes: the recent-steps buffer is included when it is
-                smaller than this (MuJoCo: a few MB); a larger one (Atari frames)
-                is left out and refills from the steps after the resume.
-
-        Returns:
-            a dict of tensors, numbers and RNG states for ``torch.save``.
-        """
-        self.wait_fit()
-        rec = self.recorder
-        keep_rec = rec._buf and sum(a.nbytes for a in rec._buf.values()) <= recorder_max_bytes
-        return {
-            "ensemble": self.ensemble.state_dict(),
-            "optimizer": self.trainer.optimizer.state_dict(),
-            "l2": self.trainer.l2.clone(),
-            "trainer_rng": self.trainer._rng.get_state(),
-            "trainer_unlabeled_rng": self.trainer._unlabeled_rng.get_state(),
-            "predictor": None if self.trainer.predictor is None else self.trainer.predictor.state_dict(),
-            "ssl_pretrained": self.trainer.ssl_pretrained,
-            "unlabeled_rngs": (self._unlabeled_gen.get_state(), self._unlabeled_rng.bit_generator.state),
-            "segments_rng": self._gen.get_state(),
-            "calibration_rng": self._np_rng.bit_generator.state,
-            "labels_used": self.labels_used,
-            "labels_stored": self.store.total_added,
-            "reward_mean": self.reward_mean, "reward_std": self.reward_std,
-            "metrics": dict(self.metrics), "fit_seconds": self.fit_seconds,
-            "recorder": ({"buf": {k: v.copy() for k, v in rec._buf.items()}, "next": rec._next, "size": rec.size,
-                          "total": rec.total, "steps_at_fit": self._steps_at_fit} if keep_rec else None),
-            "async": ({"cursor": self.labeler.cursor, "labels_arrived": self.labels_arrived,
-                       "queries_posted": self.queries_posted, "fitted": self._fitted,
-                       "initial_posted": self._initial_posted} if self.is_async else None),
-        }
+        """Everything needed to continue this loop after a crash (:func:`prefrl.loop_state.loop_state_dict`)."""
+        return loop_state_dict(self, recorder_max_bytes)
 
     def load_state_dict(self, state: dict) -> None:
-        """Restores :meth:`state_dict`. Labels the store gained after the checkpoint count as used."""
-        self.wait_fit()
-        self.ensemble.load_state_dict(state["ensemble"])
-        self.trainer.optimizer.load_state_dict(state["optimizer"])
-        self.trainer.l2 = state["l2"].clone()
-        self.trainer._rng.set_state(state["trainer_rng"])
-        if "trainer_unlabeled_rng" in state:  # checkpoints written before unlabeled learning have none
-            self.trainer._unlabeled_rng.set_state(state["trainer_unlabeled_rng"])
-            self._unlabeled_gen.set_state(state["unlabeled_rngs"][0])
-            self._unlabeled_rng.bit_generator.state = state["unlabeled_rngs"][1]
-            self.trainer.ssl_pretrained = state["ssl_pretrained"]
-        if self.trainer.predictor is not None and state.get("predictor") is not None:
-            self.trainer.predictor.load_state_dict(state["predictor"])
-        self._gen.set_state(state["segments_rng"])
-        self._np_rng.bit_generator.state = state["calibration_rng"]
-        asy = state.get("async") if self.is_async else None
-        if asy is not None:  # answers after the checkpoint are counted by the next collect, from the saved cursor
-            self.labels_used = state["labels_used"]
-            self.labeler.cursor = asy["cursor"]
-            self.labels_arrived, self.queries_posted = asy["labels_arrived"], asy["queries_posted"]
-            self._fitted, self._initial_posted = asy["fitted"], asy["initial_posted"]
-        else:
-            extra = max(0, self.store.total_added - state["labels_stored"])
-            self.labels_used = state["labels_used"] + extra
-            self._refit_due = extra > 0  # the next update fits on them first
-            self._fitted = self._initial_posted = self.labels_used > 0
-        self.reward_mean, self.reward_std = state["reward_mean"], state["reward_std"]
-        self.metrics, self.fit_seconds = dict(state["metrics"]), state["fit_seconds"]
-        rec = state["recorder"]
-        if rec is not None:
-            self.recorder._buf = {k: v.copy() for k, v in rec["buf"].items()}
-            self.recorder._next, self.recorder.size, self.recorder.total = rec["next"], rec["size"], rec["total"]
-            self._steps_at_fit = rec["steps_at_fit"]
+        """Restores :meth:`state_dict` (:func:`prefrl.loop_state.load_loop_state`)."""
+        load_loop_state(self, state)
 
     def update(self, env_step: int) -> dict[str, float] | None:
         """Runs a query/label/fit round if the schedule says labels are due.
