@@ -38,7 +38,7 @@ import torch.nn as nn
 
 from agents.factory import resolve_device
 from agents.lm_losses import lm_loss
-from agents.lm_ppo import _set_trainable, ptx_batch_from_texts
+from agents.lm_layers import ptx_batch_from_texts, set_trainable
 
 __all__ = ["SFTConfig", "lm_loss", "sft_texts", "supervised_finetune"]
 
@@ -238,7 +238,7 @@ def supervised_finetune(model: nn.Module, tokenizer: Any, train_texts: Sequence[
     was_grad = [p.requires_grad for p in model.parameters()]
     rng_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     try:
-        params = _set_trainable(model, cfg.train_layers)
+        params = set_trainable(model, cfg.train_layers)
         optimizer = torch.optim.AdamW(params, lr=cfg.lr)
         before = _eval_loss(model, eval_ids, eval_am, cfg.batch_size, vocab, dev)
         curve = [(0, before)] if cfg.eval_every > 0 else []
