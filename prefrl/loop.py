@@ -25,6 +25,7 @@ import torch
 from prefrl.diagnostics import event_triggered_average, segment_return_correlation, window_correlation
 from prefrl.loop_config import LoopConfig
 from prefrl.loop_state import load_loop_state, loop_state_dict
+from prefrl.labeling import QueryLabeler, as_query_labeler
 from prefrl.oracle import Labeler
 from prefrl.queries import select_queries
 from prefrl.reward_model import MLPEnsemble, RewardEnsemble
@@ -43,25 +44,25 @@ __all__ = ["LoopConfig", "RolloutRecorder", "PreferenceLoop"]
 class PreferenceLoop:
     """Learns a reward from preferences while an agent trains.
 
-    Two ways to get labels:
+    Every labeler is reached through one protocol, :class:`~prefrl.labeling.QueryLabeler`
+    (``post`` / ``collect`` / ``outstanding``): a round posts the queries due; every ``update``
+    collects the answers that arrived, and the schedule counts *answered* queries (``labels_used``):
+    queries still waiting are not posted again, dropped ones (a lease ran out with
+    ``on_timeout="drop"``) are asked again by the schedule. The model is refit when new labels arrived
+    and a batch of them is complete (as many as a round asks, or every posted query resolved); the first
+    fit uses ``pretrain_epochs``.
 
-    * a synchronous :class:`~prefrl.oracle.Labeler` (``SyntheticOracle``):
-      each round asks for the labels due and waits for them;
-    * an asynchronous labeler with ``post``/``collect``/``outstanding``
-      (:class:`~prefrl.queue_labeler.QueueLabeler`, what the web app serves):
-      a round posts the queries due and returns at once; every ``update``
-      collects the answers that arrived, and the schedule counts *answered*
-      queries (``labels_used``): queries waiting in the queue are not posted
-      again, dropped ones (lease ran out with ``on_timeout="drop"``) are asked
-      again by the schedule. The model is refit when new labels arrived and a
-      batch of them is complete (as many as a round asks, or every posted query
-      resolved); the first fit uses ``pretrain_epochs``. Until the first labels
-      arrive the agent trains on the untrained model's reward (small random
-      rewards, normalised over the initial policy's steps).
+    * A synchronous :class:`~prefrl.oracle.Labeler` (``SyntheticOracle``) is wrapped in
+      :class:`~prefrl.labeling.ImmediateLabeler`: it answers when a query is posted, so each round
+      fits on the labels it asked for.
+    * A :class:`~prefrl.queue_labeler.QueueLabeler` (what the web app serves) answers later (``is_async``):
+      a round returns at once, and until the first labels arrive the agent trains on the untrained
+      model's reward (small random rewards, normalised over the initial policy's steps).
 
     Args:
         ensemble: the reward model.
-        labeler: answers queries (``SyntheticOracle``, a ``QueueLabeler``, a person).
+        labeler: answers queries: a ``Labeler`` (``SyntheticOracle``) or a ``QueryLabeler`` (``QueueLabeler``,
+            people through the web app).
         n_envs: environments per vector step.
         config: loop settings (``LoopConfig``).
         trainer_config: reward-fitting settings (``TrainerConfig``).
@@ -74,7 +75,7 @@ class PreferenceLoop:
     """
 
     ensemble: RewardEnsemble
-    labeler: Labeler
+    labeler: Labeler | QueryLabeler
     n_envs: int
     config: LoopConfig = field(default_factory=LoopConfig)
     trainer_config: TrainerConfig = field(default_factory=TrainerConfig)
@@ -102,9 +103,10 @@ class PreferenceLoop:
         self.fit_seconds = 0.0
         self.fit_overlap_cpu_seconds = 0.0  # CPU time of background fits (LoopConfig.overlap_fit), in their thread
         self._steps_at_fit = -1  # recorder.total at the last fit; -1 before any
-        self.is_async = all(callable(getattr(self.labeler, m, None)) for m in ("post", "collect", "outstanding"))
-        self.labels_arrived = 0  # async: pairwise labels that arrived and were not fit yet
-        self.queries_posted = 0  # async: queries this loop posted (re-requests included)
+        self.queries, self.is_async = as_query_labeler(self.labeler, self.store)
+        """The labeler behind the loop's one protocol, and whether its answers come later (people)."""
+        self.labels_arrived = 0  # pairwise labels that arrived and were not fit yet
+        self.queries_posted = 0  # queries this loop posted (re-requests included)
         self._fitted = False
         self._initial_posted = False
         self._fit_thread: threading.Thread | None = None
@@ -211,20 +213,11 @@ class PreferenceLoop:
         self._set_normalisation(self._score(*self.recorder.random_steps(self.config.calibration_samples,
                                                                         self._np_rng)))
 
-    def _query(self, n: int) -> int:
-        """Samples candidates, selects n queries, labels them; returns labels stored.
-
-        With an asynchronous labeler the n queries are posted and 0 is returned at once.
-        """
+    def _query(self, n: int) -> None:
+        """Samples candidates, selects n queries and posts them; ``_collect`` counts their answers."""
         seg1, seg2 = self._select(n)
-        if self.is_async:
-            self.labeler.post(seg1, seg2)
-            self.queries_posted += len(seg1)
-            return 0
-        mu, answered = self.labeler.label(seg1, seg2)
-        self.store.add(seg1[answered], seg2[answered], mu[answered])
-        self.labels_used += n  # skipped queries still cost the labeler's time
-        return int(answered.sum())
+        self.queries.post(seg1, seg2)
+        self.queries_posted += len(seg1)
 
     def _select(self, n: int) -> tuple[Segments, Segments]:
         """n query pairs picked from ``candidate_factor`` x n recent candidates."""
@@ -235,8 +228,7 @@ class PreferenceLoop:
         n_anchor = round(m * self.config.anchor_fraction) if len(self.store) else 0
         if n_anchor:
             seg2 = Segments.cat([seg2[: m - n_anchor], self._labeled_clips(n_anchor, like=seg2)])
-        fitted = self._fitted if self.is_async else self.labels_used > 0
-        method = self.config.query if fitted else "random"  # an unfit model cannot disagree
+        method = self.config.query if self._fitted else "random"  # an unfit model cannot disagree
         pick = select_queries(self.ensemble, seg1, seg2, n, method, self._gen)
         return seg1[pick], seg2[pick]
 
@@ -393,26 +385,22 @@ class PreferenceLoop:
         if isinstance(self.ensemble, MLPEnsemble):  # standardise inputs on the initial policy's data
             obs, act = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
             self.ensemble.set_input_stats(torch.as_tensor(obs, device=self.device), torch.as_tensor(act, device=self.device))
-        if self.is_async:  # post the initial queries; fit only on what has arrived (maybe nothing yet)
-            self._initial_posted = True
-            self._collect()
-            missing = n0 - self.labels_used - self.labeler.outstanding()
-            if missing > 0:
-                self._query(missing)
-            self._collect()
-            if self.labels_arrived == 0 or len(self.store) == 0:
-                return {}
-            self.metrics = self._fit(self.config.pretrain_epochs) | {"labels": float(self.labels_used)}
-            return self.metrics
-        self._query(n0)
-        if len(self.store) == 0:
+        self._initial_posted = True  # post the initial queries; fit only on what has arrived (people: maybe nothing yet)
+        self._collect()
+        missing = n0 - self.labels_used - self.queries.outstanding()
+        if missing > 0:
+            self._query(missing)
+        self._collect()
+        if not self.is_async and len(self.store) == 0:
             raise ValueError("the labeler skipped every initial query; lower its skip threshold")
+        if self.labels_arrived == 0 or len(self.store) == 0:
+            return {}
         self.metrics = self._fit(self.config.pretrain_epochs) | {"labels": float(self.labels_used)}
         return self.metrics
 
     def _collect(self) -> dict:
-        """Async: counts the answers that arrived since the last look (answered or skipped queries)."""
-        new = self.labeler.collect()
+        """Counts the answers that arrived since the last look (answered or skipped queries)."""
+        new = self.queries.collect()
         self.labels_used += int(new["queries"])
         self.labels_arrived += int(new["labels"])
         return new
@@ -429,7 +417,7 @@ class PreferenceLoop:
         return {"labels_used": self.labels_used,
                 "labels_due": max(0, self.schedule.due(env_step) - self.labels_used),
                 "labels_total": self.config.total_labels,
-                "waiting": self.labeler.outstanding() if self.is_async else 0,
+                "waiting": self.queries.outstanding(),
                 "labels_not_fit": self.labels_arrived}
 
     def labels_short(self, env_step: int) -> int:
@@ -443,7 +431,7 @@ class PreferenceLoop:
             return 0
         self._collect()  # answers given since the last look count (outstanding() no longer lists them)
         want = math.ceil(self.config.min_answered_share * self.schedule.due(env_step) - 1e-9)
-        return max(0, min(want - self.labels_used, self.labeler.outstanding()))
+        return max(0, min(want - self.labels_used, self.queries.outstanding()))
 
     def wait_for_labels(self, env_step: int, poll_seconds: float = 1.0, report_seconds: float = 30.0,
                         on_wait: Callable[[dict], None] | None = None) -> dict[str, float] | None:
@@ -484,56 +472,31 @@ class PreferenceLoop:
         load_loop_state(self, state)
 
     def update(self, env_step: int) -> dict[str, float] | None:
-        """Runs a query/label/fit round if the schedule says labels are due.
+        """Collects the answers that arrived, posts the queries the schedule says are due, refits on a batch.
+
+        Queries still waiting are not posted again; the model is refit when new labels arrived and a batch
+        of them is complete (as many as a round asks, or every posted query resolved). With a synchronous
+        labeler every round is answered when it is posted, so each round that asks also fits.
 
         Args:
             env_step: environment steps the agent has taken so far.
 
-        With an asynchronous labeler (see the class docstring) it first
-        collects the answers that arrived, posts the queries due that are not
-        waiting already, and refits when a batch of new labels is complete.
-
         Returns:
-            The round's metrics, or ``None`` if nothing was due (or, async, nothing to fit yet), or if the
+            The round's metrics, or ``None`` if nothing was due or nothing is complete to fit yet, or if the
             round's fit was started in the background (``LoopConfig.overlap_fit``): its metrics then come from
             :meth:`finished_fit` (or this call's successor).
         """
         self.wait_fit()
-        if self.is_async:
-            return self._update_async(env_step)
         if self._refit_due and len(self.store):  # resumed with labels the checkpointed model was not fit on
             self._refit_due = False
             self.metrics = self._fit(self.config.fit_epochs) | {"labels": float(self.labels_used)}
             return self.metrics
-        need = self.schedule.due(env_step) - self.labels_used
-        batch = self._round_batch()
-        final = self.schedule.due(env_step) == self.config.total_labels
-        if need < 1 or (need < batch and not final) or self.recorder.size < self.config.segment_length:
-            return None
-        if self.labels_used == 0:
-            return self.pretrain()
-        corr = self.fresh_correlation()  # the current model, on steps it has never been asked about
-        self._query(need)
-        if len(self.store) == 0:
-            return None
-        if self.fit_in_background:  # its metrics come from finished_fit / the next update
-            self._start_fit(self.config.fit_epochs, corr | {"labels": float(self.labels_used)})
-            return None
-        self.metrics = self._fit(self.config.fit_epochs) | corr | {"labels": float(self.labels_used)}
-        return self.metrics
-
-    def _round_batch(self) -> int:
-        """Labels a round asks for at least: the budget after the initial share over ``query_rounds``."""
-        later = self.config.total_labels - self.schedule.initial_labels
-        return max(1, math.ceil(later / self.config.query_rounds))
-
-    def _update_async(self, env_step: int) -> dict[str, float] | None:
         if not self._initial_posted and not self._fitted:
             if self.recorder.size < self.config.segment_length:
                 return None
             return self.pretrain() or None
         self._collect()
-        waiting = self.labeler.outstanding()
+        waiting = self.queries.outstanding()
         due = self.schedule.due(env_step)
         need = due - self.labels_used - waiting  # waiting queries are not posted again; dropped ones are
         batch = self._round_batch()
@@ -541,20 +504,28 @@ class PreferenceLoop:
         initial_short = self.labels_used + waiting < self.schedule.initial_labels  # e.g. an initial query was dropped
         post = need >= 1 and (need >= batch or final or initial_short) \
             and self.recorder.size >= self.config.segment_length
-        # the model's correlation on steps it was never asked about, measured before its candidates are drawn
-        # (the same order of random draws as the synchronous path)
+        # the current model's correlation on steps it was never asked about, measured before its candidates are drawn
         corr = self.fresh_correlation() if self._fitted and (post or self.labels_arrived) else {}
         if post:
             self._query(need)
             self._collect()
-            waiting = self.labeler.outstanding()
+            waiting = self.queries.outstanding()
         if self.labels_arrived == 0 or len(self.store) == 0:
             return None
         if self._fitted and self.labels_arrived < batch and waiting > 0:
             return None  # a batch is still coming in: fit when it is complete
         epochs = self.config.fit_epochs if self._fitted else self.config.pretrain_epochs
-        self.metrics = self._fit(epochs) | corr | {"labels": float(self.labels_used)}
+        extra = corr | {"labels": float(self.labels_used)}
+        if self.fit_in_background and self._fitted:  # its metrics come from finished_fit / the next update
+            self._start_fit(epochs, extra)
+            return None
+        self.metrics = self._fit(epochs) | extra
         return self.metrics
+
+    def _round_batch(self) -> int:
+        """Labels a round asks for at least: the budget after the initial share over ``query_rounds``."""
+        later = self.config.total_labels - self.schedule.initial_labels
+        return max(1, math.ceil(later / self.config.query_rounds))
 
 
 def _chunks(obs: np.ndarray, act: np.ndarray, size: int):

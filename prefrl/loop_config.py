@@ -57,8 +57,8 @@ class LoopConfig:
     between them. Whatever reads the model first (a reward, a query round, a checkpoint) waits for the fit,
     so the labels, rewards and fits are the serial ones; the wait is short only when nothing reads the
     model until the next rollout ends: an on-policy agent on ``LearnedRewardVecEnv(defer_rewards=True)``.
-    Pays only with a spare core (the fit and the agent each use one). The first fit (``pretrain``), the
-    asynchronous-labeler path and models whose fit draws from torch's global RNG (dropout, random shifts:
+    Pays only with a spare core (the fit and the agent each use one). The first fit (``pretrain``), a fit
+    after waiting for people's labels (``wait_for_labels``) and models whose fit draws from torch's global RNG (dropout, random shifts:
     the agent draws from it too, so the order would depend on timing) stay serial."""
     unlabeled_transitions: int = 4096
     """Recorded transitions drawn for each fit when the trainer learns a representation from them

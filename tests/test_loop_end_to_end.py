@@ -371,6 +371,7 @@ def test_resumed_loop_first_fits_on_labels_stored_after_its_checkpoint():
     loop.pretrain()
     state = loop.state_dict()
     loop._query(8)  # labels asked and stored after the checkpoint, then the process died before the fit
+    loop._collect()  # (the loop counts them when it collects the answers)
     again = make_loop(venv.observation_space, venv.action_space, 2, 10_000, labels=40, store=store)
     again.recorder = loop.recorder
     again.load_state_dict(state)
