@@ -2,7 +2,8 @@
 
 ``PreferenceLoop`` talks to every labeler through :class:`QueryLabeler`:
 
-* ``post(seg1, seg2)`` asks N pair queries;
+* ``post(seg1, seg2)`` asks N pair queries (``post_groups(sides, prompts)``: N queries of K sides, rankings
+  when K > 2, what the text loop asks);
 * ``collect()`` returns what was answered since the last call (``queries`` answered or skipped,
   ``labels`` written to the store);
 * ``outstanding()`` counts the queries posted and not answered yet.
@@ -15,9 +16,12 @@ nothing is ever outstanding and every round fits on the labels it asked for.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from prefrl.oracle import Labeler
+import torch
+
+from prefrl.oracle import Labeler, ranking_to_pairs
 from prefrl.segments import Segments
 from prefrl.store import PreferenceStore
 
@@ -45,25 +49,52 @@ class ImmediateLabeler:
     """A synchronous :class:`~prefrl.oracle.Labeler` behind the :class:`QueryLabeler` protocol.
 
     ``post`` labels the pairs at once and adds the answered ones to ``store`` (a skipped query writes
-    no label but counts as asked); ``collect`` returns the counts since its last call; nothing is
-    ever outstanding.
+    no label but counts as asked); ``post_groups`` with K > 2 sides asks ``rank`` and stores each
+    ranking as its C(K, 2) pairs under one query id; ``collect`` returns the counts since its last
+    call; nothing is ever outstanding.
 
     Args:
-        labeler: answers ``label(seg1, seg2) -> (mu [N], answered [N])``.
+        labeler: answers ``label(seg1, seg2) -> (mu [N], answered [N])`` (and ``rank`` for K > 2).
         store: where the labels go.
+
+    Attributes:
+        asked: queries posted so far; ranking ``g`` of a post is stored under the query id
+            ``ranking-{asked + g}`` (a loop that resumes sets it to the queries it had asked).
     """
 
     def __init__(self, labeler: Labeler, store: PreferenceStore):
         self.labeler, self.store = labeler, store
         self._queries = self._labels = 0
+        self.asked = 0
 
     def post(self, seg1: Segments, seg2: Segments) -> int:
         """Labels N pairs now; returns the labels stored."""
-        mu, answered = self.labeler.label(seg1, seg2)
-        self.store.add(seg1[answered], seg2[answered], mu[answered])
-        stored = int(answered.sum())
-        self._queries += len(seg1)
+        return self.post_groups([seg1, seg2])
+
+    def post_groups(self, sides: Sequence[Segments], prompts: Sequence[str | None] | None = None) -> int:
+        """Labels N queries of K sides now (a pair, or a ranking when K > 2); returns the pairwise labels stored.
+
+        ``prompts`` is what a person would read above the sides; a synthetic labeler does not need it.
+        """
+        sides = list(sides)
+        n = len(sides[0])
+        if len(sides) == 2:
+            mu, answered = self.labeler.label(sides[0], sides[1])
+            self.store.add(sides[0][answered], sides[1][answered], mu[answered])
+            stored = int(answered.sum())
+        else:
+            K = len(sides)
+            flat = Segments(*(torch.stack([getattr(side, f) for side in sides], 1).flatten(0, 1)
+                              for f in ("obs", "act", "true_reward")))  # item k of group g at g * K + k
+            first, second, mu = ranking_to_pairs(self.labeler.rank(flat.true_reward.reshape(n, K, -1)))
+            per = K * (K - 1) // 2  # a ranking's pairs are adjacent; they share a query id, so it can be rebuilt
+            for g in range(n):
+                rows = slice(g * per, (g + 1) * per)
+                self.store.add(flat[first[rows]], flat[second[rows]], mu[rows], query_id=f"ranking-{self.asked + g}")
+            stored = int(len(mu))
+        self._queries += n
         self._labels += stored
+        self.asked += n
         return stored
 
     def collect(self) -> dict:

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import torch
 
-from prefrl.oracle import Labeler, ranking_to_pairs
+from prefrl.labeling import as_query_labeler
+from prefrl.oracle import Labeler
 from prefrl.queries import QUERY_METHODS, select_groups
 from prefrl.schedule import LabelSchedule
 from prefrl.segments import Segments
@@ -161,8 +162,9 @@ class TextPreferenceLoop:
         self._last_round = 0
         self._qgen = torch.Generator().manual_seed(cfg.seed)
         self._refit_due = False
-        self.is_async = all(callable(getattr(labeler, m, None)) for m in ("post_groups", "collect", "outstanding"))
-        self._arrived = 0  # async: pairwise labels that arrived and were not fit yet
+        self.queries, self.is_async = as_query_labeler(labeler, self.store)
+        """The labeler behind the one protocol the loops share, and whether its answers come later (people)."""
+        self._arrived = 0  # pairwise labels that arrived and were not fit yet
         self._posted_any = self._fit_any = False
 
     @classmethod
@@ -192,68 +194,37 @@ class TextPreferenceLoop:
         return segs
 
     def label_due(self, completions_seen: int) -> int:
-        """Labels what the schedule asks for by now (in rounds), refits and renormalises.
+        """Collects the answers that arrived, posts the groups due (in rounds), refits and renormalises on new labels.
+
+        Groups still waiting for an answer are not posted again (they count against the schedule once
+        answered); the reward model is refit whenever new labels arrived (the first fit with
+        ``initial_steps``). A synchronous labeler answers when a round is posted, so that round refits at
+        once; with people the policy trains on the unfit model's reward until their first answers.
 
         Args:
             completions_seen: completions the policy generated so far (0 before training).
 
         Returns:
-            queries answered in this call (0 between rounds).
+            queries answered since the last call (0 between rounds).
         """
-        if self.is_async:
-            return self._label_due_async(completions_seen)
         cfg = self.config
-        first = self.labels_used == 0
         if self._refit_due:  # labels stored after the checkpoint this loop resumed from, not fit yet
             self._refit_due = False
             self.refit(cfg.refit_steps)
-        if not first and completions_seen - self._last_round < cfg.round_completions:
-            return 0
-        want = self.schedule.due(completions_seen) - self.labels_used
-        if want <= 0 or not len(self.pool):
-            return 0
-        self._last_round = completions_seen
-        sides = self.pool.sides()
-        want = min(want, len(sides[0]))
-        if first:  # standardise the heads' inputs once, on the initial candidates
-            self.rm.set_input_stats(torch.cat([side.obs[:, 0] for side in sides]))
-        idx = select_groups(self.rm, list(sides), want, cfg.query, generator=self._qgen)
-        self._label(sides, idx)
-        self.pool.remove(idx)
-        self.pool.entries = self.pool.entries[-cfg.pool_rollouts :]
-        self.refit(cfg.initial_steps if first else cfg.refit_steps)
-        return int(len(idx))
-
-    def _collect(self) -> int:
-        new = self.labeler.collect()
-        self.labels_used += int(new["queries"])
-        self.pairs_labeled += int(new["labels"])
-        self._arrived += int(new["labels"])
-        return int(new["queries"])
-
-    def _label_due_async(self, completions_seen: int) -> int:
-        """``label_due`` with a :class:`~prefrl.QueueLabeler`: post the groups due, refit on what arrived.
-
-        Groups waiting for an answer are not posted again (they count against the
-        schedule as soon as they are answered); the reward model is refit whenever
-        new labels arrived (the first fit with ``initial_steps``). Until then the
-        policy is trained on the unfit model's reward.
-        """
-        cfg = self.config
         answered = self._collect()
         if not self._posted_any or completions_seen - self._last_round >= cfg.round_completions:
-            want = self.schedule.due(completions_seen) - self.labels_used - self.labeler.outstanding()
+            want = self.schedule.due(completions_seen) - self.labels_used - self.queries.outstanding()
             if want > 0 and len(self.pool):
                 from prefrl.text_reward import decode_texts
 
                 self._last_round = completions_seen
                 sides = self.pool.sides()
                 want = min(want, len(sides[0]))
-                if not self._posted_any:
+                if not self._posted_any:  # standardise the heads' inputs once, on the initial candidates
                     self.rm.set_input_stats(torch.cat([side.obs[:, 0] for side in sides]))
                 idx = select_groups(self.rm, list(sides), want, cfg.query, generator=self._qgen)
                 chosen = [side[idx] for side in sides]
-                self.labeler.post_groups(chosen, decode_texts(chosen[0].obs)[0])
+                self.queries.post_groups(chosen, decode_texts(chosen[0].obs)[0])
                 self._posted_any = True
                 self.pool.remove(idx)
                 self.pool.entries = self.pool.entries[-cfg.pool_rollouts :]
@@ -264,6 +235,13 @@ class TextPreferenceLoop:
             self._fit_any, self._arrived = True, 0
         return answered
 
+    def _collect(self) -> int:
+        new = self.queries.collect()
+        self.labels_used += int(new["queries"])
+        self.pairs_labeled += int(new["labels"])
+        self._arrived += int(new["labels"])
+        return int(new["queries"])
+
     def labels_short(self, completions_seen: int) -> int:
         """Answers still missing before the policy may go on (``min_answered_share`` of the queries due,
         capped by the queries posted and not answered); 0 for a synchronous labeler."""
@@ -271,7 +249,7 @@ class TextPreferenceLoop:
             return 0
         self._collect()  # answers given since the last look count (outstanding() no longer lists them)
         want = math.ceil(self.config.min_answered_share * self.schedule.due(completions_seen) - 1e-9)
-        return max(0, min(want - self.labels_used, self.labeler.outstanding()))
+        return max(0, min(want - self.labels_used, self.queries.outstanding()))
 
     def wait_for_labels(self, completions_seen: int, poll_seconds: float = 1.0, report_seconds: float = 30.0,
                         on_wait: Callable[[dict], None] | None = None) -> int:
@@ -290,28 +268,6 @@ class TextPreferenceLoop:
             short = self.labels_short(completions_seen)
         self.label_due(completions_seen)  # refits on the answers that arrived
         return self.labels_used - before
-
-    def _label(self, sides: tuple[Segments, ...], idx: torch.Tensor) -> None:
-        if len(sides) == 2:
-            s1, s2 = sides[0][idx], sides[1][idx]
-            mu, answered = self.labeler.label(s1, s2)
-            self.store.add(s1[answered], s2[answered], mu[answered])
-            self.pairs_labeled += int(answered.sum())
-            self.ties += int((mu[answered] == 0.5).sum())
-        else:
-            K = len(sides)
-            flat = Segments(*(torch.stack([getattr(side, f)[idx] for side in sides], 1).flatten(0, 1)
-                              for f in ("obs", "act", "true_reward")))  # item k of group g at g * K + k
-            ranks = self.labeler.rank(flat.true_reward.reshape(len(idx), K, -1))
-            first, second, mu = ranking_to_pairs(ranks)
-            per = K * (K - 1) // 2  # a ranking's pairs are adjacent; they share a query id, so it can be rebuilt
-            for g in range(len(idx)):
-                rows = slice(g * per, (g + 1) * per)
-                self.store.add(flat[first[rows]], flat[second[rows]], mu[rows],
-                               query_id=f"ranking-{self.labels_used + g}")
-            self.pairs_labeled += int(len(mu))
-            self.ties += int((mu == 0.5).sum())
-        self.labels_used += int(len(idx))  # a skipped pair still cost a query
 
     def refit(self, steps: int) -> dict[str, float]:
         """Fits the ensemble for ``steps`` gradient steps (at least one epoch) and renormalises the reward."""
@@ -384,6 +340,9 @@ class TextPreferenceLoop:
             self.labels_used, self.pairs_labeled = state["labels_used"], state["pairs_labeled"]
             self.labeler.cursor, self._arrived = asy["cursor"], asy["arrived"]
             self._posted_any, self._fit_any, self._refit_due = asy["posted_any"], asy["fit_any"], False
+        else:  # a synchronous labeler answered every query it was asked
+            self._posted_any = self._fit_any = self.labels_used > 0
+            self.queries.asked = self.labels_used
 
     def reward(self, segs: Segments) -> tuple[torch.Tensor, torch.Tensor]:
         """[B] normalised learned reward of a rollout's completions, and [B] the raw ensemble mean."""
