@@ -27,12 +27,11 @@ from prefrl.loop_config import LoopConfig
 from prefrl.loop_state import load_loop_state, loop_state_dict
 from prefrl.labeling import QueryLabeler, as_query_labeler
 from prefrl.oracle import Labeler
-from prefrl.queries import select_queries
+from prefrl.query_sampler import QuerySampler
 from prefrl.reward_model import MLPEnsemble, RewardEnsemble
 from prefrl.schedule import LabelSchedule
 from prefrl.seeding import derive_seed
 from prefrl.recorder import RolloutRecorder
-from prefrl.segments import Segments
 from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer, TrainerConfig
 from prefrl.unlabeled import UnlabeledData
@@ -72,6 +71,11 @@ class PreferenceLoop:
             recorded and when its reward is computed: e.g. Atari frames pooled
             to 42x42 with the score area blacked out. ``None``: the
             observation as it is.
+        trainer: fits the ensemble to the stored labels (:class:`~prefrl.trainer.RewardTrainer`); default one
+            built from ``trainer_config`` (an injected one replaces ``trainer_config`` with its own).
+        sampler: picks each round's query pairs (:class:`~prefrl.query_sampler.QuerySampler`); default one
+            built from ``config`` (``segment_length``, ``candidate_factor``, ``query``, ``anchor_fraction``)
+            drawing from the loop's segment generator.
     """
 
     ensemble: RewardEnsemble
@@ -81,21 +85,32 @@ class PreferenceLoop:
     trainer_config: TrainerConfig = field(default_factory=TrainerConfig)
     store: PreferenceStore | None = None
     obs_transform: Callable[[np.ndarray], np.ndarray] | None = None
+    sampler: QuerySampler | None = None
+    trainer: RewardTrainer | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config
+        if self.trainer is not None:  # an injected reward trainer brings its own settings
+            if self.trainer.ensemble is not self.ensemble:
+                raise ValueError("the trainer fits another ensemble than the loop's: give "
+                                 "RewardTrainer(ensemble, config) the ensemble you give the loop")
+            self.trainer_config = self.trainer.config
         if self.trainer_config.crop_min_length > cfg.segment_length:
             raise ValueError(f"crop_min_length={self.trainer_config.crop_min_length} is longer than the "
                              f"{cfg.segment_length}-step segments: crop to at most {cfg.segment_length} steps "
                              "(or 0 for no cropping)")
         self.store = self.store if self.store is not None else PreferenceStore(seed=cfg.seed)
-        self.trainer = RewardTrainer(self.ensemble, self.trainer_config)
+        if self.trainer is None:
+            self.trainer = RewardTrainer(self.ensemble, self.trainer_config)
         self._unlabeled_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "loop-unlabeled"))
         self._unlabeled_rng = np.random.default_rng(derive_seed(cfg.seed, "loop-unlabeled-steps"))
         self.schedule = LabelSchedule(cfg.total_labels, cfg.total_steps, cfg.initial_fraction, cfg.t0_fraction)
         self.recorder = RolloutRecorder(cfg.buffer_steps, self.n_envs)
         self.device = torch.device(self.trainer_config.device)
         self._gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "loop-segments"))
+        if self.sampler is None:  # query candidates and the fresh-correlation segments share one stream
+            self.sampler = QuerySampler(cfg.segment_length, cfg.candidate_factor, cfg.query, cfg.anchor_fraction,
+                                        self._gen)
         self._np_rng = np.random.default_rng(derive_seed(cfg.seed, "loop-calibration"))
         self.labels_used = 0
         self.reward_mean, self.reward_std = 0.0, 1.0
@@ -215,30 +230,9 @@ class PreferenceLoop:
 
     def _query(self, n: int) -> None:
         """Samples candidates, selects n queries and posts them; ``_collect`` counts their answers."""
-        seg1, seg2 = self._select(n)
+        seg1, seg2 = self.sampler.select(self.recorder, self.store, self.ensemble, n, self._fitted)
         self.queries.post(seg1, seg2)
         self.queries_posted += len(seg1)
-
-    def _select(self, n: int) -> tuple[Segments, Segments]:
-        """n query pairs picked from ``candidate_factor`` x n recent candidates."""
-        m = n * self.config.candidate_factor
-        L = self.config.segment_length
-        seg1 = self.recorder.sample(m, L, self._gen)
-        seg2 = self.recorder.sample(m, L, self._gen)
-        n_anchor = round(m * self.config.anchor_fraction) if len(self.store) else 0
-        if n_anchor:
-            seg2 = Segments.cat([seg2[: m - n_anchor], self._labeled_clips(n_anchor, like=seg2)])
-        method = self.config.query if self._fitted else "random"  # an unfit model cannot disagree
-        pick = select_queries(self.ensemble, seg1, seg2, n, method, self._gen)
-        return seg1[pick], seg2[pick]
-
-    def _labeled_clips(self, n: int, like: Segments) -> Segments:
-        """n clips drawn uniformly (with replacement) from both sides of the stored labels, as ``like``'s dtypes."""
-        t = self.store.tensors()
-        pick = torch.randint(2 * len(t["mu"]), (n,), generator=self._gen)
-        pair, side = pick // 2, pick % 2
-        return Segments(t["obs"][pair, side].to(like.obs.dtype), t["act"][pair, side].to(like.act.dtype),
-                        t["true_reward"][pair, side].to(like.true_reward.dtype))
 
     def _unlabeled(self) -> UnlabeledData | None:
         """What a fit reads of the recorded steps beyond the labels (None when the trainer reads nothing more).

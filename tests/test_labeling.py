@@ -48,3 +48,23 @@ def test_a_queue_answered_by_the_oracle_and_the_oracle_itself_store_the_same_lab
     q.post(seg1, seg2)
     assert q.collect()["labels"] == 4 and q.outstanding() == 0
     assert direct.tensors()["mu"].tolist() == queued.tensors()["mu"].tolist() == [1.0, 0.0, 0.5, 1.0]
+
+
+def test_the_loop_takes_its_pieces_injected():
+    import numpy as np
+
+    from prefrl import LoopConfig, MLPEnsemble, PreferenceLoop, RewardTrainer, TrainerConfig
+    from prefrl.query_sampler import QuerySampler
+
+    ens = MLPEnsemble((3,), (1,))
+    trainer = RewardTrainer(ens, TrainerConfig(batch_size=4))
+    sampler = QuerySampler(segment_length=4, method="random")
+    loop = PreferenceLoop(ens, SyntheticOracle(noise=0.0), 1, LoopConfig(total_labels=4, total_steps=100,
+                          segment_length=4, pretrain_epochs=1), sampler=sampler, trainer=trainer)
+    assert loop.trainer is trainer and loop.trainer_config.batch_size == 4 and loop.sampler is sampler
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        loop.record(rng.normal(size=(1, 3)), rng.normal(size=(1, 1)), rng.normal(size=1), np.zeros(1, bool))
+    assert loop.pretrain()["labels"] == 1.0  # the initial quarter of 4 labels, picked by the injected sampler
+    with pytest.raises(ValueError, match="another ensemble"):
+        PreferenceLoop(MLPEnsemble((3,), (1,)), SyntheticOracle(), 1, trainer=trainer)
