@@ -70,10 +70,12 @@ def test_quick_sized_run_writes_all_outputs(tmp_path, flags, env_id, agent):
 
 def test_gpu_defaults_apply_only_to_unset_flags(tmp_path, monkeypatch):
     """With CUDA the unset budget flags grow; explicit flags and --quick are kept (no run: validation only)."""
+    from types import SimpleNamespace
+
     from benchmarks.kit import cli
 
     seen = {}
-    monkeypatch.setattr(cli, "run", lambda module, family, cfg: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr(cli, "run_config", lambda module, cfg: SimpleNamespace(summary=seen.setdefault("cfg", cfg)))
     monkeypatch.setattr("agents.resolve_device", lambda device: "cuda")
     bench.main(["--synthetic-oracle", "--game", "Breakout", "--labels", "900", "--out", str(tmp_path / "a")])
     a = seen.pop("cfg")
