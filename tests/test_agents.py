@@ -17,6 +17,7 @@ def test_device_resolution():
         resolve_device("tpu7")
 
 
+@pytest.mark.slow
 def test_make_agent_defaults_and_errors():
     venv = make_atari_vec_env("Pong", 2, 0)
     a2c = make_agent("a2c", venv, "atari", device="cpu")
@@ -30,6 +31,7 @@ def test_make_agent_defaults_and_errors():
     venv.close()
 
 
+@pytest.mark.slow
 def test_reward_wrappers_on_real_atari():
     venv = EpisodeEndsAsTimeouts(SignRewardVecEnv(make_atari_vec_env("Breakout", 4, 0)))
     venv.reset()
@@ -46,6 +48,7 @@ def test_reward_wrappers_on_real_atari():
     venv.close()
 
 
+@pytest.mark.slow
 def test_normalised_true_reward_standardises_the_recent_game_reward():
     """The upper-bound arm's reward: the raw game reward, zero-mean and unit-std over its window."""
     from agents.wrappers import NormalisedTrueReward
@@ -68,6 +71,7 @@ def test_normalised_true_reward_standardises_the_recent_game_reward():
     venv.close()
 
 
+@pytest.mark.slow
 def test_continuing_episodes_hides_every_end():
     """--episode-ends continue: life losses and game overs never reach the agent as dones."""
     from agents.wrappers import ContinuingEpisodes

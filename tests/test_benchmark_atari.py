@@ -99,12 +99,14 @@ def _cli(*args):
         (["--labels", "900", "--steps", "100"], "more than --steps"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(args, message):
     r = _cli("--synthetic-oracle", *args)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_help_and_no_labeler():
     r = _cli("--help")
     assert r.returncode == 0 and "--game" in r.stdout and "--quick" in r.stdout

@@ -123,6 +123,7 @@ def test_bad_input_is_one_clear_line(args, message):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_web_port_in_use_is_refused_before_any_training():
     import socket
 
@@ -135,6 +136,7 @@ def test_web_port_in_use_is_refused_before_any_training():
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_no_labeler_says_which_exist():
     r = _cli()
     assert r.returncode == 2 and "--synthetic-oracle" in r.stderr
@@ -155,6 +157,7 @@ def test_existing_run_is_never_overwritten(tmp_path):
     assert r.returncode == 2 and "reward-model-seed3.pt" in r.stderr
 
 
+@pytest.mark.slow
 def test_help_lists_the_flags():
     r = _cli("--help")
     assert r.returncode == 0

@@ -127,6 +127,7 @@ def test_a_bad_prompt_file_is_refused_before_the_model_loads(tmp_path, capsys, m
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_prompt_longer_than_prompt_tokens_is_named_by_its_line(tmp_path, capsys):
     path = tmp_path / "prompts.txt"
     path.write_text("Short one.\n" + "a very long prompt " * 20 + "\n")

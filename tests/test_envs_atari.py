@@ -97,6 +97,7 @@ def test_mask_score_blanks_only_the_score_rows(game: str) -> None:
     np.testing.assert_array_equal(obs_masked[:, :, ~blanked], obs_plain[:, :, ~blanked])
 
 
+@pytest.mark.slow
 def test_seeded_determinism() -> None:
     def run(seed: int) -> np.ndarray:
         venv = make_atari_vec_env("Breakout", 2, seed)
@@ -109,6 +110,7 @@ def test_seeded_determinism() -> None:
     assert not np.array_equal(a, run(6))
 
 
+@pytest.mark.slow
 def test_life_loss_and_game_over_signals() -> None:
     venv = make_atari_vec_env("Breakout", 2, 0, episodic_life=True)
     obs, steps = _rollout(venv, 700)
@@ -141,6 +143,7 @@ def test_life_loss_and_game_over_signals() -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fire", [True, False])
 def test_fire_on_life_loss_keeps_the_game_going(fire: bool) -> None:
     """A policy that never presses FIRE cannot pause Breakout after a life loss."""

@@ -128,6 +128,7 @@ def test_a_person_labels_20_pairs_with_clicks_and_keys(tmp_path, browser):
     store.close()
 
 
+@pytest.mark.slow
 def test_a_person_ranks_three_completions_by_clicking_best_to_worst(tmp_path, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

@@ -298,6 +298,7 @@ def test_deferred_rewards_equal_the_per_step_rewards():
     assert torch.equal(ta["obs"][:n0], tb["obs"][:n0]) and torch.equal(ta["mu"][:n0], tb["mu"][:n0])
 
 
+@pytest.mark.slow
 def test_deferred_rewards_refuse_what_they_cannot_pay():
     from stable_baselines3 import SAC
     from stable_baselines3.common.vec_env import VecNormalize
