@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -22,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from prefrl.background_fit import BackgroundFit
 from prefrl.diagnostics import event_triggered_average, segment_return_correlation, window_correlation
 from prefrl.loop_config import LoopConfig
 from prefrl.loop_state import load_loop_state, loop_state_dict
@@ -124,8 +124,8 @@ class PreferenceLoop:
         self.queries_posted = 0  # queries this loop posted (re-requests included)
         self._fitted = False
         self._initial_posted = False
-        self._fit_thread: threading.Thread | None = None
-        self._fit_out: dict = {}  # the background fit's result (or error), read by wait_fit
+        self._background = BackgroundFit()  # LoopConfig.overlap_fit
+        self._fit_extra: dict[str, float] = {}  # the round metrics a background fit reports with its own
         self._fit_unreported: dict[str, float] | None = None  # metrics of a background fit not returned yet
         self._refit_due = False  # labels stored after the checkpoint this loop resumed from, not fit yet
         # a fit that draws from torch's global RNG (dropout, random shifts) would interleave its draws with the
@@ -280,21 +280,13 @@ class PreferenceLoop:
         unlabeled = self._unlabeled()
         calib = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
         self._steps_at_fit = self.recorder.total
-        self._fit_out = {}
 
-        def work() -> None:
-            t, c = time.perf_counter(), time.thread_time()
-            try:
-                metrics = self.trainer.fit(data, epochs, self.config.fit_min_steps, unlabeled)
-                raw = self._score(*calib)
-                self._fit_out = {"metrics": metrics, "raw": raw, "seconds": time.perf_counter() - t,
-                                 "cpu": time.thread_time() - c}
-            except BaseException as err:  # re-raised by wait_fit in the caller's thread
-                self._fit_out = {"error": err}
+        def work() -> dict:
+            metrics = self.trainer.fit(data, epochs, self.config.fit_min_steps, unlabeled)
+            return {"metrics": metrics, "raw": self._score(*calib)}
 
-        self._fit_thread = threading.Thread(target=work, name="prefrl-fit", daemon=True)
         self._fit_extra = extra
-        self._fit_thread.start()
+        self._background.start(work)
 
     def wait_fit(self) -> dict[str, float] | None:
         """Finishes a background fit (``LoopConfig.overlap_fit``): waits for it and applies its result.
@@ -306,12 +298,9 @@ class PreferenceLoop:
         Raises:
             whatever the fit raised.
         """
-        if self._fit_thread is None:
+        out = self._background.join()
+        if out is None:
             return None
-        self._fit_thread.join()
-        self._fit_thread, out = None, self._fit_out
-        if "error" in out:
-            raise out["error"]
         self._set_normalisation(out["raw"])
         self.fit_seconds += out["seconds"]
         self.fit_overlap_cpu_seconds += out["cpu"]

@@ -340,7 +340,7 @@ def test_overlapped_fit_gives_the_serial_labels_rewards_and_model(tmp_path):
 
     obs, act = loop_o.recorder.random_steps(50, np.random.default_rng(0))
     loop_o._start_fit(5, {})  # a refit in the background (as update() starts them) ...
-    assert loop_o._fit_thread is not None
+    assert loop_o._background.running
     saved = load_reward(save_reward(loop_o, tmp_path))  # ... and is finished before the model is written
     np.testing.assert_array_equal(saved(obs, act), loop_o.reward(obs, act))
     # every round is reported once, one rollout later than the serial fit's
