@@ -36,8 +36,6 @@ __all__ = ["FAMILY_MODULES", "TrainResult", "family_of", "run_config", "train"]
 FAMILY_MODULES: dict[str, str] = {"mujoco": "benchmarks.mujoco", "atari": "benchmarks.atari"}
 """Family name -> the module that defines its ``FAMILY`` (how its envs, reward model and agent are built)."""
 
-LABELERS = ("synthetic-oracle", "web")
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -70,17 +68,22 @@ class TrainResult:
 def family_of(env: str) -> str:
     """The family ("mujoco" or "atari") that trains ``env``.
 
+    Each family's own check decides (the one its command applies to ``--env`` / ``--game``), so every
+    spelling a command accepts is accepted here.
+
     Args:
-        env: a MuJoCo task id (``"Hopper-v5"``) or an Atari game (``"Seaquest"``, ``"ALE/Seaquest-v5"``).
+        env: a MuJoCo task id (``"Hopper-v5"``) or an Atari game (``"Seaquest"``, ``"ALE/Seaquest-v5"``,
+            ``"SeaquestNoFrameskip-v4"``).
 
     Raises:
         ValueError: for an env no family trains, naming the supported ones.
     """
-    if env in MUJOCO_TASKS:
-        return "mujoco"
-    game = env.removeprefix("ALE/").split("-")[0].lower()
-    if game in {g.lower() for g in ATARI_GAMES}:
-        return "atari"
+    for name, module in FAMILY_MODULES.items():
+        try:
+            importlib.import_module(module).FAMILY.check_env_id(env)
+        except ValueError:
+            continue
+        return name
     if env.startswith("TextGen"):
         raise ValueError(f"{env!r}: text is trained by its own command for now: python -m benchmarks.textgen "
                          "(prefrl.TextPreferenceLoop in Python)")
@@ -121,6 +124,8 @@ def train(env: str, *, labeler: str = "synthetic-oracle", steps: int | None = No
             run), with the command's message; nothing has trained.
         benchmarks.kit.run.ArmError: an arm failed while training (the labels gathered are kept).
     """
+    from benchmarks.kit.config import LABELERS
+
     if labeler not in LABELERS:
         raise ValueError(f"labeler={labeler!r}: choose one of {', '.join(LABELERS)}")
     family_module = FAMILY_MODULES[family_of(env)]
@@ -157,7 +162,7 @@ def read_curves(path: Path) -> list[dict]:
 def _argv(family: Any, named: dict[str, Any]) -> list[str]:
     """The command-line flags of keyword arguments, so that the API and the command parse alike."""
     from benchmarks.kit.config import RunConfig
-    from benchmarks.kit.flags import flat_fields
+    from benchmarks.kit.flags import flat_fields, value_argv
 
     known = set(flat_fields(RunConfig(env="", steps=1, labels=1, agent="ppo", n_envs=1)))
     if family.options is not None:
@@ -166,18 +171,8 @@ def _argv(family: Any, named: dict[str, Any]) -> list[str]:
     unknown = sorted(set(named) - known)
     if unknown:
         raise ValueError(f"unknown argument(s) {', '.join(unknown)} for {family.name}; known: {', '.join(sorted(known))}")
-    argv: list[str] = []
-    for name, value in named.items():
-        if value is None or value is False:
-            continue
-        flag = family.env_flag if name == "env" else "--" + name.replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif isinstance(value, (tuple, list)):
-            argv += [flag, *map(str, value)]
-        else:
-            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
-    return argv
+    return [arg for name, value in named.items()
+            for arg in value_argv(family.env_flag if name == "env" else "--" + name.replace("_", "-"), value)]
 
 
 def _raise(message: str) -> NoReturn:

@@ -58,6 +58,8 @@ def test_family_of_known_envs():
     assert family_of("Hopper-v5") == "mujoco"
     assert family_of("Seaquest") == "atari"
     assert family_of("ALE/Pong-v5") == "atari"
+    # every spelling the Atari command takes (envs.atari.atari_game_name), not a second rule
+    assert family_of("PongNoFrameskip-v4") == family_of("space_invaders") == "atari"
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -192,16 +192,21 @@ def to_argv(config: Any, names: dict[str, str] | None = None) -> list[str]:
             if v is not None:
                 argv += to_argv(v, names)
             continue
-        if v is None or v is False:
-            continue
-        name = names.get(f.name) or flag_name(f)
-        if v is True:
-            argv.append(name)
-        elif isinstance(v, (tuple, list)):
-            argv += [name, *map(str, v)]
-        else:
-            argv += [name, repr(v) if isinstance(v, float) else str(v)]
+        argv += value_argv(names.get(f.name) or flag_name(f), v)
     return argv
+
+
+def value_argv(flag: str, value: Any) -> list[str]:
+    """The command-line words of one flag's value: none for None or False (an unset flag, a switch off), the
+    flag alone for True, the flag and its values for a tuple or list, else the flag and the value (floats by
+    ``repr``, exact)."""
+    if value is None or value is False:
+        return []
+    if value is True:
+        return [flag]
+    if isinstance(value, (tuple, list)):
+        return [flag, *map(str, value)]
+    return [flag, repr(value) if isinstance(value, float) else str(value)]
 
 
 def parse(cls: type, argv: list[str], *, defaults: dict[str, Any] | None = None,
