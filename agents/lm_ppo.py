@@ -41,6 +41,8 @@ from agents.lm_losses import (
     token_gae,
     value_loss,
 )
+from agents.lm_rollout import Rollout, model_inputs
+from agents.lm_trunk import cut_below_trained
 
 __all__ = ["LMPPO", "LMPPOConfig", "Rollout", "ptx_batch_from_texts"]
 
@@ -86,35 +88,12 @@ class LMPPOConfig:
     """Train only the top N transformer blocks (+ final norm, value head); None = all."""
     temperature: float = 1.0
     """Sampling temperature of rollouts (1 samples the policy being optimised)."""
+    share_trunk: bool = True
+    """With ``train_layers``, compute the frozen blocks' output once per rollout and run only the top blocks for
+    the policy's and the reference's scoring passes and every PPO minibatch (:mod:`agents.lm_trunk`; the same
+    math, ~2x faster updates on a CPU). False runs the whole model each time, as before."""
     seed: int = 0
     """Seeds sampling."""
-
-
-@dataclass
-class Rollout:
-    """B completions sampled from the policy.
-
-    Attributes:
-        query_ids: [B, P] prompt ids, LEFT-padded.
-        query_mask: [B, P] 1 on real prompt tokens.
-        response_ids: [B, N] sampled ids (pad after the episode ended).
-        response_mask: [B, N] 1 on real completion tokens (through EOS).
-        logprobs: [B, N] log-probabilities at sampling time (KV-cached pass).
-        prompts: B decoded prompts; completions: B decoded completions.
-        true_scores: [B] the env's true score of each completion.
-        gen_seconds: wall time of the sampling loop; gen_tokens: B x steps.
-    """
-
-    query_ids: torch.Tensor
-    query_mask: torch.Tensor
-    response_ids: torch.Tensor
-    response_mask: torch.Tensor
-    logprobs: torch.Tensor
-    prompts: list[str]
-    completions: list[str]
-    true_scores: torch.Tensor
-    gen_seconds: float = 0.0
-    gen_tokens: int = 0
 
 
 class LMPPO:
@@ -147,6 +126,8 @@ class LMPPO:
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
         policy_params = set_trainable(self.model, cfg.train_layers)
+        self._cut, self._ref_shares = cut_below_trained(self.model, self.ref_model, cfg.train_layers) \
+            if cfg.share_trunk else (None, False)
         self.trainable = policy_params + list(self.value_head.parameters())
         self.optimizer = torch.optim.Adam(self.trainable, lr=cfg.lr)
         self.kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon, cfg.kl_coef_floor)
@@ -232,35 +213,44 @@ class LMPPO:
 
     # ------------------------------------------------------------ scoring
 
-    def _forward(self, model: nn.Module, ro: Rollout, idx: torch.Tensor, values: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Log-probs [b, N] of the sampled tokens (and values [b, N]) in one pass over prompt + completion."""
-        q, qm = ro.query_ids[idx].to(self.device), ro.query_mask[idx].to(self.device)
-        r = ro.response_ids[idx].to(self.device)
+    def _forward(self, model: nn.Module, ro: Rollout, idx: torch.Tensor | None, values: bool,
+                 trunk: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log-probs [b, N] of the sampled tokens (and values [b, N]) in one pass over prompt + completion.
+
+        With ``trunk`` (:meth:`agents.lm_trunk.TrunkCut.trunk` of the whole rollout) only the top blocks run.
+        """
+        ids, attn, pos, r = model_inputs(ro, idx, self.device)
         N = r.shape[1]
-        ids = torch.cat([q, r], dim=1)
-        attn = torch.cat([qm, torch.ones_like(r)], dim=1)
-        pos = (attn.cumsum(1) - 1).clamp_min(0)
-        out = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=N + 1,
-                    output_hidden_states=values)
-        logits = out.logits[:, :-1, : self.vocab_size].float() / self.config.temperature  # predicts r_0..r_{N-1}
+        if trunk is not None:
+            logits, h = self._cut.top(model, trunk, idx, N + 1)
+        else:
+            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=N + 1,
+                        output_hidden_states=values, use_cache=False)
+            logits, h = out.logits, (out.hidden_states[-1][:, -(N + 1):] if values else None)
+        logits = logits[:, :-1, : self.vocab_size].float() / self.config.temperature  # predicts r_0..r_{N-1}
         logp = torch.log_softmax(logits, dim=-1).gather(2, r.unsqueeze(2)).squeeze(2)
         v = None
         if values:
-            h = out.hidden_states[-1][:, -(N + 1) : -1]  # state before each response token
-            v = self.value_head(h.float()).squeeze(-1)
+            v = self.value_head(h[:, :-1].float()).squeeze(-1)  # state before each response token
         return logp, v
 
     @torch.no_grad()
-    def score_rollout(self, ro: Rollout) -> dict[str, torch.Tensor]:
-        """Old log-probs, values and reference log-probs of a rollout (no grad)."""
-        idx = torch.arange(len(ro.prompts))
+    def _score(self, ro: Rollout) -> tuple[dict[str, torch.Tensor], dict | None]:
+        """:meth:`score_rollout` and the rollout's trunk (None without ``share_trunk``), for the PPO epochs."""
         was = self.model.training
         self.model.eval()
-        logp, v = self._forward(self.model, ro, idx, values=True)
-        ref_logp, _ = self._forward(self.ref_model, ro, idx, values=False)
+        trunk = None
+        if self._cut is not None:
+            ids, attn, pos, _ = model_inputs(ro, None, self.device)
+            trunk = self._cut.trunk(self.model, ids, attn, pos)
+        logp, v = self._forward(self.model, ro, None, values=True, trunk=trunk)
+        ref_logp, _ = self._forward(self.ref_model, ro, None, values=False, trunk=trunk if self._ref_shares else None)
         self.model.train(was)
-        return {"logp": logp.cpu(), "values": v.cpu(), "ref_logp": ref_logp.cpu()}
+        return {"logp": logp.cpu(), "values": v.cpu(), "ref_logp": ref_logp.cpu()}, trunk
+
+    def score_rollout(self, ro: Rollout) -> dict[str, torch.Tensor]:
+        """Old log-probs, values and reference log-probs of a rollout (no grad)."""
+        return self._score(ro)[0]
 
     # ------------------------------------------------------------ update
 
@@ -290,7 +280,7 @@ class LMPPO:
         if cfg.ptx_coef > 0 and ptx_batch is None:
             raise ValueError("ptx_coef > 0 needs a ptx_batch of pretraining text")
         t0 = time.perf_counter()
-        old = self.score_rollout(ro)
+        old, trunk = self._score(ro)
         mask = ro.response_mask
         beta = self.kl_ctl.value
         rewards, kl = kl_penalized_rewards(old["logp"], old["ref_logp"], scores, mask, beta)
@@ -302,7 +292,7 @@ class LMPPO:
         for _ in range(cfg.ppo_epochs):
             for idx in torch.randperm(B, generator=self._perm_gen).split(cfg.minibatch_size):
                 m = mask[idx].to(self.device)
-                logp, v = self._forward(self.model, ro, idx, values=True)
+                logp, v = self._forward(self.model, ro, idx, values=True, trunk=trunk)
                 pl, info = ppo_clip_loss(logp, old["logp"][idx].to(self.device), adv[idx].to(self.device), m, cfg.clip)
                 vl = value_loss(v, old["values"][idx].to(self.device), returns[idx].to(self.device), m, cfg.vf_clip)
                 loss = pl + cfg.vf_coef * vl

@@ -123,3 +123,44 @@ def test_train_layers_none_trains_every_block_even_of_a_frozen_copy(lm):
     top = LMPPO(copy.deepcopy(lm[0]), lm[1], LMPPOConfig(train_layers=1), device="cpu")
     n_train = sum(p.numel() for p in top.model.parameters() if p.requires_grad)
     assert 0 < n_train < sum(p.numel() for p in top.model.parameters())
+
+
+def _trained_pair(lm, share: bool, ref_differs: bool = False):
+    """Scores before and after one update, and the update's metrics, with or without the shared trunk."""
+    import copy
+
+    model, tok = lm
+    ref = copy.deepcopy(model)
+    if ref_differs:  # a reference whose bottom block is not the policy's: it must run whole
+        with torch.no_grad():
+            next(ref.model.layers[0].parameters()).add_(0.01)
+    torch.manual_seed(0)
+    ppo = LMPPO(copy.deepcopy(model), tok, LMPPOConfig(train_layers=1, minibatch_size=2, share_trunk=share, seed=0),
+                device="cpu", ref_model=ref)
+    ro = ppo.rollout(_envs(tok), [1, 1, 2, 2])
+    before = ppo.score_rollout(ro)
+    metrics = ppo.update(ro, torch.tensor([0.1, 0.5, -0.2, 0.3]))
+    return ppo, before, metrics, ppo.score_rollout(ro)
+
+
+@pytest.mark.parametrize("ref_differs", [False, True])
+def test_the_shared_trunk_gives_the_whole_model_s_scores_and_update(lm, ref_differs):
+    whole, *a = _trained_pair(lm, share=False, ref_differs=ref_differs)
+    cut, *b = _trained_pair(lm, share=True, ref_differs=ref_differs)
+    assert whole._cut is None and cut._cut is not None and cut._cut.cut == 1  # tiny: 2 blocks, the top one trains
+    assert cut._ref_shares is not ref_differs
+    for x, y in ((a[0], b[0]), (a[2], b[2])):  # before and after the update
+        for k in ("logp", "values", "ref_logp"):
+            torch.testing.assert_close(x[k], y[k], rtol=1e-5, atol=1e-6)
+    for k in ("ppo/policy_loss", "ppo/value_loss", "kl/mean", "ppo/approx_kl"):
+        assert a[1][k] == pytest.approx(b[1][k], rel=1e-4, abs=1e-7)
+    assert any((p != 0).any() for p in cut.value_head.parameters())  # the update trained something
+
+
+def test_trunk_cut_refuses_a_cut_outside_the_blocks(lm):
+    from agents.lm_trunk import TrunkCut, cut_below_trained
+
+    with pytest.raises(ValueError, match=r"cut must be in \[1, 1\]"):
+        TrunkCut(lm[0], 2)
+    assert cut_below_trained(lm[0], lm[0], None) == (None, False)  # everything trains: nothing to share
+    assert cut_below_trained(lm[0], lm[0], 2) == (None, False)  # every block trains
