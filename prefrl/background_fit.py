@@ -1,5 +1,8 @@
 """One reward fit at a time in a background thread: :class:`BackgroundFit` (``LoopConfig.overlap_fit``).
 
+:class:`OverlappedFits` is the :class:`prefrl.loop.PreferenceLoop` side of it: start a fit with what it
+reads drawn now, wait for it, apply its result.
+
 The thread only computes; the caller's thread starts it with everything the fit reads already drawn,
 and applies its result when it joins, so the labels, rewards and fits are those of the serial loop.
 """
@@ -10,7 +13,7 @@ import threading
 import time
 from typing import Callable
 
-__all__ = ["BackgroundFit"]
+__all__ = ["BackgroundFit", "OverlappedFits"]
 
 
 class BackgroundFit:
@@ -54,4 +57,64 @@ class BackgroundFit:
         self._thread, out = None, self._out
         if "error" in out:
             raise out["error"]
+        return out
+
+
+class OverlappedFits:
+    """The loop's background refits (mixed into :class:`prefrl.loop.PreferenceLoop`).
+
+    The host provides ``store``, ``recorder``, ``trainer``, ``config``, ``_np_rng``, ``_background``
+    (a :class:`BackgroundFit`), ``_unlabeled()``, ``_score()`` and ``_set_normalisation()``.
+    """
+
+    def _start_fit(self, epochs: int, extra: dict[str, float]) -> None:
+        """``_fit`` in a background thread (``LoopConfig.overlap_fit``); ``wait_fit`` finishes it.
+
+        What the serial fit reads is taken here, in the calling thread and in
+        the serial order: the labels' tensors, the calibration steps (drawn
+        from the recorder before the agent records more) and the step count.
+        """
+        data = self.store.tensors()
+        unlabeled = self._unlabeled()
+        calib = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
+        self._steps_at_fit = self.recorder.total
+
+        def work() -> dict:
+            metrics = self.trainer.fit(data, epochs, self.config.fit_min_steps, unlabeled)
+            return {"metrics": metrics, "raw": self._score(*calib)}
+
+        self._fit_extra = extra
+        self._background.start(work)
+
+    def wait_fit(self) -> dict[str, float] | None:
+        """Finishes a background fit (``LoopConfig.overlap_fit``): waits for it and applies its result.
+
+        Returns:
+            That fit's round metrics (as ``update`` returns them serially), or
+            None if no fit was running.
+
+        Raises:
+            whatever the fit raised.
+        """
+        out = self._background.join()
+        if out is None:
+            return None
+        self._set_normalisation(out["raw"])
+        self.fit_seconds += out["seconds"]
+        self.fit_overlap_cpu_seconds += out["cpu"]
+        self._fitted = True
+        self.labels_arrived = 0
+        self.metrics = out["metrics"] | self._fit_extra
+        self._fit_unreported = self.metrics
+        return self.metrics
+
+    def finished_fit(self) -> dict[str, float] | None:
+        """The metrics of a background fit that finished since the last call, once (else None).
+
+        Joins a fit still running. A callback calls it at a rollout end before
+        ``update`` (which may start the next one), so every round's metrics
+        are reported, one rollout later than a serial fit's.
+        """
+        self.wait_fit()
+        out, self._fit_unreported = self._fit_unreported, None
         return out

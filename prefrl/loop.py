@@ -21,10 +21,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from prefrl.background_fit import BackgroundFit
-from prefrl.diagnostics import event_triggered_average, segment_return_correlation, window_correlation
+from prefrl.background_fit import BackgroundFit, OverlappedFits
 from prefrl.loop_config import LoopConfig
+from prefrl.loop_diagnostics import LoopDiagnostics
 from prefrl.loop_state import load_loop_state, loop_state_dict
+from prefrl.label_waiting import LabelWaiting
 from prefrl.labeling import QueryLabeler, as_query_labeler
 from prefrl.oracle import Labeler
 from prefrl.query_sampler import QuerySampler
@@ -34,13 +35,13 @@ from prefrl.seeding import derive_seed
 from prefrl.recorder import RolloutRecorder
 from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer, TrainerConfig
-from prefrl.unlabeled import UnlabeledData
+from prefrl.unlabeled import UnlabeledData, draw_unlabeled
 
 __all__ = ["LoopConfig", "RolloutRecorder", "PreferenceLoop"]
 
 
 @dataclass
-class PreferenceLoop:
+class PreferenceLoop(LabelWaiting, OverlappedFits, LoopDiagnostics):
     """Learns a reward from preferences while an agent trains.
 
     Every labeler is reached through one protocol, :class:`~prefrl.labeling.QueryLabeler`
@@ -235,29 +236,10 @@ class PreferenceLoop:
         self.queries_posted += len(seg1)
 
     def _unlabeled(self) -> UnlabeledData | None:
-        """What a fit reads of the recorded steps beyond the labels (None when the trainer reads nothing more).
-
-        Transitions for the temporal-consistency loss and pairs of clips for pseudo-labels, drawn from the
-        whole recorder (``buffer_steps``) with the loop's own generators, in the calling thread.
-        """
-        tcfg, cfg = self.trainer_config, self.config
-        if not tcfg.uses_unlabeled or self.recorder.size < 2:
-            return None
-        parts: dict = {}
-        if tcfg.ssl_weight > 0:
-            tr = self.recorder.transitions(cfg.unlabeled_transitions, self._unlabeled_rng)
-            if len(tr["obs"]):
-                parts.update({k: torch.from_numpy(v) for k, v in tr.items()})
-        if tcfg.pseudo_threshold is not None:
-            try:
-                s1 = self.recorder.sample(cfg.unlabeled_pairs, cfg.segment_length, self._unlabeled_gen)
-                s2 = self.recorder.sample(cfg.unlabeled_pairs, cfg.segment_length, self._unlabeled_gen)
-            except ValueError:  # no window of L steps inside one episode yet
-                s1 = None
-            if s1 is not None:
-                parts.update(pair_obs=torch.stack([s1.obs, s2.obs], 1), pair_act=torch.stack([s1.act, s2.act], 1),
-                             pair_true_return=torch.stack([s1.true_return, s2.true_return], 1))
-        return UnlabeledData(**parts) if parts else None
+        """What a fit reads of the recorded steps beyond the labels (:func:`prefrl.unlabeled.draw_unlabeled`)."""
+        return draw_unlabeled(self.recorder, self.trainer_config, self.config.unlabeled_transitions,
+                              self.config.unlabeled_pairs, self.config.segment_length, self._unlabeled_rng,
+                              self._unlabeled_gen)
 
     def _fit(self, epochs: int) -> dict[str, float]:
         t = time.perf_counter()
@@ -268,93 +250,6 @@ class PreferenceLoop:
         self._fitted = True
         self.labels_arrived = 0
         return metrics
-
-    def _start_fit(self, epochs: int, extra: dict[str, float]) -> None:
-        """``_fit`` in a background thread (``LoopConfig.overlap_fit``); ``wait_fit`` finishes it.
-
-        What the serial fit reads is taken here, in the calling thread and in
-        the serial order: the labels' tensors, the calibration steps (drawn
-        from the recorder before the agent records more) and the step count.
-        """
-        data = self.store.tensors()
-        unlabeled = self._unlabeled()
-        calib = self.recorder.random_steps(self.config.calibration_samples, self._np_rng)
-        self._steps_at_fit = self.recorder.total
-
-        def work() -> dict:
-            metrics = self.trainer.fit(data, epochs, self.config.fit_min_steps, unlabeled)
-            return {"metrics": metrics, "raw": self._score(*calib)}
-
-        self._fit_extra = extra
-        self._background.start(work)
-
-    def wait_fit(self) -> dict[str, float] | None:
-        """Finishes a background fit (``LoopConfig.overlap_fit``): waits for it and applies its result.
-
-        Returns:
-            That fit's round metrics (as ``update`` returns them serially), or
-            None if no fit was running.
-
-        Raises:
-            whatever the fit raised.
-        """
-        out = self._background.join()
-        if out is None:
-            return None
-        self._set_normalisation(out["raw"])
-        self.fit_seconds += out["seconds"]
-        self.fit_overlap_cpu_seconds += out["cpu"]
-        self._fitted = True
-        self.labels_arrived = 0
-        self.metrics = out["metrics"] | self._fit_extra
-        self._fit_unreported = self.metrics
-        return self.metrics
-
-    def finished_fit(self) -> dict[str, float] | None:
-        """The metrics of a background fit that finished since the last call, once (else None).
-
-        Joins a fit still running. A callback calls it at a rollout end before
-        ``update`` (which may start the next one), so every round's metrics
-        are reported, one rollout later than a serial fit's.
-        """
-        self.wait_fit()
-        out, self._fit_unreported = self._fit_unreported, None
-        return out
-
-    def fresh_correlation(self) -> dict[str, float]:
-        """Learned vs true return correlation on segments recorded since the last fit.
-
-        Those steps were never query candidates, so no labeled segment overlaps
-        them. Empty dict if fewer than ``segment_length`` steps are that new.
-        """
-        self.wait_fit()
-        new = self.recorder.total - self._steps_at_fit
-        if self._steps_at_fit < 0 or new < self.config.segment_length:
-            return {}
-        try:
-            fresh = self.recorder.sample(self.config.correlation_segments, self.config.segment_length, self._gen,
-                                         last=new)
-        except ValueError:  # no window of L steps inside one episode among the new steps
-            return {}
-        return segment_return_correlation(self.ensemble, fresh)
-
-    def step_diagnostics(self, last: int = 2048, span: int = 6) -> dict:
-        """What the current model teaches, step by step, on the newest recorded steps.
-
-        Scores the newest ``last`` vector steps of every env with the current
-        model and compares with their true rewards: per-step and 5-step
-        Pearson correlations, and the event-triggered average of the learned
-        reward around steps that scored (see ``event_triggered_average``).
-        Steps across episode ends are included (the rewards are per step).
-
-        Returns:
-            ``corr/step``, ``corr/5step`` and ``event_profile`` (2 * span + 1 floats, d = -span..span).
-        """
-        raw, a = self._recent_raw(last)
-        learned = torch.from_numpy(raw)
-        true = torch.from_numpy(a["true_reward"])
-        return {"corr/step": window_correlation(learned, true, 1), "corr/5step": window_correlation(learned, true, 5),
-                "event_profile": event_triggered_average(learned, true, span)}
 
     def pretrain(self) -> dict[str, float]:
         """Labels the initial share of the budget from what was recorded so far and fits on it.
@@ -403,19 +298,6 @@ class PreferenceLoop:
                 "waiting": self.queries.outstanding(),
                 "labels_not_fit": self.labels_arrived}
 
-    def labels_short(self, env_step: int) -> int:
-        """Answers still missing before the agent may go on at ``env_step`` (``min_answered_share``).
-
-        ``ceil(min_answered_share * due) - labels_used``, where ``due`` is the schedule's count at
-        ``env_step``, capped by the queries posted and not answered yet (a round never waits for queries
-        it has not asked). 0 for a synchronous labeler, which answers every round at once.
-        """
-        if not self.is_async or self.config.min_answered_share <= 0:
-            return 0
-        self._collect()  # answers given since the last look count (outstanding() no longer lists them)
-        want = math.ceil(self.config.min_answered_share * self.schedule.due(env_step) - 1e-9)
-        return max(0, min(want - self.labels_used, self.queries.outstanding()))
-
     def wait_for_labels(self, env_step: int, poll_seconds: float = 1.0, report_seconds: float = 30.0,
                         on_wait: Callable[[dict], None] | None = None) -> dict[str, float] | None:
         """Blocks until :meth:`labels_short` is 0: the labels the agent needs by ``env_step`` are in.
@@ -428,17 +310,9 @@ class PreferenceLoop:
         Returns:
             that fit's metrics, or ``None`` when nothing was missing.
         """
-        t0, last_report = time.monotonic(), -math.inf
-        short = self.labels_short(env_step)
-        if short == 0:
+        if not self._wait_until_answered(env_step, poll_seconds, report_seconds, on_wait,
+                                         lambda: self.label_status(env_step)):
             return None
-        while short > 0:
-            now = time.monotonic()
-            if on_wait is not None and now - last_report >= report_seconds:
-                on_wait(self.label_status(env_step) | {"short": short, "waited_seconds": now - t0})
-                last_report = now
-            time.sleep(poll_seconds)
-            short = self.labels_short(env_step)
         if self.labels_arrived == 0 or len(self.store) == 0:
             return None
         epochs = self.config.fit_epochs if self._fitted else self.config.pretrain_epochs

@@ -27,7 +27,6 @@ Usage, with any policy that returns prompts and completions::
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from prefrl.label_waiting import LabelWaiting
 from prefrl.labeling import as_query_labeler
 from prefrl.oracle import Labeler
 from prefrl.queries import QUERY_METHODS, select_groups
@@ -119,7 +119,7 @@ class _Pool:
         return sum(len(e[0]) for e in self.entries)
 
 
-class TextPreferenceLoop:
+class TextPreferenceLoop(LabelWaiting):
     """Preference learning over completions, as the core does it for steps.
 
     Args:
@@ -242,30 +242,15 @@ class TextPreferenceLoop:
         self._arrived += int(new["labels"])
         return int(new["queries"])
 
-    def labels_short(self, completions_seen: int) -> int:
-        """Answers still missing before the policy may go on (``min_answered_share`` of the queries due,
-        capped by the queries posted and not answered); 0 for a synchronous labeler."""
-        if not self.is_async or self.config.min_answered_share <= 0:
-            return 0
-        self._collect()  # answers given since the last look count (outstanding() no longer lists them)
-        want = math.ceil(self.config.min_answered_share * self.schedule.due(completions_seen) - 1e-9)
-        return max(0, min(want - self.labels_used, self.queries.outstanding()))
-
     def wait_for_labels(self, completions_seen: int, poll_seconds: float = 1.0, report_seconds: float = 30.0,
                         on_wait: Callable[[dict], None] | None = None) -> int:
         """Blocks until :meth:`labels_short` is 0, collecting answers every ``poll_seconds``; calls
         ``on_wait({"short", "labels_used", "waited_seconds"})`` every ``report_seconds``. When it had to wait,
         the model is then refit on what arrived (:meth:`label_due`). Returns the queries answered meanwhile."""
-        t0, last, before = time.monotonic(), -math.inf, self.labels_used
-        short = self.labels_short(completions_seen)
-        if short == 0:
+        before = self.labels_used
+        if not self._wait_until_answered(completions_seen, poll_seconds, report_seconds, on_wait,
+                                         lambda: {"labels_used": self.labels_used}):
             return 0
-        while short > 0:
-            if on_wait is not None and time.monotonic() - last >= report_seconds:
-                last = time.monotonic()
-                on_wait({"short": short, "labels_used": self.labels_used, "waited_seconds": last - t0})
-            time.sleep(poll_seconds)
-            short = self.labels_short(completions_seen)
         self.label_due(completions_seen)  # refits on the answers that arrived
         return self.labels_used - before
 

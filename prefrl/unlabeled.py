@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from prefrl.reward_model import member_linear_layers
 
-__all__ = ["UnlabeledData", "TransitionPredictor", "InverseDynamics", "temporal_crop"]
+__all__ = ["UnlabeledData", "TransitionPredictor", "InverseDynamics", "draw_unlabeled", "temporal_crop"]
 
 
 @dataclass
@@ -112,6 +112,41 @@ class _MemberHead(nn.Module):
         """[E, B, in] -> [E, B, out]."""
         x = F.leaky_relu(torch.baddbmm(self.biases[0], x, self.weights[0]), 0.01)
         return torch.baddbmm(self.biases[1], x, self.weights[1])
+
+
+def draw_unlabeled(recorder, trainer_config, transitions: int, pairs: int, segment_length: int,
+                   rng, gen: torch.Generator) -> UnlabeledData | None:
+    """What a fit reads of the recorded steps beyond the labels (None when the trainer reads nothing more).
+
+    Transitions for the temporal-consistency loss and pairs of clips for pseudo-labels, drawn from the
+    whole recorder with the caller's generators, in the calling thread.
+
+    Args:
+        recorder: the loop's :class:`prefrl.recorder.RolloutRecorder`.
+        trainer_config: the :class:`prefrl.trainer.TrainerConfig` (``uses_unlabeled``, ``ssl_weight``,
+            ``pseudo_threshold``).
+        transitions: transitions to draw ([N] of each part).
+        pairs: clip pairs to draw ([P, 2, L, ...]).
+        segment_length: L, steps per clip.
+        rng: numpy Generator of the transitions; gen: torch Generator of the clips.
+    """
+    if not trainer_config.uses_unlabeled or recorder.size < 2:
+        return None
+    parts: dict = {}
+    if trainer_config.ssl_weight > 0:
+        tr = recorder.transitions(transitions, rng)
+        if len(tr["obs"]):
+            parts.update({k: torch.from_numpy(v) for k, v in tr.items()})
+    if trainer_config.pseudo_threshold is not None:
+        try:
+            s1 = recorder.sample(pairs, segment_length, gen)
+            s2 = recorder.sample(pairs, segment_length, gen)
+        except ValueError:  # no window of L steps inside one episode yet
+            s1 = None
+        if s1 is not None:
+            parts.update(pair_obs=torch.stack([s1.obs, s2.obs], 1), pair_act=torch.stack([s1.act, s2.act], 1),
+                         pair_true_return=torch.stack([s1.true_return, s2.true_return], 1))
+    return UnlabeledData(**parts) if parts else None
 
 
 class TransitionPredictor(_MemberHead):
