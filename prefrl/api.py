@@ -14,8 +14,12 @@
 are the commands' flags by their field names (``noise=0.2``, ``agent="a2c"``, ``rm="paper84"``, ...).
 Bad input raises ``ValueError`` with the command's one-line message, before anything trains.
 
+Text is a family too: ``train("TextGen-v0", model="tiny", quick=True)`` runs what ``python -m
+benchmarks.textgen`` runs (its flags by field name: ``task``, ``iterations``, ``rank_k``, ``sft_steps``,
+...; a text run counts PPO updates, ``iterations``, not env ``steps``).
+
 Not imported by ``import prefrl`` (it pulls in the benchmark kit, the envs and the agents): import
-``prefrl.api``. Text (``TextGen-v0``) has its own command for now: ``python -m benchmarks.textgen``.
+``prefrl.api``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ __all__ = ["FAMILY_MODULES", "TrainResult", "family_of", "run_config", "train"]
 
 FAMILY_MODULES: dict[str, str] = {"mujoco": "benchmarks.mujoco", "atari": "benchmarks.atari"}
 """Family name -> the module that defines its ``FAMILY`` (how its envs, reward model and agent are built)."""
+TEXT_ENV = "TextGen-v0"
+"""The text family's env (its command: ``python -m benchmarks.textgen``)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,11 @@ class TrainResult:
             (``normalized_ratio``), labels, reward-model accuracy and correlation, ``per_seed``.
         curves: the rows of ``curves.csv`` (``env_step``, ``run``, ``seed``, ``true_return``, ``labels``,
             ``rm_accuracy``, ``reward_correlation``, ...), numbers as floats, empty cells as None.
+
+    A text run (``TextGen-v0``) writes the text benchmark's outputs instead: ``summary.json`` with each arm's
+    evaluated true score and KL (``per_seed``, ``gain_ratio``, ...), curves by PPO ``iteration``
+    (``true_score``, ``kl``, ``beta``, ...), ``samples.md`` and the label stores; it saves no agent or
+    reward-model file.
     """
 
     out: Path
@@ -66,14 +77,14 @@ class TrainResult:
 
 
 def family_of(env: str) -> str:
-    """The family ("mujoco" or "atari") that trains ``env``.
+    """The family ("mujoco", "atari" or "text") that trains ``env``.
 
     Each family's own check decides (the one its command applies to ``--env`` / ``--game``), so every
     spelling a command accepts is accepted here.
 
     Args:
-        env: a MuJoCo task id (``"Hopper-v5"``) or an Atari game (``"Seaquest"``, ``"ALE/Seaquest-v5"``,
-            ``"SeaquestNoFrameskip-v4"``).
+        env: a MuJoCo task id (``"Hopper-v5"``), an Atari game (``"Seaquest"``, ``"ALE/Seaquest-v5"``,
+            ``"SeaquestNoFrameskip-v4"``) or ``"TextGen-v0"``.
 
     Raises:
         ValueError: for an env no family trains, naming the supported ones.
@@ -84,11 +95,10 @@ def family_of(env: str) -> str:
         except ValueError:
             continue
         return name
-    if env.startswith("TextGen"):
-        raise ValueError(f"{env!r}: text is trained by its own command for now: python -m benchmarks.textgen "
-                         "(prefrl.TextPreferenceLoop in Python)")
+    if env == TEXT_ENV:
+        return "text"
     raise ValueError(f"no family trains {env!r}; MuJoCo tasks: {', '.join(MUJOCO_TASKS)}; Atari games: "
-                     f"{', '.join(ATARI_GAMES)}")
+                     f"{', '.join(ATARI_GAMES)}; text: {TEXT_ENV}")
 
 
 def train(env: str, *, labeler: str = "synthetic-oracle", steps: int | None = None, labels: int | None = None,
@@ -128,10 +138,12 @@ def train(env: str, *, labeler: str = "synthetic-oracle", steps: int | None = No
 
     if labeler not in LABELERS:
         raise ValueError(f"labeler={labeler!r}: choose one of {', '.join(LABELERS)}")
-    family_module = FAMILY_MODULES[family_of(env)]
-    family = importlib.import_module(family_module).FAMILY
     named = dict(flags, env=env, labeler=labeler, steps=steps, labels=labels, seeds=tuple(seeds),
                  out=None if out is None else Path(out), resume=resume, quick=quick)
+    if family_of(env) == "text":
+        return _train_text(named)
+    family_module = FAMILY_MODULES[family_of(env)]
+    family = importlib.import_module(family_module).FAMILY
     from benchmarks.kit.parse import parse_config
 
     cfg = parse_config(family, _argv(family, named), error=_raise)
@@ -148,6 +160,27 @@ def run_config(family_module: str, cfg: Any) -> TrainResult:
     family = importlib.import_module(family_module).FAMILY
     run(family_module, family, cfg)
     out = Path(cfg.out)
+    return TrainResult(out=out, summary=json.loads((out / "summary.json").read_text()),
+                       curves=read_curves(out / "curves.csv"))
+
+
+def _train_text(named: dict[str, Any]) -> TrainResult:
+    """``train("TextGen-v0", ...)``: the text benchmark's flags by field name, parsed and run as the command does."""
+    from benchmarks.kit.flags import flat_fields, value_argv
+    from benchmarks.textgen import TextCommand, parse_config, run
+
+    if named.pop("steps") is not None:
+        raise ValueError("a text run counts PPO updates, not env steps: give iterations=N (each of batch_size "
+                         "completions) instead of steps")
+    named.pop("env")
+    known = set(flat_fields(TextCommand())) - {"labeling", "bench"}
+    unknown = sorted(set(named) - known)
+    if unknown:
+        raise ValueError(f"unknown argument(s) {', '.join(unknown)} for text; known: {', '.join(sorted(known))}")
+    argv = [arg for name, value in named.items() if value is not None
+            for arg in value_argv("--" + name.replace("_", "-"), value)]
+    cfg, out, opts = parse_config(argv, error=_raise)
+    run(cfg, out, opts)
     return TrainResult(out=out, summary=json.loads((out / "summary.json").read_text()),
                        curves=read_curves(out / "curves.csv"))
 

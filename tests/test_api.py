@@ -54,7 +54,33 @@ def test_readme_example_runs_and_matches_the_command(tmp_path, monkeypatch, caps
     assert (tmp_path / "cli" / "summary.json").read_bytes() == (result.out / "summary.json").read_bytes()
 
 
+def _untimed(x):
+    """A summary without its clock readings (seconds, tokens per second, speed ratios, memory), which differ run
+    to run."""
+    if isinstance(x, dict):
+        return {k: _untimed(v) for k, v in x.items()
+                if not any(t in k for t in ("seconds", "per_second", "rss", "memory", "rollout_vs_generate"))}
+    if isinstance(x, list):
+        return [_untimed(v) for v in x]
+    return x
+
+
+@pytest.mark.slow
+def test_text_is_a_family_of_the_api(tmp_path, monkeypatch):
+    """train("TextGen-v0") runs the text benchmark: the same run as its command, clock readings aside."""
+    monkeypatch.chdir(tmp_path)
+    result = train("TextGen-v0", model="tiny", quick=True, out=tmp_path / "api")
+    assert {row["run"] for row in result.curves} == {"true", "learned"}
+    assert all(isinstance(row["iteration"], float) for row in result.curves)
+    from benchmarks import textgen
+
+    textgen.main(["--synthetic-oracle", "--model", "tiny", "--quick", "--out", str(tmp_path / "cli")])
+    cli = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert _untimed(cli) == _untimed(result.summary)
+
+
 def test_family_of_known_envs():
+    assert family_of("TextGen-v0") == "text"
     assert family_of("Hopper-v5") == "mujoco"
     assert family_of("Seaquest") == "atari"
     assert family_of("ALE/Pong-v5") == "atari"
@@ -64,7 +90,12 @@ def test_family_of_known_envs():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(env="CartPole-v1"), "no family trains 'CartPole-v1'"),
-    (dict(env="TextGen-v0"), "python -m benchmarks.textgen"),
+    (dict(env="TextGen-v1"), "text: TextGen-v0"),
+    (dict(env="TextGen-v0", steps=10), "counts PPO updates"),
+    (dict(env="TextGen-v0", task="nope"), "unknown task 'nope'"),
+    (dict(env="TextGen-v0", itertions=3), "unknown argument(s) itertions"),
+    (dict(env="TextGen-v0", target_kl=0.0), "--target-kl must be > 0"),
+    (dict(env="TextGen-v0", rank_k=3, batch_size=16), "--batch-size must be a multiple of --rank-k=3"),
     (dict(env="Hopper-v5", lables=10), "unknown argument(s) lables"),
     (dict(env="Hopper-v5", noise=1.5), "--noise must be a probability"),
     (dict(env="Hopper-v5", labels=0), "--labels must be >= 1"),

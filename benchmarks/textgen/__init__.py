@@ -6,17 +6,18 @@ prompts and PPO budget:
 * **zero-shot**: the pretrained LM (default SmolLM2-135M-Instruct) as is;
 * **true**: token-level PPO on the task's true score (VADER sentiment of
   the continuation of a real IMDB review, for the default task);
-* **learned**: the same PPO on a reward model (frozen all-MiniLM-L6-v2
-  encoder + 3 MLP heads) fit to synthetic preferences between two
-  completions of the same prompt (10% random answers), queried by ensemble
-  disagreement: 25% of the labels from the zero-shot model before training,
+* **learned**: the same PPO on a reward model (all-MiniLM-L6-v2, its top
+  blocks fine-tuned, 3 heads; ``--reward-model frozen``: MLP heads on frozen
+  embeddings) fit to synthetic preferences between two completions of the
+  same prompt (10% random answers), queried by ensemble disagreement: 25% of the labels from the zero-shot model before training,
   the rest on the T0/(T+T0) schedule over the run's episodes.
 
 Both PPO arms keep a per-token KL penalty to the frozen zero-shot model with
 an adaptive coefficient. Every arm is evaluated on the same evaluation prompts
 (mean true score, KL to the reference). Writes ``curves.csv``,
 ``curves.png``, ``summary.json``, ``samples.md`` and the labels
-(``labels-seed*.sqlite``) to ``--out``.
+(``labels-seed*.sqlite``) to ``--out``. :func:`run` runs a parsed config; the
+Python API reaches it as ``prefrl.api.train("TextGen-v0", ...)``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.textgen.arms import SeedCheckpoint, load_policy, make_envs, make_loop, make_ppo, run_seed, train_seeds
 from benchmarks.textgen.config import (
@@ -36,9 +38,9 @@ from benchmarks.textgen.config import (
 from benchmarks.textgen.report import print_table, summarize, write_outputs
 
 __all__ = [
-    "MAX_PROMPT_CHARS", "OUTPUTS", "QUICK", "RUN_FILE", "RunOptions", "SeedCheckpoint", "TextBenchConfig", "TextCommand",
+    "MAX_PROMPT_CHARS", "OUTPUTS", "QUICK", "RUN_FILE", "RunInputError", "RunOptions", "SeedCheckpoint", "TextBenchConfig", "TextCommand",
     "build_parser", "load_policy", "main", "make_envs", "make_loop", "make_ppo", "parse_config", "print_table",
-    "prompt_file_problem", "prompt_token_problem", "read_prompt_file", "resume_problem", "run_seed", "summarize",
+    "prompt_file_problem", "prompt_token_problem", "read_prompt_file", "resume_problem", "run", "run_seed", "summarize",
     "train_seeds", "write_outputs",
 ]
 
@@ -47,24 +49,50 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+class RunInputError(ValueError):
+    """The model or the prompts cannot be used (found once the model is loaded): nothing has trained."""
+
+
 def main(argv: list[str] | None = None) -> dict:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    """Entry point of ``python -m benchmarks.textgen``: parses, runs every seed, reports; returns the summary."""
     cfg, out, opts = parse_config(argv)
+    try:
+        return run(cfg, out, opts)
+    except RunInputError as err:
+        print(f"prefrl: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"\nprefrl: interrupted; the labels gathered so far are kept in {out}/labels-seed*.sqlite; "
+              f"add --resume (same flags) to continue from the last checkpoints", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def run(cfg: TextBenchConfig, out: Path, opts: RunOptions = RunOptions()) -> dict:
+    """Runs a parsed, checked config (:func:`parse_config`): every seed's arms, then the outputs and the table.
+
+    The command and :func:`prefrl.api.train` (``"TextGen-v0"``) call this.
+
+    Returns:
+        The summary (as written to ``summary.json``).
+
+    Raises:
+        RunInputError: the model cannot be loaded, or a prompt of ``--prompt-file`` does not fit.
+        KeyboardInterrupt: Ctrl-C or SIGTERM; the labels and checkpoints gathered so far are kept.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tqdm import tqdm
 
     try:
         base_model, tokenizer = load_policy(cfg.model)
     except (FileNotFoundError, OSError, ValueError) as err:
-        print(f"prefrl: error: cannot load --model {cfg.model!r}: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise RunInputError(f"cannot load --model {cfg.model!r}: {err}") from None
     problem = None if cfg.prompt_file is None else prompt_token_problem(cfg, tokenizer)
     if problem:
-        print(f"prefrl: error: {problem}", file=sys.stderr)
         try:
             out.rmdir()  # only the empty directory the --out check made; a run's files stay
         except OSError:
             pass
-        raise SystemExit(2)
+        raise RunInputError(problem)
     out.mkdir(parents=True, exist_ok=True)
     if not opts.resume:
         (out / RUN_FILE).write_text(json.dumps({"config": _run_config(cfg)}, indent=2) + "\n")
@@ -78,9 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
             results.append(run_seed(cfg, seed, out, base_model, tokenizer, bar, opts))
     except KeyboardInterrupt:
         bar.close()
-        print(f"\nprefrl: interrupted; the labels gathered so far are kept in {out}/labels-seed*.sqlite; "
-              f"add --resume (same flags) to continue from the last checkpoints", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise
     except BaseException:
         bar.close()
         from benchmarks.checks import remove_empty_stores

@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal, NoReturn
 
 from benchmarks.kit.config import LabelerConfig, defaults_of, with_unset
 from benchmarks.kit.flags import add_flags, from_namespace, json_flags
@@ -134,30 +134,39 @@ QUICK = dict(iterations=3, batch_size=4, max_new_tokens=8, labels=6, eval_prompt
              initial_fit_steps=5, refit_steps=2)
 
 
-def parse_config(argv: list[str] | None) -> tuple[TextBenchConfig, Path, "RunOptions"]:
+def parse_config(argv: list[str] | None,
+                 error: Callable[[str], NoReturn] | None = None) -> tuple[TextBenchConfig, Path, "RunOptions"]:
     """The run's frozen config, its output directory and how it is carried out, from the command line.
 
-    ``--quick`` and the resolved device each give a new config (explicit flags win over ``--quick``);
-    bad input exits with status 2 and one line.
+    ``--quick`` and the resolved device each give a new config (explicit flags win over ``--quick``).
+
+    Args:
+        argv: the flags (default: ``sys.argv[1:]``).
+        error: called with a one-line message on bad input; default: exit with status 2 and that line.
+            The Python API (``prefrl.api.train``) passes one that raises ``ValueError``.
     """
     parser = build_parser()
+    if error is not None:
+        parser.error = error  # type: ignore[method-assign]  # argparse calls it for every bad flag
     cmd = from_namespace(TextCommand, parser.parse_args(argv))
     from benchmarks.kit.validate import labeler_problem
 
     cfg, lab = cmd.bench, cmd.labeling
     problem = labeler_problem(lab, 1 if lab.labeler != "web" else len(cfg.seeds))
+    fail = error or (lambda msg: parser.exit(2, f"prefrl: error: {msg}\n"))
     if lab.labeler is None:
         names = "\n".join(f"  --labeler {k}: {v}" for k, v in LABELERS.items())
+        if error is not None:
+            error(f"choose a labeler: one of {', '.join(LABELERS)}")
         parser.exit(2, f"prefrl: choose a labeler (--synthetic-oracle is short for --labeler synthetic-oracle); "
                        f"available:\n{names}\n")
     if problem:
-        parser.exit(2, f"prefrl: error: {problem}\n")
+        fail(problem)
     if cmd.quick:
         k = max(cmd.bench.rank_k, 2)  # --quick's 4 completions a round as whole queries of --rank-k, at least 2
         quick = dict(QUICK, batch_size=k * max(2, -(-QUICK["batch_size"] // k)))
         cmd, _ = with_unset(cmd, quick, defaults_of(parser.get_default, cmd))
         cfg = cmd.bench
-    fail = lambda msg: parser.exit(2, f"prefrl: error: {msg}\n")  # noqa: E731
     from envs.text_tasks import TEXT_TASKS
 
     if cfg.task not in TEXT_TASKS:
