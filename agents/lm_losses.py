@@ -197,6 +197,7 @@ class AdaptiveKLController:
         value: current beta.
         target: KL (nats per sequence) to aim for, or None.
         horizon: sequences over which beta may change by ~e-fold.
+        up_horizon, up_clip: an asymmetric controller rises faster than it falls (see the fields).
         floor: beta never goes below it (0 = no floor). While the policy has barely moved its KL stays under
             the target and beta only falls; without a floor it winds down (0.05 -> 0.010 in 35 updates of
             16 sequences at horizon 64) and cannot rise fast enough once the KL passes the target.
@@ -206,10 +207,18 @@ class AdaptiveKLController:
     target: float | None = 4.0
     horizon: int = 10_000
     floor: float = 0.0
+    up_horizon: int | None = None
+    """Sequences over which beta rises ~e-fold while the KL is above the target (None: ``horizon``)."""
+    up_clip: float = 0.2
+    """Largest error e used while the KL is above the target (0.2: Ziegler's symmetric clip)."""
 
     def update(self, kl: float, n: int) -> float:
         """Adapts beta to the observed KL; returns the new beta."""
         if self.target is not None:
-            e = min(max(kl / self.target - 1.0, -0.2), 0.2)
-            self.value = max(self.floor, self.value * (1.0 + e * n / self.horizon))
+            e = kl / self.target - 1.0
+            if e > 0:
+                e, h = min(e, self.up_clip), self.up_horizon or self.horizon
+            else:
+                e, h = max(e, -0.2), self.horizon
+            self.value = max(self.floor, self.value * (1.0 + e * n / h))
         return self.value

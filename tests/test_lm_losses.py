@@ -98,3 +98,12 @@ def test_a_floor_stops_beta_winding_down_while_the_kl_is_low():
         floored.update(kl=0.5, n=16)
     assert free.value == pytest.approx(0.05 * 0.95**35) and floored.value == 0.05
     assert floored.update(kl=8.0, n=16) == pytest.approx(0.05 * 1.05)  # above the floor it adapts as before
+
+
+def test_an_asymmetric_controller_rises_fast_and_falls_as_before():
+    ctl = AdaptiveKLController(value=0.01, target=4.0, horizon=64, up_horizon=16, up_clip=1.0)
+    assert ctl.update(kl=8.0, n=16) == pytest.approx(0.02)  # KL at 2x the target: beta doubles in one update
+    assert ctl.update(kl=40.0, n=16) == pytest.approx(0.04)  # the error is clipped at up_clip = 1
+    assert ctl.update(kl=0.0, n=16) == pytest.approx(0.04 * (1 - 0.2 * 16 / 64))  # down: Ziegler's clip, horizon
+    same = AdaptiveKLController(value=0.1, target=4.0, horizon=100, up_horizon=None)
+    assert same.update(kl=8.0, n=10) == pytest.approx(0.1 * (1 + 0.2 * 10 / 100))  # None: the symmetric rule
