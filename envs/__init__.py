@@ -136,7 +136,7 @@ _LAZY: dict[str, str] = {
     "TextGenEnv": "envs.textgen",
     "make_text_task": "envs.text_tasks",
     "load_causal_lm": "envs.text_models",
-    "tiny_causal_lm": "envs.text_models",
+    "tiny_causal_lm": "envs.tiny_lm",
 }
 
 # A literal list (so that pyflakes sees the lazily provided names as exported):

@@ -140,7 +140,7 @@ def test_a_prompt_longer_than_prompt_tokens_is_named_by_its_line(tmp_path, capsy
 
 
 def test_prompts_from_a_file_are_used_whole_and_still_scored_by_the_task(tmp_path):
-    from envs.text_models import tiny_causal_lm
+    from envs.tiny_lm import tiny_causal_lm
 
     path = tmp_path / "prompts.txt"
     lines = ["Write about rain.", "The best film I saw", "Tell me a story"]
@@ -169,13 +169,13 @@ def test_fixed_kl_keeps_beta_and_an_old_run_resumes_as_adaptive(tmp_path):
 
 
 def _tiny():
-    from envs.text_models import tiny_causal_lm
+    from envs.tiny_lm import tiny_causal_lm
 
     return tiny_causal_lm()
 
 
 def test_a_model_directory_without_a_tokenizer_is_refused_before_loading(tmp_path, capsys):
-    from envs.text_models import tiny_causal_lm
+    from envs.tiny_lm import tiny_causal_lm
 
     model, tokenizer = tiny_causal_lm()
     model.save_pretrained(tmp_path / "m")

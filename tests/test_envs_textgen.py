@@ -18,7 +18,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers TextGen-v0)
-from envs.text_models import byte_level_tokenizer, load_causal_lm, load_tokenizer, tiny_causal_lm
+from envs.text_models import load_causal_lm, load_tokenizer
+from envs.tiny_lm import byte_level_tokenizer, tiny_causal_lm
 from envs.text_tasks import KeywordTask, LengthTask, imdb_reviews, make_text_task, vader_compound
 from envs.textgen import TextGenEnv
 

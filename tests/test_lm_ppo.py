@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from agents.lm_ppo import LMPPO, LMPPOConfig, ptx_batch_from_texts
-from envs.text_models import tiny_causal_lm
+from envs.tiny_lm import tiny_causal_lm
 from envs.textgen import TextGenEnv
 
 

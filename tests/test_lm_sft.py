@@ -9,7 +9,7 @@ import torch
 from agents.lm_losses import lm_loss
 from agents.lm_ppo import LMPPO, LMPPOConfig, ptx_batch_from_texts
 from agents.lm_sft import SFTConfig, sft_texts, supervised_finetune
-from envs.text_models import byte_level_tokenizer, tiny_causal_lm
+from envs.tiny_lm import byte_level_tokenizer, tiny_causal_lm
 from envs.text_tasks import ImdbPositiveTask, imdb_reviews
 
 

@@ -55,7 +55,7 @@ def test_text_bytes_bad_input():
 
 
 def test_text_width_bounds_any_token_sequence():
-    from envs.text_models import byte_level_tokenizer
+    from envs.tiny_lm import byte_level_tokenizer
 
     tok = byte_level_tokenizer()
     n = 12

@@ -17,7 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.managers import SyncManager
 
 from benchmarks.checks import remove_empty_stores
-from benchmarks.kit.arms import random_policy_return, run_arm
+from benchmarks.kit.arms import run_arm
+from benchmarks.kit.evaluate import random_policy_return
 from benchmarks.kit.checkpoint import atomic_json
 from benchmarks.kit.config import RUN_FILE, RunConfig, run_flags
 from benchmarks.kit.family import Family

@@ -59,7 +59,8 @@ class SeedCheckpoint:
 
 
 def load_policy(name: str):
-    from envs.text_models import load_causal_lm, tiny_causal_lm
+    from envs.text_models import load_causal_lm
+    from envs.tiny_lm import tiny_causal_lm
 
     if name == "tiny":
         return tiny_causal_lm()
