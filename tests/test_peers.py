@@ -36,6 +36,8 @@ def test_the_peer_script_compiles_and_imports_no_prefrl():
     (["--task", "nope"], "--task 'nope' does not exist"),
     (["--kl-coef", "0"], "--kl-coef must be > 0"),
     (["--iterations", "0"], "must be >= 1"),
+    pytest.param(["--device", "cuda"], "no CUDA GPU", marks=pytest.mark.skipif(
+        __import__("torch").cuda.is_available(), reason="a GPU is present: --device cuda is valid")),
 ])
 def test_trl_peer_refuses_bad_flags_before_any_model_loads(tmp_path, flags, message, capsys):
     from benchmarks.peers import trl_text

@@ -38,7 +38,7 @@ def _bench_config(args):
     from benchmarks.textgen.config import TextBenchConfig
 
     return TextBenchConfig(task=args.task, iterations=args.iterations, eval_prompts=args.eval_prompts,
-                           init_kl_coef=args.kl_coef, seeds=(args.seed,), device="cpu",
+                           init_kl_coef=args.kl_coef, seeds=(args.seed,), device=args.device,
                            model="tiny" if args.tiny else TextBenchConfig.model)
 
 
@@ -47,7 +47,7 @@ def _evaluate(cfg, model, base, tok, envs, seed: int) -> dict:
     from agents.lm_ppo import LMPPO, LMPPOConfig
     from benchmarks.textgen.arms import evaluate
 
-    ev = evaluate(LMPPO(model, tok, LMPPOConfig(seed=seed + 7), device="cpu", ref_model=base), envs, cfg)
+    ev = evaluate(LMPPO(model, tok, LMPPOConfig(seed=seed + 7), device=cfg.device, ref_model=base), envs, cfg)
     return {"score": ev["score"], "kl": ev["kl"]}
 
 
@@ -101,7 +101,7 @@ def train_trl(kind: str, cfg, base, tok, envs, seed: int, workdir: Path) -> tupl
     set_trainable(model, cfg.train_layers or None)  # the same trained blocks as ours; the Trainer skips frozen ones
     steps_per_batch = 2 * (cfg.batch_size // 8)  # ours: 2 epochs of minibatches of 8
     Config, Trainer = (trl.GRPOConfig, trl.GRPOTrainer) if kind == "grpo" else (trl.RLOOConfig, trl.RLOOTrainer)
-    args = Config(output_dir=str(workdir), use_cpu=True, report_to="none", save_strategy="no", logging_steps=4,
+    args = Config(output_dir=str(workdir), use_cpu=cfg.device == "cpu", report_to="none", save_strategy="no", logging_steps=4,
                   per_device_train_batch_size=8, gradient_accumulation_steps=1,
                   steps_per_generation=cfg.batch_size // 8, num_iterations=2, num_generations=cfg.rank_k,
                   max_completion_length=cfg.max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-prompts", type=int, default=64, help="held-out prompts each trained policy is scored on")
     p.add_argument("--kl-coef", type=float, default=0.05, help="(starting) KL coefficient beta of every trainer")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda: every trainer's device")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads of each trainer")
     p.add_argument("--tiny", action="store_true", help="a random 2-layer model instead of SmolLM2 (tests)")
     p.add_argument("--out", type=Path, default=None, help="output directory (new); default runs/peers/trl-<task>")
@@ -176,6 +177,12 @@ def _problem(args) -> str | None:
         return "--iterations, --eval-prompts and --threads must be >= 1"
     if not args.kl_coef > 0:
         return f"--kl-coef must be > 0 (got {args.kl_coef})"
+    from agents.factory import resolve_device
+
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as err:
+        return str(err)
     if any(t != "ours" for t in args.trainers) and importlib.util.find_spec("trl") is None:
         return "TRL is not installed: pip install -e \".[trl]\" (or leave it out: --trainers ours)"
     if args.one is None and (args.out / "trl.json").exists():
@@ -199,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
         t = time.perf_counter()
         cmd = [sys.executable, "-m", "benchmarks.peers.trl_text", "--one", kind, "--out", str(args.out),
                "--iterations", str(args.iterations), "--task", args.task, "--seed", str(args.seed),
-               "--eval-prompts", str(args.eval_prompts), "--kl-coef", str(args.kl_coef),
+               "--eval-prompts", str(args.eval_prompts), "--kl-coef", str(args.kl_coef), "--device", args.device,
                "--threads", str(args.threads), *(["--tiny"] if args.tiny else [])]
         print(f"trl peer: {kind} ({args.iterations} updates of 16 completions) ...", flush=True)
         log = args.out / f"{kind}.log"
@@ -241,6 +248,7 @@ def report(args, results: dict) -> dict:
     text = "\n".join(lines)
     (args.out / "trl.md").write_text(text + "\n")
     summary = {"iterations": args.iterations, "task": args.task, "seed": args.seed, "threads": args.threads,
+               "device": args.device,
                "trl_version": trl_version, "results": results}
     (args.out / "trl.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(text)
