@@ -65,7 +65,8 @@ def test_trl_peer_trains_on_the_prompts_of_our_rollouts_in_their_order():
     from benchmarks.peers import trl_text
     from benchmarks.textgen.arms import load_policy, make_envs, make_ppo, train_seeds
 
-    args = argparse.Namespace(task="imdb-positive", iterations=2, eval_prompts=4, kl_coef=0.05, seed=3, tiny=True)
+    args = argparse.Namespace(task="imdb-positive", iterations=2, eval_prompts=4, kl_coef=0.05, seed=3, tiny=True,
+                              device="cpu")
     cfg = trl_text._bench_config(args)
     base, tok = load_policy(cfg.model)
     envs = make_envs(cfg, tok, cfg.batch_size)
