@@ -17,10 +17,11 @@ Controllers (``--controller``):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
+
+from benchmarks.kit.report import write_json
 
 CONTROLLERS = ("adaptive", "fast-up", "fixed", "floor")
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"score {zero['score']:+.3f} -> {ev['score']:+.3f} (eval KL {ev['kl']:.2f}); {wall:.0f} s")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return result
 
 

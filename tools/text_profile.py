@@ -16,11 +16,12 @@ Prints a table (seconds per iteration and share) and writes it as JSON with ``--
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
 from pathlib import Path
+
+from benchmarks.kit.report import write_json
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
               "initial_labels": initial_labels, "labels_used": loop.labels_used}
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return result
 
 

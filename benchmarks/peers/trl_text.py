@@ -123,6 +123,7 @@ def run_one(kind: str, args, result_path: Path) -> dict:
     """One trainer in this process: train, time, evaluate; writes ``result_path``."""
     import torch
 
+    from benchmarks.kit.report import write_json
     from benchmarks.textgen.arms import load_policy, make_envs
 
     torch.set_num_threads(args.threads)
@@ -145,7 +146,7 @@ def run_one(kind: str, args, result_path: Path) -> dict:
                   completions=cfg.iterations * cfg.batch_size, rows=rows,
                   final=_evaluate(cfg, model, base, tok, envs, args.seed),
                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result_path, result)
     return result
 
 
@@ -225,6 +226,8 @@ def report(args, results: dict) -> dict:
     """Writes trl.md / trl.json: throughput, peak memory, gain over the start model at equal samples."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from benchmarks.kit.report import write_json
+
     try:
         trl_version = version("trl")
     except PackageNotFoundError:
@@ -250,7 +253,7 @@ def report(args, results: dict) -> dict:
     summary = {"iterations": args.iterations, "task": args.task, "seed": args.seed, "threads": args.threads,
                "device": args.device,
                "trl_version": trl_version, "results": results}
-    (args.out / "trl.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(args.out / "trl.json", summary)
     print(text)
     return summary
 
