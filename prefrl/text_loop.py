@@ -44,7 +44,20 @@ from prefrl.store import TEXT_FORMAT, PreferenceStore
 from prefrl.text_reward import TextRewardEnsemble
 from prefrl.trainer import RewardTrainer, TrainerConfig
 
-__all__ = ["TextLoopConfig", "TextPreferenceLoop"]
+__all__ = ["TextLoopConfig", "TextPreferenceLoop", "within_group_pairs"]
+
+
+def within_group_pairs(n: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every pair of completions that share a prompt, for ``n`` completions in adjacent groups of ``group``.
+
+    Returns:
+        (a, b): long [n / group * C(group, 2)] indices with a < b in the same group, group by group.
+    """
+    if group < 2 or n % group:
+        raise ValueError(f"{n} completions do not form groups of {group} >= 2")
+    i, j = torch.triu_indices(group, group, offset=1)
+    base = torch.arange(0, n, group).unsqueeze(1)
+    return (base + i).flatten(), (base + j).flatten()
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,11 @@ class TextLoopConfig:
     total_completions: int = 2560
     """Completions the policy will generate over the run; the schedule spreads the later labels over them."""
     rank_k: int = 2
-    """Completions per query and per prompt in a rollout: 2 = pairs, K > 2 = rankings."""
+    """Completions per query: 2 = pairs, K > 2 = rankings."""
+    group_size: int = 0
+    """Completions per prompt in a rollout (0 = rank_k). With pairs (rank_k = 2) a larger group makes every pair
+    of a prompt's G completions a candidate, C(G, 2) per prompt, so the query method picks the pair that differs
+    (the most informative pair of many completions, not the two that happened to be drawn together)."""
     query: str = "disagreement"
     """Query selection among candidate groups: disagreement, entropy or random."""
     pool_rollouts: int = 32
@@ -76,16 +93,26 @@ class TextLoopConfig:
     """Asynchronous labelers (people): the share of the queries due by now that must be answered before the
     policy goes on (:meth:`TextPreferenceLoop.wait_for_labels`); 0 = never wait. Only posted queries are waited for."""
 
+    @property
+    def group(self) -> int:
+        """Completions per prompt in a rollout: ``group_size``, or ``rank_k`` when that is 0."""
+        return self.group_size or self.rank_k
+
     def __post_init__(self) -> None:
-        checks = {"min_answered_share": 0.0 <= self.min_answered_share <= 1.0,"labels": self.labels >= 1, "total_completions": self.total_completions >= 1,
-                  "rank_k": self.rank_k >= 2, "pool_rollouts": self.pool_rollouts >= 1,
+        checks = {"min_answered_share": 0.0 <= self.min_answered_share <= 1.0, "labels": self.labels >= 1,
+                  "total_completions": self.total_completions >= 1, "rank_k": self.rank_k >= 2,
+                  "group_size": self.group_size == 0 or self.group_size >= self.rank_k,
+                  "pool_rollouts": self.pool_rollouts >= 1,
                   "round_completions": self.round_completions >= 1, "initial_steps": self.initial_steps >= 1,
                   "refit_steps": self.refit_steps >= 1, "reward_std": self.reward_std > 0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"TextLoopConfig: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} out of range "
-                             "(labels, total_completions, steps >= 1; rank_k >= 2; reward_std > 0; "
-                             "min_answered_share in [0, 1])")
+                             "(labels, total_completions, steps >= 1; rank_k >= 2; group_size 0 or >= rank_k; "
+                             "reward_std > 0; min_answered_share in [0, 1])")
+        if self.group_size not in (0, self.rank_k) and self.rank_k != 2:
+            raise ValueError(f"TextLoopConfig: group_size={self.group_size} > rank_k={self.rank_k}: larger groups "
+                             "are for pairs (rank_k=2); for rankings the group is the query (group_size 0)")
         if self.query not in QUERY_METHODS:
             raise ValueError(f"unknown query method {self.query!r}; choose one of {QUERY_METHODS}")
 
@@ -176,20 +203,28 @@ class TextPreferenceLoop(LabelWaiting):
 
     def add_rollout(self, prompts: Sequence[str], completions: Sequence[str],
                     true_scores: Sequence[float] | torch.Tensor) -> Segments:
-        """Adds a rollout's groups (completions kK..kK+K-1 share a prompt) as candidates.
+        """Adds a rollout's groups (completions gG..gG+G-1 share a prompt, G = ``config.group``) as candidates.
+
+        Candidates are the groups themselves (G = rank_k) or, for pairs from larger groups, every pair of a
+        group: C(G, 2) per prompt.
 
         Returns:
             the completions as Segments (``obs`` uint8 [B, 1, 2, width]).
         """
-        K = self.config.rank_k
-        if len(completions) % K:
-            raise ValueError(f"{len(completions)} completions do not form groups of rank_k={K}")
-        for g in range(0, len(prompts), K):
-            if len(set(prompts[g : g + K])) != 1:
-                raise ValueError(f"completions {g}..{g + K - 1} must share one prompt (groups of rank_k={K})")
+        K, G = self.config.rank_k, self.config.group
+        name = "group_size" if self.config.group_size else "rank_k"
+        if len(completions) % G:
+            raise ValueError(f"{len(completions)} completions do not form groups of {name}={G}")
+        for g in range(0, len(prompts), G):
+            if len(set(prompts[g : g + G])) != 1:
+                raise ValueError(f"completions {g}..{g + G - 1} must share one prompt (groups of {name}={G})")
         segs = self.rm.segments(prompts, completions, true_scores)
         self.pool.cap = self.config.pool_rollouts if self.labels_used else 1 << 30  # all initial rollouts count
-        self.pool.add(tuple(segs[k::K] for k in range(K)))
+        if G == K:
+            self.pool.add(tuple(segs[k::K] for k in range(K)))
+        else:
+            a, b = within_group_pairs(len(completions), G)
+            self.pool.add((segs[a], segs[b]))
         self.recent = [*self.recent, segs.obs[:, 0]][-self.config.pool_rollouts :]
         return segs
 
@@ -307,14 +342,19 @@ class TextPreferenceLoop(LabelWaiting):
         self.pool.entries, self.pool.cap = list(state["pool"]), state["pool_cap"]
         self.recent = list(state["recent"])
         extra = max(0, self.store.total_added - state["labels_stored"])
+        K = self.config.rank_k
         if extra and len(self.store) and len(self.pool):  # groups labeled after the checkpoint leave the pool
             t = self.store.tensors()["obs"]
-            stored = {bytes(o.numpy()) for o in t.flatten(0, 1).flatten(1)}
-            side0 = self.pool.sides()[0].obs.flatten(1)
-            done = [i for i, o in enumerate(side0) if bytes(o.numpy()) in stored]
+            if K == 2:  # a pair is done when both its completions were stored together (groups share completions)
+                stored = {bytes(o.numpy()) for o in t.flatten(1)}
+                sides = self.pool.sides()
+                keys = torch.cat([sides[0].obs.flatten(1), sides[1].obs.flatten(1)], 1)
+            else:  # a ranking's first completion is in none of the other groups
+                stored = {bytes(o.numpy()) for o in t.flatten(0, 1).flatten(1)}
+                keys = self.pool.sides()[0].obs.flatten(1)
+            done = [i for i, o in enumerate(keys) if bytes(o.numpy()) in stored]
             if done:
                 self.pool.remove(torch.tensor(done))
-        K = self.config.rank_k
         self.labels_used = state["labels_used"] + (extra if K == 2 else extra // (K * (K - 1) // 2))
         self.pairs_labeled, self.ties = state["pairs_labeled"] + extra, state["ties"]
         self.mean, self.std = state["mean"], state["std"]

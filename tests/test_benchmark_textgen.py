@@ -65,6 +65,20 @@ def test_kwise_rankings_store_all_their_pairs_and_sft_is_an_arm(tmp_path):
     assert all(sorted(r["ranks"])[0] == 0 for r in rankings)
 
 
+def test_group_size_makes_every_pair_of_a_prompt_a_candidate(tmp_path):
+    """--group-size 4 with pairs: rollouts of 4 completions per prompt, pairs asked within a prompt."""
+    cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--quick", "--model", "tiny", "--group-size", "4"])
+    assert (cfg.group_size, cfg.rank_k, cfg.batch_size) == (4, 2, 8)
+    out = tmp_path / "g4"
+    summary = textgen.main(["--synthetic-oracle", "--quick", "--model", "tiny", "--group-size", "4",
+                            "--reward-model", "frozen", "--out", str(out)])
+    assert summary["labels_used"] == summary["pairs_labeled"] == 6
+    from prefrl import iter_records
+
+    recs = list(iter_records(out / "labels-seed0.sqlite"))
+    assert len(recs) == 6 and all(r["prompt"] for r in recs)
+
+
 @pytest.mark.parametrize("k, batch", [(2, 4), (3, 6), (5, 10)])
 def test_quick_rounds_its_batch_up_to_whole_rankings(k, batch):
     cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--quick", "--model", "tiny", "--rank-k", str(k)])
@@ -81,6 +95,9 @@ def test_quick_rounds_its_batch_up_to_whole_rankings(k, batch):
         (["--batch-size", "5"], "multiple of --rank-k"),
         (["--rank-k", "1"], "--rank-k must be >= 2"),
         (["--rank-k", "3", "--batch-size", "16"], "multiple of --rank-k=3"),
+        (["--group-size", "3", "--batch-size", "16"], "multiple of --group-size=3"),
+        (["--group-size", "6", "--rank-k", "3"], "with --rank-k 3 the group is the ranked query"),
+        (["--group-size", "2", "--rank-k", "3"], "give 0 (= --rank-k)"),
         (["--labels", "1000", "--iterations", "2"], "exceed"),
         (["--labels", "0"], "--labels must be >= 1"),
         (["--noise", "1.5"], "--noise"),

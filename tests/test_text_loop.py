@@ -6,6 +6,7 @@ import torch
 from envs.text_tasks import imdb_reviews, vader_compound
 from prefrl import PreferenceStore, SyntheticOracle, TextLoopConfig, TextPreferenceLoop, iter_records, pearson
 from prefrl.store import TEXT_FORMAT
+from prefrl.text_loop import within_group_pairs
 from prefrl.text_reward import FrozenTextEnsemble, SentenceEncoder, decode_texts
 
 W = 2 + 4 * 200
@@ -90,6 +91,41 @@ def test_loop_with_rankings_stores_all_pairs(encoder):
         if it >= 1:
             loop.label_due((it - 1) * 12)
     assert loop.labels_used == 12 and loop.pairs_labeled == 36 == len(loop.store)
+
+
+def test_within_group_pairs_known_values():
+    a, b = within_group_pairs(8, 4)
+    assert a.tolist() == [0, 0, 0, 1, 1, 2, 4, 4, 4, 5, 5, 6]
+    assert b.tolist() == [1, 2, 3, 2, 3, 3, 5, 6, 7, 6, 7, 7]
+    assert [t.tolist() for t in within_group_pairs(4, 2)] == [[0, 2], [1, 3]]  # groups of 2: the pairs as drawn
+    with pytest.raises(ValueError, match="groups of 3"):
+        within_group_pairs(8, 3)
+
+
+def test_loop_pairs_from_larger_groups(encoder):
+    """group_size 4: every pair of a prompt's 4 completions is a candidate, and the pairs asked share a prompt."""
+    cfg = TextLoopConfig(labels=20, total_completions=5 * 16, group_size=4, round_completions=16, initial_steps=5,
+                         refit_steps=2, seed=0)
+    loop = TextPreferenceLoop(FrozenTextEnsemble(encoder, W), SyntheticOracle(noise=0.0, seed=1), cfg)
+    gen = rollouts(8, 16, 4)
+    for _ in range(2):  # 2 rollouts of 4 prompts x 4 completions: 2 x 4 x 6 candidate pairs
+        loop.add_rollout(*next(gen))
+    assert len(loop.pool) == 48
+    assert loop.label_due(0) == loop.schedule.initial_labels == 5
+    assert len(loop.pool) == 43  # the asked pairs leave; their completions stay in the other pairs
+    for it in range(5):
+        loop.add_rollout(*next(gen))
+        loop.label_due((it + 1) * 16)
+    assert loop.labels_used == 20 == loop.pairs_labeled == len(loop.store)
+    prompts0, _ = decode_texts(loop.store.tensors()["obs"][:, 0])
+    prompts1, _ = decode_texts(loop.store.tensors()["obs"][:, 1])
+    assert prompts0 == prompts1
+    with pytest.raises(ValueError, match="groups of group_size=4"):
+        loop.add_rollout(["a"] * 6, list("uvwxyz"), [0.0] * 6)
+    with pytest.raises(ValueError, match="group_size=3 out of range"):
+        TextLoopConfig(rank_k=4, group_size=3)
+    with pytest.raises(ValueError, match="larger groups are for pairs"):
+        TextLoopConfig(rank_k=3, group_size=6)
 
 
 def test_loop_bad_input(encoder):

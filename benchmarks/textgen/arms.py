@@ -100,7 +100,7 @@ def make_loop(cfg: TextBenchConfig, seed: int, out: Path, tokenizer, opts: "RunO
     torch.manual_seed(seed)
     width = text_width(tokenizer, max(cfg.prompt_tokens[1], cfg.max_new_tokens))
     loop_cfg = TextLoopConfig(labels=cfg.labels, total_completions=cfg.iterations * cfg.batch_size, rank_k=cfg.rank_k,
-                              query=cfg.query, pool_rollouts=cfg.pool_rollouts,
+                              group_size=cfg.group_size, query=cfg.query, pool_rollouts=cfg.pool_rollouts,
                               round_completions=cfg.round_completions, initial_steps=cfg.initial_fit_steps,
                               refit_steps=cfg.refit_steps, reward_std=cfg.reward_std, seed=seed)
     rm = make_text_reward_model(cfg.reward_model, width).to(cfg.device)
@@ -286,7 +286,7 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
         if lr is not None and state is None:
             n0 = lr.schedule.initial_labels
             for k in range(math.ceil(cfg.pool_factor * n0 / (cfg.batch_size // cfg.rank_k))):
-                ro = ppo.rollout(envs, train_seeds(seed, 10_000 + k, cfg.batch_size, cfg.rank_k))
+                ro = ppo.rollout(envs, train_seeds(seed, 10_000 + k, cfg.batch_size, cfg.group_size or cfg.rank_k))
                 lr.add_rollout(ro.prompts, ro.completions, ro.true_scores)  # candidates from the zero-shot model
             lr.label_due(0)
             bar.write(f"  seed {seed} learned: {lr.labels_used} initial labels, RM held-out accuracy "
@@ -300,7 +300,7 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             # purge_step: after a resume, the iterations past the checkpoint are logged again, not twice
             writer = SummaryWriter(str(opts.tensorboard / f"{arm}-seed{seed}"), purge_step=start + 1 if start else None)
         for it in range(start, cfg.iterations):
-            ro = ppo.rollout(envs, train_seeds(seed, it, cfg.batch_size, cfg.rank_k))
+            ro = ppo.rollout(envs, train_seeds(seed, it, cfg.batch_size, cfg.group_size or cfg.rank_k))
             times["gen_time"] += ro.gen_seconds
             times["gen_tokens"] += ro.gen_tokens
             episodes += len(ro.prompts)

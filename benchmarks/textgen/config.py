@@ -34,6 +34,11 @@ class TextBenchConfig:
     rank_k: int = 2
     """Completions per query: 2 = a pair; K > 2 = the oracle ranks K completions of a prompt (InstructGPT),
     giving C(K, 2) pairwise labels; --labels then counts rankings."""
+    group_size: int = 0
+    """Completions per prompt in each rollout (0 = --rank-k). With pairs, G > 2 makes every pair of a prompt's G
+    completions a query candidate (C(G, 2) per prompt), so the query method can pick two that differ: for tasks
+    where the start policy rarely scores (most pairs tie). The zero-shot candidate pool keeps its size in
+    completions (--pool-factor x initial labels x 2)."""
     max_new_tokens: int = 20
     """Tokens generated per completion (fewer if the model ends with EOS)."""
     prompt_tokens: tuple[int, int] = (8, 16)
@@ -163,7 +168,7 @@ def parse_config(argv: list[str] | None,
     if problem:
         fail(problem)
     if cmd.quick:
-        k = max(cmd.bench.rank_k, 2)  # --quick's 4 completions a round as whole queries of --rank-k, at least 2
+        k = max(cmd.bench.group_size or cmd.bench.rank_k, 2)  # --quick's 4 completions a round as whole groups
         quick = dict(QUICK, batch_size=k * max(2, -(-QUICK["batch_size"] // k)))
         cmd, _ = with_unset(cmd, quick, defaults_of(parser.get_default, cmd))
         cfg = cmd.bench
@@ -179,16 +184,21 @@ def parse_config(argv: list[str] | None,
         fail(f"--prompt-tokens must be two lengths 1 <= MIN <= MAX, got {cfg.prompt_tokens[0]} {cfg.prompt_tokens[1]}")
     if cfg.rank_k < 2:
         fail(f"--rank-k must be >= 2 (completions compared per query), got {cfg.rank_k}")
-    if cfg.batch_size < cfg.rank_k or cfg.batch_size % cfg.rank_k:
-        fail(f"--batch-size must be a multiple of --rank-k={cfg.rank_k} (that many completions per prompt), "
-             f"got {cfg.batch_size}")
+    if cfg.group_size and (cfg.group_size < cfg.rank_k or (cfg.group_size > cfg.rank_k and cfg.rank_k != 2)):
+        fail(f"--group-size {cfg.group_size}: give 0 (= --rank-k), or with pairs (--rank-k 2) any size >= 2; "
+             f"with --rank-k {cfg.rank_k} the group is the ranked query")
+    G = cfg.group_size or cfg.rank_k
+    if cfg.batch_size < G or cfg.batch_size % G:
+        fail(f"--batch-size must be a multiple of --{'group-size' if cfg.group_size else 'rank-k'}={G} (that many "
+             f"completions per prompt), got {cfg.batch_size}")
     if cfg.labels < 1:
         fail(f"--labels must be >= 1, got {cfg.labels}")
-    groups = cfg.iterations * cfg.batch_size // cfg.rank_k
+    groups = cfg.iterations * cfg.batch_size // G * (G * (G - 1) // 2 if G > cfg.rank_k else 1)
     later = cfg.labels - max(round(0.25 * cfg.labels), 1)  # the first 25% come from the zero-shot pool
     if later > groups:
         fail(f"--labels {cfg.labels}: the {later} labels due during training exceed the {groups} queries the "
-             f"run generates (--iterations x --batch-size / --rank-k): lower --labels or raise --iterations")
+             f"run generates (--iterations x prompts per rollout x candidates per prompt): lower --labels or raise "
+             f"--iterations")
     if not 0.0 <= cfg.noise <= 1.0:
         fail(f"--noise must be in [0, 1], got {cfg.noise}")
     if cfg.sft_steps < 0:
@@ -293,7 +303,7 @@ def resume_problem(out: Path, cfg: TextBenchConfig) -> str | None:
         return f"--resume: {out} holds no run to continue ({RUN_FILE} is missing); start it without --resume"
     from benchmarks.checks import flags_differ
 
-    saved = {"fixed_kl": False, "min_kl_coef": 0.0,  # runs before these flags: adaptive, no floor
+    saved = {"fixed_kl": False, "min_kl_coef": 0.0, "group_size": 0,  # runs before these flags
              **json.loads(path.read_text())["config"]}
     differ = flags_differ(saved, _run_config(cfg))
     if differ:
