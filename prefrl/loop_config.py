@@ -22,7 +22,7 @@ class LoopConfig:
     candidate_factor: int = 10
     """Candidate pairs drawn per label wanted (paper: ~10x)."""
     query: str = "disagreement"
-    """Query selection: "disagreement", "entropy" or "random"."""
+    """Query selection: "disagreement", "entropy", "gap" or "random"."""
     initial_fraction: float = 0.25
     """Share of the budget labeled from the initial (random) policy before training."""
     t0_fraction: float = 0.1

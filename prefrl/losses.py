@@ -23,6 +23,7 @@ __all__ = [
     "kwise_ranking_loss",
     "disagreement",
     "mean_entropy",
+    "gap_upper_bound",
     "temporal_consistency_loss",
     "temporal_contrastive_loss",
     "inverse_dynamics_loss",
@@ -180,6 +181,25 @@ def mean_entropy(p: torch.Tensor) -> torch.Tensor:
     assert p.dim() == 1, f"p must be [E, N] or [N], got {tuple(p.shape)}"
     p = p.clamp(1e-7, 1 - 1e-7)
     return -(p * p.log() + (1 - p) * (1 - p).log())
+
+
+def gap_upper_bound(delta: torch.Tensor) -> torch.Tensor:
+    """How much two segments may differ: the ensemble's mean return gap plus its spread.
+
+    u = |mean_e D_e| + std_e D_e,   D_e = R_e(s1) - R_e(s2)
+
+    A pair scores high when the members agree it differs (a label that teaches which way) or disagree
+    about it (a label that settles them). Unlike disagreement of P[s1 > s2], it keeps looking for rare
+    pairs that differ once the model has seen a few, where most candidate pairs are equal (ties).
+
+    Args:
+        delta: [E, N] each member's return difference for N pairs.
+
+    Returns:
+        [N] upper bound on the absolute gap (population std over the E members).
+    """
+    assert delta.dim() == 2, f"delta must be [E, N], got {tuple(delta.shape)}"
+    return delta.mean(dim=0).abs() + delta.std(dim=0, unbiased=False)
 
 
 def temporal_consistency_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ class QuerySampler:
     Args:
         segment_length: L, steps per clip.
         candidate_factor: candidate pairs drawn per query wanted (the paper: ~10).
-        method: "disagreement", "entropy" or "random" (an unfit model always picks at random).
+        method: "disagreement", "entropy", "gap" or "random" (an unfit model always picks at random).
         anchor_fraction: share of candidates whose second clip is a clip labeled before (0: the paper).
         generator: the torch generator every draw comes from (the loop shares its own).
     """

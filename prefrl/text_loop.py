@@ -75,7 +75,7 @@ class TextLoopConfig:
     of a prompt's G completions a candidate, C(G, 2) per prompt, so the query method picks the pair that differs
     (the most informative pair of many completions, not the two that happened to be drawn together)."""
     query: str = "disagreement"
-    """Query selection among candidate groups: disagreement, entropy or random."""
+    """Query selection among candidate groups: disagreement, entropy, gap or random."""
     pool_rollouts: int = 32
     """Candidates are the unlabeled groups of the last N rollouts (before the first round: every rollout
     added, e.g. extra samples of the initial policy); the reward is normalised over their completions."""

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from prefrl.losses import bt_loss, bt_probability, disagreement, kwise_ranking_loss, mean_entropy
+from prefrl.losses import bt_loss, bt_probability, disagreement, gap_upper_bound, kwise_ranking_loss, mean_entropy
 
 
 def test_bt_loss_is_log2_for_equal_returns_whatever_the_label():
@@ -65,6 +65,15 @@ def test_disagreement_and_entropy():
     h = mean_entropy(p)
     assert h[0].item() == pytest.approx(math.log(2), rel=1e-5)
     assert h[1] < h[0]
+
+
+def test_gap_upper_bound_known_values():
+    delta = torch.tensor([[1.0, -1.0, 0.0], [3.0, -1.0, 0.0]])  # [E=2, N=3] member return gaps
+    # |mean| + population std: |2| + 1, |-1| + 0, 0 + 0
+    assert torch.allclose(gap_upper_bound(delta), torch.tensor([3.0, 1.0, 0.0]))
+    assert torch.equal(gap_upper_bound(-delta), gap_upper_bound(delta))  # the order within a pair does not matter
+    with pytest.raises(AssertionError, match=r"\[E, N\]"):
+        gap_upper_bound(torch.zeros(3))
 
 
 def test_bad_noise_is_rejected():

@@ -32,6 +32,8 @@ def test_disagreement_picks_the_pairs_members_disagree_on():
     assert sorted(pick.tolist()) == contested.tolist()
     pick = select_queries(ens, s1, s2, 3, "entropy")
     assert len(set(pick.tolist())) == 3
+    pick = select_queries(ens, s1, s2, 3, "gap")  # the only pairs with a return gap (members 0, 2: +2, member 1: -2)
+    assert sorted(pick.tolist()) == contested.tolist()
     pick = select_queries(ens, s1, s2, 5, "random", torch.Generator().manual_seed(0))
     assert len(set(pick.tolist())) == 5
     with pytest.raises(ValueError, match="unknown query method"):
@@ -58,3 +60,26 @@ def test_schedule_bad_input():
     with pytest.raises(ValueError, match="total steps"):
         LabelSchedule(total_labels=10, total_steps=0)
     assert LabelSchedule(0, 100).due(50) == 0
+
+
+def test_gap_finds_the_rare_pairs_that_differ_when_the_members_agree():
+    """Where most pairs tie and the members agree on the few that differ, disagreement sees nothing; gap does."""
+    ens = MLPEnsemble((2,), (1,), n_members=3, hidden=(8,))
+    with torch.no_grad():  # every member: reward = x0
+        for w in ens.weights:
+            w.zero_()
+        for b in ens.biases:
+            b.zero_()
+        ens.weights[0][:, 0, 0] = 1.0
+        ens.weights[1][:, 0, 0] = 1.0
+    n, L = 30, 2
+    obs1, obs2 = torch.zeros(n, L, 2), torch.zeros(n, L, 2)
+    rare = torch.tensor([4, 9, 25])
+    obs2[rare, :, 0] = 1.0  # the only pairs whose returns differ (the second clip is better)
+    act = torch.zeros(n, L, 1)
+    s1, s2 = Segments(obs1, act, torch.zeros(n, L)), Segments(obs2, act, torch.zeros(n, L))
+    assert sorted(select_queries(ens, s1, s2, 3, "gap").tolist()) == rare.tolist()
+    from prefrl.queries import pair_probabilities, pair_return_gaps
+
+    assert torch.allclose(pair_return_gaps(ens, s1, s2)[:, rare], torch.full((3, 3), -2.0))  # L=2 steps of -1
+    assert pair_probabilities(ens, s1, s2).var(0).max() == 0  # the members agree everywhere: no disagreement

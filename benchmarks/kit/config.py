@@ -67,8 +67,8 @@ class RunConfig:
     """who labels"""
     noise: float = 0.1
     """probability that the oracle answers at random"""
-    query: Literal["disagreement", "entropy", "random"] = "disagreement"
-    """how queries are picked from the candidate pool"""
+    query: Literal["disagreement", "entropy", "gap", "random"] = "disagreement"
+    """how queries are picked from the candidate pool (gap: pairs the ensemble expects to differ most, for sparse tasks)"""
     seeds: tuple[int, ...] = (0,)
     """seeds; each runs both arms"""
     anchor_fraction: float | None = field(default=None, metadata={"default_text": "the family's"})

@@ -60,8 +60,9 @@ class TextBenchConfig:
     """Gradient steps of each later refit (warm start)."""
     noise: float = 0.1
     """Probability that the synthetic oracle answers at random."""
-    query: Literal["disagreement", "entropy", "random"] = "disagreement"
-    """Query selection: disagreement, entropy or random."""
+    query: Literal["disagreement", "entropy", "gap", "random"] = "disagreement"
+    """Query selection: disagreement, entropy, gap (the ensemble's mean return gap plus its spread: finds the rare
+    pairs that differ once the model has seen a few, for tasks where most pairs tie) or random."""
     pool_factor: int = 2
     """Candidate queries per wanted label for the initial batch, from the zero-shot model."""
     pool_rollouts: int = 32
