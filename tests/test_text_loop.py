@@ -102,10 +102,11 @@ def test_within_group_pairs_known_values():
         within_group_pairs(8, 3)
 
 
-def test_loop_pairs_from_larger_groups(encoder):
+@pytest.mark.parametrize("query", ["disagreement", "gap"])
+def test_loop_pairs_from_larger_groups(encoder, query):
     """group_size 4: every pair of a prompt's 4 completions is a candidate, and the pairs asked share a prompt."""
     cfg = TextLoopConfig(labels=20, total_completions=5 * 16, group_size=4, round_completions=16, initial_steps=5,
-                         refit_steps=2, seed=0)
+                         refit_steps=2, seed=0, query=query)
     loop = TextPreferenceLoop(FrozenTextEnsemble(encoder, W), SyntheticOracle(noise=0.0, seed=1), cfg)
     gen = rollouts(8, 16, 4)
     for _ in range(2):  # 2 rollouts of 4 prompts x 4 completions: 2 x 4 x 6 candidate pairs
