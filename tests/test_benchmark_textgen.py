@@ -1,6 +1,5 @@
 """benchmarks.textgen: smoke run with the tiny model, and its errors on bad input."""
 
-import dataclasses
 import json
 
 import pytest
@@ -172,17 +171,23 @@ def test_prompts_from_a_file_are_used_whole_and_still_scored_by_the_task(tmp_pat
     assert env.task.name == "length"
 
 
-def test_fixed_kl_keeps_beta_and_an_old_run_resumes_as_adaptive(tmp_path):
-    cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny", "--fixed-kl"])
-    assert cfg.fixed_kl and textgen.make_ppo(cfg, *_tiny(), seed=0).kl_ctl.target is None
+def test_kl_control_fixed_by_default_and_an_old_run_resumes_with_its_controller(tmp_path):
     cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny"])
-    assert textgen.make_ppo(cfg, *_tiny(), seed=0).kl_ctl.target == 4.0
-    floored, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny", "--min-kl-coef", "0.05"])
+    assert cfg.kl_control == "fixed" and textgen.make_ppo(cfg, *_tiny(), seed=0).kl_ctl.target is None
+    assert textgen.parse_config(["--synthetic-oracle", "--model", "tiny", "--fixed-kl"])[0] == cfg  # the old flag
+    adaptive, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny", "--adaptive-kl"])
+    assert adaptive == textgen.parse_config(["--synthetic-oracle", "--model", "tiny", "--kl-control", "adaptive"])[0]
+    assert textgen.make_ppo(adaptive, *_tiny(), seed=0).kl_ctl.target == 4.0
+    floored, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny", "--adaptive-kl",
+                                          "--min-kl-coef", "0.05"])
     assert textgen.make_ppo(floored, *_tiny(), seed=0).kl_ctl.floor == 0.05
-    saved = {k: v for k, v in textgen._run_config(cfg).items() if k not in ("fixed_kl", "min_kl_coef")}  # older run.json
-    (tmp_path / textgen.RUN_FILE).write_text(json.dumps({"config": saved}))
+    older = {k: v for k, v in textgen._run_config(adaptive).items() if k not in ("kl_control", "min_kl_coef")}
+    (tmp_path / textgen.RUN_FILE).write_text(json.dumps({"config": older}))  # a run.json before both flags
+    assert textgen.resume_problem(tmp_path, adaptive) is None  # it ran the adaptive controller
+    assert "--kl-control 'adaptive' -> 'fixed'" in textgen.resume_problem(tmp_path, cfg)
+    (tmp_path / textgen.RUN_FILE).write_text(json.dumps({"config": {**older, "fixed_kl": True}}))  # --fixed-kl era
     assert textgen.resume_problem(tmp_path, cfg) is None
-    assert "--fixed-kl False -> True" in textgen.resume_problem(tmp_path, dataclasses.replace(cfg, fixed_kl=True))
+    assert "--kl-control 'fixed' -> 'adaptive'" in textgen.resume_problem(tmp_path, adaptive)
 
 
 def _tiny():

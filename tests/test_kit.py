@@ -60,7 +60,7 @@ def test_non_default_configs_round_trip():
                                       prompt_tokens=(2, 5), prompt_file=Path("p.txt"), labels=7, reward_model="frozen", round_completions=5,
                                       initial_fit_steps=4, refit_steps=1, noise=0.0, query="entropy", pool_factor=3,
                                       pool_rollouts=2, eval_prompts=5, lr=3e-5, train_layers=0, init_kl_coef=0.2,
-                                      target_kl=2.0, fixed_kl=True, min_kl_coef=0.02, sft_steps=2, ptx_coef=0.1, reward_std=1.5, seeds=(4,),
+                                      target_kl=2.0, kl_control="adaptive", min_kl_coef=0.02, sft_steps=2, ptx_coef=0.1, reward_std=1.5, seeds=(4,),
                                       device="cpu"))
     assert parse(textgen.TextCommand, to_argv(text)) == text
     assert from_namespace(textgen.TextCommand, textgen.build_parser().parse_args(to_argv(text))) == text

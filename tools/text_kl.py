@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     cfg = TextBenchConfig(task=args.task, model=args.model, iterations=args.iterations, device="cpu",
-                          init_kl_coef=args.init_kl_coef, fixed_kl=args.controller == "fixed",
+                          init_kl_coef=args.init_kl_coef, kl_control="fixed" if args.controller == "fixed" else "adaptive",
                           min_kl_coef=args.init_kl_coef if args.controller == "floor" else 0.0)
     base, tok = load_policy(cfg.model)
     for prm in base.parameters():

@@ -10,7 +10,7 @@ from pathlib import Path
 from benchmarks.checks import seeds_problem
 
 
-QUERIES = ("disagreement", "entropy", "random")
+QUERIES = ("disagreement", "entropy", "gap", "random")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "PREFRL_CPUS")
 """Environment variables a task sets to its CPU share (``PREFRL_CPUS`` is the harness's core count)."""

@@ -84,7 +84,7 @@ def make_ppo(cfg: TextBenchConfig, base_model, tokenizer, seed: int):
     from agents.lm_ppo import LMPPO, LMPPOConfig
 
     pcfg = LMPPOConfig(lr=cfg.lr, train_layers=cfg.train_layers or None, init_kl_coef=cfg.init_kl_coef,
-                       target_kl=None if cfg.fixed_kl else cfg.target_kl,
+                       target_kl=None if cfg.kl_control == "fixed" else cfg.target_kl,
                        kl_coef_floor=cfg.min_kl_coef, ptx_coef=cfg.ptx_coef, seed=seed,
                        minibatch_size=min(8, cfg.batch_size))
     return LMPPO(copy.deepcopy(base_model), tokenizer, pcfg, device=cfg.device, ref_model=base_model)

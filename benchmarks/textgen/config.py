@@ -77,9 +77,13 @@ class TextBenchConfig:
     init_kl_coef: float = 0.05
     """Starting KL coefficient beta."""
     target_kl: float = 4.0
-    """Per-sequence KL target of the adaptive controller, in nats (> 0)."""
-    fixed_kl: bool = False
-    """Keep the KL coefficient at --init-kl-coef for the whole run (no adaptive controller; --target-kl unused)."""
+    """Per-sequence KL target in nats (> 0): the adaptive controller steers to it; with a fixed beta it is the
+    reference the summary's training KL is read against (kept within 2x on the imdb seeds)."""
+    kl_control: Literal["fixed", "adaptive"] = field(
+        default="fixed", metadata={"aliases": {"--fixed-kl": "fixed", "--adaptive-kl": "adaptive"}})
+    """fixed: beta stays at --init-kl-coef (training KL stayed within 2x --target-kl on three imdb seeds);
+    adaptive: the log-space controller of Ziegler et al. steers beta to --target-kl (its KL peaked at 12-16 nats,
+    as the policy jumps within one or two updates, faster than any controller reacting after an update)."""
     min_kl_coef: float = 0.0
     """Lowest KL coefficient the adaptive controller may set (0 = none): keeps beta from winding down while the
     policy has not moved yet, so it is there when the KL passes the target."""
@@ -212,8 +216,8 @@ def parse_config(argv: list[str] | None,
     if problem:
         fail(problem)
     if cfg.target_kl <= 0:
-        fail(f"--target-kl must be > 0 (nats per completion), got {cfg.target_kl}; for a fixed KL coefficient "
-             "give --fixed-kl (beta stays at --init-kl-coef)")
+        fail(f"--target-kl must be > 0 (nats per completion), got {cfg.target_kl}; beta stays at --init-kl-coef "
+             "with --kl-control fixed (the default)")
     if cfg.lr <= 0 or cfg.train_layers < 0 or cfg.init_kl_coef < 0 or cfg.ptx_coef < 0:
         fail("--lr must be > 0 and --train-layers, --init-kl-coef, --ptx-coef >= 0")
     if not (math.isfinite(cfg.min_kl_coef) and cfg.min_kl_coef >= 0):
@@ -304,8 +308,10 @@ def resume_problem(out: Path, cfg: TextBenchConfig) -> str | None:
         return f"--resume: {out} holds no run to continue ({RUN_FILE} is missing); start it without --resume"
     from benchmarks.checks import flags_differ
 
-    saved = {"fixed_kl": False, "min_kl_coef": 0.0, "group_size": 0,  # runs before these flags
+    saved = {"min_kl_coef": 0.0, "group_size": 0,  # runs before these flags
              **json.loads(path.read_text())["config"]}
+    if "kl_control" not in saved:  # runs before --kl-control: adaptive unless --fixed-kl was given
+        saved["kl_control"] = "fixed" if saved.pop("fixed_kl", False) else "adaptive"
     differ = flags_differ(saved, _run_config(cfg))
     if differ:
         return f"--resume: the flags differ from the run in {out}: {'; '.join(differ)}; give the same flags"
