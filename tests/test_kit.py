@@ -143,3 +143,13 @@ def test_a_learned_arm_short_of_its_labels_is_named_in_the_warnings():
     assert out[0].startswith("seed 1: the learned arm counted 29 of the 30 labels asked before it ended (27 stored by the end)")
     assert out[1].startswith("seed 2:") and "never fit" in out[1]
     assert label_shortfall([{"seed": 0, "labels_used": 5}]) == [], "results written before the field: no warning"
+
+
+def test_the_commands_offer_the_query_methods_the_library_has():
+    import typing
+
+    from benchmarks.kit.config import QueryMethod
+    from benchmarks.sweep.grid import QUERIES
+    from prefrl import QUERY_METHODS
+
+    assert typing.get_args(QueryMethod) == QUERY_METHODS == QUERIES

@@ -15,6 +15,10 @@ from typing import Any, Literal
 
 from benchmarks.kit.flags import flat_fields, json_flags, replace_flat
 
+QueryMethod = Literal["disagreement", "entropy", "gap", "random"]
+"""The query methods a command offers: ``prefrl.QUERY_METHODS`` (tested equal; spelled out here so that
+parsing flags does not import torch)."""
+
 LABELERS = ("synthetic-oracle", "web")
 
 
@@ -67,7 +71,7 @@ class RunConfig:
     """who labels"""
     noise: float = 0.1
     """probability that the oracle answers at random"""
-    query: Literal["disagreement", "entropy", "gap", "random"] = "disagreement"
+    query: QueryMethod = "disagreement"
     """how queries are picked from the candidate pool (gap: pairs the ensemble expects to differ most, for sparse tasks)"""
     seeds: tuple[int, ...] = (0,)
     """seeds; each runs both arms"""

@@ -4,13 +4,15 @@
 import argparse
 import json
 import shlex
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.checks import seeds_problem
+from benchmarks.kit.config import QueryMethod
 
 
-QUERIES = ("disagreement", "entropy", "gap", "random")
+QUERIES = typing.get_args(QueryMethod)
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "PREFRL_CPUS")
 """Environment variables a task sets to its CPU share (``PREFRL_CPUS`` is the harness's core count)."""

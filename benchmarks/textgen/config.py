@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, NoReturn
 
-from benchmarks.kit.config import LabelerConfig, defaults_of, with_unset
+from benchmarks.kit.config import LabelerConfig, QueryMethod, defaults_of, with_unset
 from benchmarks.kit.flags import add_flags, from_namespace, json_flags
 
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "samples.md")
@@ -60,7 +60,7 @@ class TextBenchConfig:
     """Gradient steps of each later refit (warm start)."""
     noise: float = 0.1
     """Probability that the synthetic oracle answers at random."""
-    query: Literal["disagreement", "entropy", "gap", "random"] = "disagreement"
+    query: QueryMethod = "disagreement"
     """Query selection: disagreement, entropy, gap (the ensemble's mean return gap plus its spread: finds the rare
     pairs that differ once the model has seen a few, for tasks where most pairs tie) or random."""
     pool_factor: int = 2
