@@ -1,5 +1,6 @@
 """benchmarks.textgen: smoke run with the tiny model, and its errors on bad input."""
 
+import dataclasses
 import json
 
 import pytest
@@ -181,14 +182,17 @@ def test_kl_control_fixed_by_default_and_an_old_run_resumes_with_its_controller(
     floored, _, _ = textgen.parse_config(["--synthetic-oracle", "--model", "tiny", "--adaptive-kl",
                                           "--min-kl-coef", "0.05"])
     assert textgen.make_ppo(floored, *_tiny(), seed=0).kl_ctl.floor == 0.05
-    older = {k: v for k, v in textgen._run_config(adaptive).items() if k not in ("kl_control", "min_kl_coef")}
-    (tmp_path / textgen.RUN_FILE).write_text(json.dumps({"config": older}))  # a run.json before both flags
+    assert cfg.reward_norm == "initial"
+    older = {k: v for k, v in textgen._run_config(adaptive).items()
+             if k not in ("kl_control", "min_kl_coef", "reward_norm")}
+    (tmp_path / textgen.RUN_FILE).write_text(json.dumps({"config": older}))  # a run.json before these flags
+    assert "--reward-norm 'recent' -> 'initial'" in textgen.resume_problem(tmp_path, adaptive)  # it ran 'recent'
+    adaptive, cfg = (dataclasses.replace(c, reward_norm="recent") for c in (adaptive, cfg))
     assert textgen.resume_problem(tmp_path, adaptive) is None  # it ran the adaptive controller
     assert "--kl-control 'adaptive' -> 'fixed'" in textgen.resume_problem(tmp_path, cfg)
     (tmp_path / textgen.RUN_FILE).write_text(json.dumps({"config": {**older, "fixed_kl": True}}))  # --fixed-kl era
     assert textgen.resume_problem(tmp_path, cfg) is None
     assert "--kl-control 'fixed' -> 'adaptive'" in textgen.resume_problem(tmp_path, adaptive)
-
 
 def _tiny():
     from envs.tiny_lm import tiny_causal_lm

@@ -129,6 +129,36 @@ def test_loop_pairs_from_larger_groups(encoder, query):
         TextLoopConfig(rank_k=3, group_size=6)
 
 
+@pytest.mark.parametrize("norm", ["initial", "recent"])
+def test_learned_reward_scale_is_fixed_on_the_named_completions(encoder, norm):
+    """After every fit the reward has mean 0 and std reward_std over the initial completions (``initial``: kept
+    from the first fit, whatever the policy samples later) or over the last pool_rollouts rollouts (``recent``)."""
+    torch.manual_seed(0)
+    cfg = TextLoopConfig(labels=24, total_completions=6 * 16, pool_rollouts=2, round_completions=16, initial_steps=20,
+                         refit_steps=10, reward_std=0.5, reward_norm=norm, seed=0)
+    loop = TextPreferenceLoop(FrozenTextEnsemble(encoder, W), SyntheticOracle(noise=0.0, seed=0), cfg)
+    gen = rollouts(8, 16, 2)
+    initial = [loop.add_rollout(*next(gen)) for _ in range(2)]
+    loop.label_due(0)
+    assert (loop.reference is not None) == (norm == "initial")
+    for it in range(6):
+        last = loop.add_rollout(*next(gen))
+        loop.label_due((it + 1) * 16)
+    assert loop.labels_used == 24
+    over = [seg.obs[:, 0] for seg in initial] if norm == "initial" else loop.recent  # text bytes [B, 2, W]
+    assert len(over) == 2 and not torch.equal(torch.cat(over), torch.cat(loop.recent if norm == "initial" else
+                                                                          [seg.obs[:, 0] for seg in initial]))
+    r = (loop.rm.rewards(torch.cat(over)).mean(0) - loop.mean) / loop.std * cfg.reward_std  # as loop.reward does
+    assert float(r.mean()) == pytest.approx(0.0, abs=1e-4)
+    assert float(r.std()) == pytest.approx(0.5, rel=1e-3)
+    # the state carries the reference, so a resumed loop keeps the same scale
+    state = loop.state_dict()
+    again = TextPreferenceLoop(FrozenTextEnsemble(encoder, W), SyntheticOracle(noise=0.0, seed=0), cfg)
+    again.load_state_dict(state)
+    assert (again.reference is None) == (norm == "recent")
+    assert torch.equal(again.reward(initial[0])[0], loop.reward(initial[0])[0])
+
+
 def test_loop_bad_input(encoder):
     loop = TextPreferenceLoop(FrozenTextEnsemble(encoder, W), SyntheticOracle(), TextLoopConfig())
     with pytest.raises(ValueError, match="share one prompt"):
@@ -141,6 +171,8 @@ def test_loop_bad_input(encoder):
         TextLoopConfig(labels=0)
     with pytest.raises(ValueError, match="unknown query"):
         TextLoopConfig(query="best")
+    with pytest.raises(ValueError, match="reward_norm='batch'"):
+        TextLoopConfig(reward_norm="batch")
     store = PreferenceStore()
     store.set_meta("obs_format", "frames")
     with pytest.raises(ValueError, match="separate store"):

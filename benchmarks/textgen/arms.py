@@ -102,7 +102,8 @@ def make_loop(cfg: TextBenchConfig, seed: int, out: Path, tokenizer, opts: "RunO
     loop_cfg = TextLoopConfig(labels=cfg.labels, total_completions=cfg.iterations * cfg.batch_size, rank_k=cfg.rank_k,
                               group_size=cfg.group_size, query=cfg.query, pool_rollouts=cfg.pool_rollouts,
                               round_completions=cfg.round_completions, initial_steps=cfg.initial_fit_steps,
-                              refit_steps=cfg.refit_steps, reward_std=cfg.reward_std, seed=seed)
+                              refit_steps=cfg.refit_steps, reward_std=cfg.reward_std,
+                              reward_norm=cfg.reward_norm, seed=seed)
     rm = make_text_reward_model(cfg.reward_model, width).to(cfg.device)
     labeler = SyntheticOracle(noise=cfg.noise, seed=seed)
     if opts is not None and opts.labeler == "web":  # queries wait in the store's file; people answer in the page

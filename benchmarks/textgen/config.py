@@ -66,8 +66,8 @@ class TextBenchConfig:
     pool_factor: int = 2
     """Candidate queries per wanted label for the initial batch, from the zero-shot model."""
     pool_rollouts: int = 32
-    """After the initial batch, candidates are the unlabeled groups of the last N rollouts, and the learned
-    reward is normalised over their completions."""
+    """After the initial batch, candidates are the unlabeled groups of the last N rollouts (and, with
+    --reward-norm recent, the learned reward is normalised over their completions)."""
     eval_prompts: int = 64
     """Evaluation prompts (reset seeds disjoint from training) every arm is scored on."""
     lr: float = 1e-4
@@ -96,6 +96,11 @@ class TextBenchConfig:
     """PPO-ptx gamma: weight of the LM loss on real review text (0 = off)."""
     reward_std: float = 0.5
     """Std the learned reward is normalised to (zero mean), about the spread of zero-shot VADER scores."""
+    reward_norm: Literal["initial", "recent"] = "initial"
+    """Completions the learned reward's mean and std are taken over after each fit: initial (the zero-shot
+    model's, so the reward keeps one scale all run, as the true score does) or recent (the last --pool-rollouts
+    rollouts', the default before 2026-12-06: the scale grows as the policy narrows, and the learned arm's KL
+    with it)."""
     seeds: tuple[int, ...] = (0,)
     """Seeds; each runs every arm."""
     device: str = "auto"
@@ -309,7 +314,7 @@ def resume_problem(out: Path, cfg: TextBenchConfig) -> str | None:
         return f"--resume: {out} holds no run to continue ({RUN_FILE} is missing); start it without --resume"
     from benchmarks.checks import flags_differ
 
-    saved = {"min_kl_coef": 0.0, "group_size": 0,  # runs before these flags
+    saved = {"min_kl_coef": 0.0, "group_size": 0, "reward_norm": "recent",  # runs before these flags
              **json.loads(path.read_text())["config"]}
     if "kl_control" not in saved:  # runs before --kl-control: adaptive unless --fixed-kl was given
         saved["kl_control"] = "fixed" if saved.pop("fixed_kl", False) else "adaptive"
