@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,19 +138,25 @@ class LMPPO:
     # ------------------------------------------------------------ rollouts
 
     @torch.no_grad()
-    def rollout(self, envs: Sequence[Any], seeds: Sequence[int | None]) -> Rollout:
+    def rollout(self, envs: Sequence[Any], seeds: Sequence[int | None], temperature: float | None = None) -> Rollout:
         """Samples one episode in each env, batched, with the KV cache kept across steps.
 
         Args:
             envs: B ``TextGenEnv`` instances (the same ``max_new_tokens``).
             seeds: B reset seeds (equal seeds give equal prompts: use them
                 for several completions of one prompt).
+            temperature: sampling temperature of this rollout only (default the
+                config's). Its ``logp`` are then at that temperature: such a
+                rollout is for candidates or evaluation, not for :meth:`update`.
 
         Returns:
             A :class:`Rollout`.
         """
         if len(envs) != len(seeds) or not envs:
             raise ValueError(f"need one seed per env and >= 1 env, got {len(envs)} envs, {len(seeds)} seeds")
+        temp = self.config.temperature if temperature is None else float(temperature)
+        if not (math.isfinite(temp) and temp > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         B = len(envs)
         prompt_ids, prompts = [], []
         for env, s in zip(envs, seeds):
@@ -181,7 +188,7 @@ class LMPPO:
             out = self.model(input_ids=inp, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1,
                              **{self._cache_kwarg: past})
             past = out["cache"] if "cache" in out else out.past_key_values
-            logits = out.logits[:, -1, : self.vocab_size].float() / self.config.temperature
+            logits = out.logits[:, -1, : self.vocab_size].float() / temp
             logp_all = torch.log_softmax(logits, dim=-1)
             tok = torch.multinomial(logp_all.exp(), 1, generator=self._gen).squeeze(1)
             live = torch.tensor([not d for d in done], device=self.device)

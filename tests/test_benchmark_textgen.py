@@ -66,12 +66,14 @@ def test_kwise_rankings_store_all_their_pairs_and_sft_is_an_arm(tmp_path):
 
 
 def test_group_size_makes_every_pair_of_a_prompt_a_candidate(tmp_path):
-    """--group-size 4 with pairs: rollouts of 4 completions per prompt, pairs asked within a prompt."""
-    cfg, _, _ = textgen.parse_config(["--synthetic-oracle", "--quick", "--model", "tiny", "--group-size", "4"])
-    assert (cfg.group_size, cfg.rank_k, cfg.batch_size) == (4, 2, 8)
+    """--group-size 4 with pairs: rollouts of 4 completions per prompt, pairs asked within a prompt (the zero-shot
+    candidates sampled at two temperatures in turn)."""
+    flags = ["--synthetic-oracle", "--quick", "--model", "tiny", "--group-size", "4", "--pool-temperatures", "0.5", "2"]
+    cfg, _, _ = textgen.parse_config(flags)
+    assert (cfg.group_size, cfg.rank_k, cfg.batch_size, cfg.pool_temperatures) == (4, 2, 8, (0.5, 2.0))
+    assert textgen.parse_config(flags[:6])[0].pool_temperatures == (1.0,)
     out = tmp_path / "g4"
-    summary = textgen.main(["--synthetic-oracle", "--quick", "--model", "tiny", "--group-size", "4",
-                            "--reward-model", "frozen", "--out", str(out)])
+    summary = textgen.main([*flags, "--reward-model", "frozen", "--out", str(out)])
     assert summary["labels_used"] == summary["pairs_labeled"] == 6
     from prefrl import iter_records
 
@@ -102,6 +104,7 @@ def test_quick_rounds_its_batch_up_to_whole_rankings(k, batch):
         (["--labels", "0"], "--labels must be >= 1"),
         (["--noise", "1.5"], "--noise"),
         (["--sft-steps", "-1"], "--sft-steps must be >= 0"),
+        (["--pool-temperatures", "1", "0"], "--pool-temperatures must be one or more numbers > 0, got 1.0 0.0"),
         (["--seeds", "0", "0"], "repeats a seed"),
         (["--seeds", "-1"], "a seed must be in 0.."),
         (["--lr", "nan"], "--lr must be a finite number"),

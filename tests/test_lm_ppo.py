@@ -70,6 +70,18 @@ def test_same_seed_same_rollout(lm):
     assert torch.equal(a.response_ids, b.response_ids) and a.completions == b.completions
 
 
+def test_rollout_temperature_overrides_the_config_for_one_call(lm):
+    """A near-zero temperature samples the argmax token at every step: equal prompts give equal completions,
+    whatever the sampling seed; at the config's temperature (1) they differ; a bad temperature is refused."""
+    envs = _envs(lm[1], new=(6,))
+    cold = [_ppo(lm, seed=s).rollout(envs, [1, 1, 1, 1], temperature=1e-4) for s in (0, 1)]
+    assert cold[0].completions == cold[1].completions and len(set(cold[0].completions)) == 1
+    warm = _ppo(lm, seed=0).rollout(envs, [1, 1, 1, 1])
+    assert len(set(warm.completions)) > 1
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0, got 0"):
+        _ppo(lm).rollout(envs, [1, 1, 1, 1], temperature=0)
+
+
 def test_ppo_raises_the_probability_of_the_rewarded_completion(lm):
     ppo = _ppo(lm, lr=3e-3, ppo_epochs=4, init_kl_coef=0.0, target_kl=None)
     ro = ppo.rollout(_envs(lm[1]), [1, 2, 3, 4])

@@ -287,7 +287,8 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
         if lr is not None and state is None:
             n0 = lr.schedule.initial_labels
             for k in range(math.ceil(cfg.pool_factor * n0 / (cfg.batch_size // cfg.rank_k))):
-                ro = ppo.rollout(envs, train_seeds(seed, 10_000 + k, cfg.batch_size, cfg.group_size or cfg.rank_k))
+                ro = ppo.rollout(envs, train_seeds(seed, 10_000 + k, cfg.batch_size, cfg.group_size or cfg.rank_k),
+                                 temperature=cfg.pool_temperatures[k % len(cfg.pool_temperatures)])
                 lr.add_rollout(ro.prompts, ro.completions, ro.true_scores)  # candidates from the zero-shot model
             lr.label_due(0)
             bar.write(f"  seed {seed} learned: {lr.labels_used} initial labels, RM held-out accuracy "
