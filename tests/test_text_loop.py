@@ -142,7 +142,7 @@ def test_learned_reward_scale_is_fixed_on_the_named_completions(encoder, norm):
     loop.label_due(0)
     assert (loop.reference is not None) == (norm == "initial")
     for it in range(6):
-        last = loop.add_rollout(*next(gen))
+        loop.add_rollout(*next(gen))
         loop.label_due((it + 1) * 16)
     assert loop.labels_used == 24
     over = [seg.obs[:, 0] for seg in initial] if norm == "initial" else loop.recent  # text bytes [B, 2, W]
