@@ -103,8 +103,8 @@ class TextBenchConfig:
     reward_norm: Literal["initial", "recent"] = "initial"
     """Completions the learned reward's mean and std are taken over after each fit: initial (the zero-shot
     model's, so the reward keeps one scale all run, as the true score does) or recent (the last --pool-rollouts
-    rollouts', the default before 2026-12-06: the scale grows as the policy narrows, and the learned arm's KL
-    with it)."""
+    rollouts', the default before 2026-12-06: the scale follows the policy's spread; imdb seeds 0-2, learned
+    arm's largest training KL 6.5 / 10.2 / 4.6 nats with recent, 7.2 / 6.5 / 5.6 with initial)."""
     seeds: tuple[int, ...] = (0,)
     """Seeds; each runs every arm."""
     device: str = "auto"
