@@ -48,6 +48,7 @@ __all__ = [
     "cache_root",
     "load_causal_lm",
     "load_tokenizer",
+    "model_directory",
     "model_source_problem",
     "smollm2_gguf_path",
 ]
@@ -270,6 +271,23 @@ def _convert_gguf(gguf: Path, directory: Path) -> None:
     tokenizer.save_pretrained(tmp)
     (tmp / _SOURCE).write_text(json.dumps(_source_stamp(gguf)))
     _publish(tmp, directory)
+
+
+def model_directory(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> Path:
+    """The local transformers directory :func:`load_causal_lm` reads (a GGUF source is converted to it once).
+
+    For other readers of the same weights, e.g. a reward model whose trunk is the policy model.
+
+    Raises:
+        FileNotFoundError: Unknown name, missing directory or package.
+    """
+    gguf, directory = _resolve(name_or_path)
+    if gguf is not None and not _cache_matches(directory, gguf, need_weights=True):
+        _offline_transformers()
+        with _LOCK:
+            _TOKENIZERS.pop(str(directory.resolve()), None)
+            _convert_gguf(gguf, directory)
+    return directory
 
 
 def load_causal_lm(

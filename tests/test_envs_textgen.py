@@ -18,7 +18,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers TextGen-v0)
-from envs.text_models import load_causal_lm, load_tokenizer
+from envs.text_models import load_causal_lm, load_tokenizer, model_directory
 from envs.tiny_lm import byte_level_tokenizer, tiny_causal_lm
 from envs.text_tasks import KeywordTask, LengthTask, imdb_reviews, make_text_task, vader_compound
 from envs.textgen import TextGenEnv
@@ -198,6 +198,16 @@ def test_tiny_causal_lm_drives_the_env_and_reloads_from_a_directory(tok, tmp_pat
     ids = torch.as_tensor([tok.encode("A fine film")])
     with torch.no_grad():
         assert torch.allclose(loaded(ids).logits, model(ids).logits)
+    assert model_directory(tmp_path) == tmp_path  # a local directory is read where it is
+    with pytest.raises(FileNotFoundError):
+        model_directory(tmp_path / "missing")
+    # a causal LM's directory serves as a text reward model's trunk (the policy model as the RM, as InstructGPT)
+    from prefrl.text_reward import FineTunedTextEnsemble, text_width
+
+    rm = FineTunedTextEnsemble(text_width(tok, 8), encoder=tmp_path, train_layers=1)
+    assert sum(p.numel() for p in rm.trunk.parameters() if p.requires_grad) > 0
+    r = rm.score(["A fine film", "A fine film"], [" and great fun", " and dull"])
+    assert r.shape == (3, 2) and torch.isfinite(r).all()
 
 
 def test_byte_level_fallback_tokenizer() -> None:

@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--batch-size", type=int, default=24)
     f.add_argument("--train-layers", type=int, default=2, help="finetune: top MiniLM blocks trained")
     f.add_argument("--trunk-lr", type=float, default=2e-4, help="finetune: learning rate of those blocks")
+    f.add_argument("--encoder", default="all-MiniLM-L6-v2",
+                   help="finetune: the trunk: all-MiniLM-L6-v2 (default), 'policy' (the text benchmark's policy "
+                        "model, SmolLM2-135M-Instruct: the policy itself as the reward model's trunk, as "
+                        "InstructGPT starts its reward model from the SFT model) or a local transformers directory")
     f.add_argument("--test-pairs", type=int, default=300)
     f.add_argument("--threads", type=int, default=2)
     return p
@@ -68,6 +72,12 @@ def fit(args) -> list[dict]:
     from prefrl.text_reward import make_text_reward_model
 
     torch.set_num_threads(args.threads)
+    if args.encoder == "policy":
+        from envs.text_models import DEFAULT_MODEL, model_directory
+
+        encoder = model_directory(DEFAULT_MODEL)
+    else:
+        encoder = args.encoder
     rows = json.loads((args.data / "completions.json").read_text())
     groups: dict[int, list] = {}
     for r in rows:
@@ -80,7 +90,7 @@ def fit(args) -> list[dict]:
         if n > len(pool):
             raise SystemExit(f"prefrl: error: {n} labels but only {len(pool)} training pairs; collect more")
         torch.manual_seed(0)
-        kw = dict(train_layers=args.train_layers, trunk_lr=args.trunk_lr) if args.rm == "finetune" else {}
+        kw = dict(train_layers=args.train_layers, trunk_lr=args.trunk_lr, encoder=encoder) if args.rm == "finetune" else {}
         rm = make_text_reward_model(args.rm, width, **kw)
         side = lambda k, gs: rm.segments([g[k]["prompt"] for g in gs], [g[k]["completion"] for g in gs],  # noqa: E731
                                          [g[k]["score"] for g in gs])
@@ -99,7 +109,7 @@ def fit(args) -> list[dict]:
         decided = d_true != 0
         acc = float((((r1 - r2)[decided] > 0) == (d_true[decided] > 0)).float().mean())
         corr = pearson(torch.cat([r1, r2]), torch.cat([t1.true_reward[:, 0], t2.true_reward[:, 0]]))
-        row = {"rm": args.rm, "labels": n, "steps": int(m["rm/steps"]), "test_accuracy": acc,
+        row = {"rm": args.rm, "encoder": args.encoder if args.rm == "finetune" else None, "labels": n, "steps": int(m["rm/steps"]), "test_accuracy": acc,
                "test_correlation": corr, "val_accuracy_noisy": m["rm/val_accuracy"], "fit_seconds": fit_s,
                "test_ties": float(1 - decided.float().mean())}
         out.append(row)
