@@ -52,12 +52,12 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, capsy
     real_rollout, third = LMPPO.rollout, textgen.train_seeds(0, 2, 4, 2)
     seen = {"n": 0}
 
-    def rollout(self, envs, seeds):
+    def rollout(self, envs, seeds, temperature=None):
         if list(seeds) == third:
             seen["n"] += 1
             if seen["n"] == 2:  # the true arm's third iteration, then the learned arm's
                 raise KeyboardInterrupt
-        return real_rollout(self, envs, seeds)
+        return real_rollout(self, envs, seeds, temperature)
 
     monkeypatch.setattr(LMPPO, "rollout", rollout)
     out = tmp_path / "b"
