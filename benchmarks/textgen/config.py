@@ -67,8 +67,9 @@ class TextBenchConfig:
     """Candidate queries per wanted label for the initial batch, from the zero-shot model."""
     pool_temperatures: tuple[float, ...] = (1.0,)
     """Sampling temperatures of the zero-shot candidates the initial labels are picked from, taken in turn, one
-    per rollout (PPO always samples at 1). Several spread the candidates where the start policy rarely scores:
-    on the keyword task SmolLM2 says "great" in 3.9% of completions at 0.7 against 1.6% at 1."""
+    per rollout (PPO always samples at 1). Several spread the candidates where the start policy rarely scores;
+    on the keyword task (python -m tools.text_hits, seed 0) SmolLM2 says "great" in 3.1% of completions at 0.7
+    and 4.3% at 0.3 against 1.6% at 1, at most twice the groups of 4 that differ (8/64 against 4/64)."""
     pool_rollouts: int = 32
     """After the initial batch, candidates are the unlabeled groups of the last N rollouts (and, with
     --reward-norm recent, the learned reward is normalised over their completions)."""
