@@ -273,16 +273,20 @@ def _convert_gguf(gguf: Path, directory: Path) -> None:
     _publish(tmp, directory)
 
 
-def model_directory(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> Path:
+def model_directory(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, *, rebuild: bool = False) -> Path:
     """The local transformers directory :func:`load_causal_lm` reads (a GGUF source is converted to it once).
 
     For other readers of the same weights, e.g. a reward model whose trunk is the policy model.
+
+    Args:
+        name_or_path: as for :func:`load_causal_lm`.
+        rebuild: Re-convert a GGUF source even if the cache is valid.
 
     Raises:
         FileNotFoundError: Unknown name, missing directory or package.
     """
     gguf, directory = _resolve(name_or_path)
-    if gguf is not None and not _cache_matches(directory, gguf, need_weights=True):
+    if gguf is not None and (rebuild or not _cache_matches(directory, gguf, need_weights=True)):
         _offline_transformers()
         with _LOCK:
             _TOKENIZERS.pop(str(directory.resolve()), None)
@@ -315,11 +319,7 @@ def load_causal_lm(
     import torch
     from transformers import AutoModelForCausalLM
 
-    gguf, directory = _resolve(name_or_path)
-    if gguf is not None and (rebuild or not _cache_matches(directory, gguf, need_weights=True)):
-        with _LOCK:
-            _TOKENIZERS.pop(str(directory.resolve()), None)
-            _convert_gguf(gguf, directory)
+    directory = model_directory(name_or_path, rebuild=rebuild)
     model = AutoModelForCausalLM.from_pretrained(
         directory, dtype=dtype or torch.float32, local_files_only=True
     )
