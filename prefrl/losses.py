@@ -24,6 +24,7 @@ __all__ = [
     "disagreement",
     "mean_entropy",
     "gap_upper_bound",
+    "rune_reward",
     "temporal_consistency_loss",
     "temporal_contrastive_loss",
     "inverse_dynamics_loss",
@@ -200,6 +201,28 @@ def gap_upper_bound(delta: torch.Tensor) -> torch.Tensor:
     """
     assert delta.dim() == 2, f"delta must be [E, N], got {tuple(delta.shape)}"
     return delta.mean(dim=0).abs() + delta.std(dim=0, unbiased=False)
+
+
+def rune_reward(r: torch.Tensor, beta0: float, decay: float, t: int) -> torch.Tensor:
+    """Learned reward plus RUNE's exploration bonus (Liang et al. 2022): the ensemble's spread, decaying.
+
+    r_total = mean_e r_e + beta_t * std_e r_e,   beta_t = beta0 * (1 - decay)^t
+
+    The spread is largest where the members, fit on the same labels, disagree: behaviour the labels have not
+    yet settled. Paying for it early sends the policy (and so the next queries) there.
+
+    Args:
+        r: [E, B] each member's reward for B samples (E >= 2).
+        beta0: bonus weight at t = 0 (>= 0).
+        decay: rho in [0, 1), the weight's decay per step.
+        t: steps taken so far (environment steps; completions for text).
+
+    Returns:
+        [B] the ensemble mean plus the weighted spread (population std over the E members).
+    """
+    assert r.dim() == 2 and r.shape[0] >= 2, f"r must be [E, B] with E >= 2, got {tuple(r.shape)}"
+    assert beta0 >= 0 and 0 <= decay < 1 and t >= 0, f"need beta0 >= 0, decay in [0, 1), t >= 0: {beta0} {decay} {t}"
+    return r.mean(dim=0) + beta0 * (1.0 - decay) ** t * r.std(dim=0, unbiased=False)
 
 
 def temporal_consistency_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -36,11 +36,13 @@ import torch
 
 from prefrl.label_waiting import LabelWaiting
 from prefrl.labeling import as_query_labeler
+from prefrl.losses import rune_reward
 from prefrl.oracle import Labeler
-from prefrl.queries import QUERY_METHODS, select_groups
+from prefrl.queries import select_groups
 from prefrl.schedule import LabelSchedule
 from prefrl.segments import Segments
 from prefrl.store import TEXT_FORMAT, PreferenceStore
+from prefrl.text_loop_config import TextLoopConfig
 from prefrl.text_reward import TextRewardEnsemble
 from prefrl.trainer import RewardTrainer, TrainerConfig
 
@@ -58,75 +60,6 @@ def within_group_pairs(n: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
     i, j = torch.triu_indices(group, group, offset=1)
     base = torch.arange(0, n, group).unsqueeze(1)
     return (base + i).flatten(), (base + j).flatten()
-
-
-REWARD_NORMS = ("initial", "recent")
-"""What the learned reward may be normalised over (:attr:`TextLoopConfig.reward_norm`)."""
-
-
-@dataclass(frozen=True)
-class TextLoopConfig:
-    """How a text preference loop gathers labels and fits (defaults: the text benchmark's)."""
-
-    labels: int = 1000
-    """Label budget: queries answered (pairs, or K-wise rankings when rank_k > 2)."""
-    total_completions: int = 2560
-    """Completions the policy will generate over the run; the schedule spreads the later labels over them."""
-    rank_k: int = 2
-    """Completions per query: 2 = pairs, K > 2 = rankings."""
-    group_size: int = 0
-    """Completions per prompt in a rollout (0 = rank_k). With pairs (rank_k = 2) a larger group makes every pair
-    of a prompt's G completions a candidate, C(G, 2) per prompt, so the query method picks the pair that differs
-    (the most informative pair of many completions, not the two that happened to be drawn together)."""
-    query: str = "disagreement"
-    """Query selection among candidate groups: disagreement, entropy, gap or random."""
-    pool_rollouts: int = 32
-    """Candidates are the unlabeled groups of the last N rollouts (before the first round: every rollout
-    added, e.g. extra samples of the initial policy); the reward is normalised over their completions."""
-    round_completions: int = 128
-    """Labels are gathered and the model refit once this many completions arrived since the last round."""
-    initial_steps: int = 120
-    """Gradient steps of the first fit, on the labels of the initial policy."""
-    refit_steps: int = 30
-    """Gradient steps of each later refit (warm start)."""
-    reward_std: float = 0.5
-    """Std the learned reward is normalised to (zero mean), over the completions ``reward_norm`` names."""
-    reward_norm: str = "initial"
-    """Which completions fix the learned reward's scale after each fit: ``initial``, the initial policy's (those
-    in the pool at the first fit), as a fixed true score has one scale all run; or ``recent``, the last
-    ``pool_rollouts`` rollouts' (the default before 2026-12-06). Over recent completions the scale follows the
-    policy's spread (it grows as the policy narrows), so against a fixed KL beta the push changes over the run:
-    on imdb seeds 0-2 the learned arm's largest training KL was 6.5 / 10.2 / 4.6 nats with ``recent`` and
-    7.2 / 6.5 / 5.6 with ``initial`` (docs/text.md)."""
-    seed: int = 0
-    """Seeds query selection and the trainer."""
-    min_answered_share: float = 0.0
-    """Asynchronous labelers (people): the share of the queries due by now that must be answered before the
-    policy goes on (:meth:`TextPreferenceLoop.wait_for_labels`); 0 = never wait. Only posted queries are waited for."""
-
-    @property
-    def group(self) -> int:
-        """Completions per prompt in a rollout: ``group_size``, or ``rank_k`` when that is 0."""
-        return self.group_size or self.rank_k
-
-    def __post_init__(self) -> None:
-        checks = {"min_answered_share": 0.0 <= self.min_answered_share <= 1.0, "labels": self.labels >= 1,
-                  "total_completions": self.total_completions >= 1, "rank_k": self.rank_k >= 2,
-                  "group_size": self.group_size == 0 or self.group_size >= self.rank_k,
-                  "pool_rollouts": self.pool_rollouts >= 1,
-                  "round_completions": self.round_completions >= 1, "initial_steps": self.initial_steps >= 1,
-                  "refit_steps": self.refit_steps >= 1, "reward_std": self.reward_std > 0,
-                  "reward_norm": self.reward_norm in REWARD_NORMS}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"TextLoopConfig: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} out of range "
-                             "(labels, total_completions, steps >= 1; rank_k >= 2; group_size 0 or >= rank_k; "
-                             f"reward_std > 0; min_answered_share in [0, 1]; reward_norm one of {REWARD_NORMS})")
-        if self.group_size not in (0, self.rank_k) and self.rank_k != 2:
-            raise ValueError(f"TextLoopConfig: group_size={self.group_size} > rank_k={self.rank_k}: larger groups "
-                             "are for pairs (rank_k=2); for rankings the group is the query (group_size 0)")
-        if self.query not in QUERY_METHODS:
-            raise ValueError(f"unknown query method {self.query!r}; choose one of {QUERY_METHODS}")
 
 
 @dataclass
@@ -190,7 +123,7 @@ class TextPreferenceLoop(LabelWaiting):
         device = str(next(reward_model.parameters()).device)
         self.trainer = RewardTrainer(reward_model, trainer or TrainerConfig(seed=cfg.seed, batch_size=24,
                                                                              bootstrap=not shared, device=device))
-        self.schedule = LabelSchedule(cfg.labels, cfg.total_completions)
+        self.schedule = LabelSchedule(cfg.labels, cfg.total_completions, initial_fraction=cfg.initial_share)
         self.pool = _Pool(cfg.pool_rollouts)
         self.recent: list[torch.Tensor] = []  # text bytes [B, 2, W] of the recent rollouts (normalisation)
         self.reference: list[torch.Tensor] | None = None  # the recent completions at the first fit (reward_norm initial)
@@ -388,7 +321,15 @@ class TextPreferenceLoop(LabelWaiting):
             self._posted_any = self._fit_any = self.labels_used > 0
             self.queries.asked = self.labels_used
 
-    def reward(self, segs: Segments) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B] normalised learned reward of a rollout's completions, and [B] the raw ensemble mean."""
-        raw = self.rm.rewards(segs.obs[:, 0]).mean(0)
-        return (raw - self.mean) / self.std * self.config.reward_std, raw
+    def reward(self, segs: Segments, completions_seen: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B] normalised learned reward of a rollout's completions (plus RUNE's bonus when ``explore_bonus`` > 0,
+        decayed over ``completions_seen``), and [B] the raw ensemble mean."""
+        r, cfg = self.rm.rewards(segs.obs[:, 0]), self.config  # [E, B]
+        raw = r.mean(0)
+        if cfg.explore_bonus > 0 and len(r) > 1:
+            return self.normalise(rune_reward(r, cfg.explore_bonus, cfg.explore_decay, completions_seen)), raw
+        return self.normalise(raw), raw
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        """[B] raw rewards on the policy's scale: zero mean and ``reward_std`` over the completions normalised over."""
+        return (raw - self.mean) / self.std * self.config.reward_std

@@ -3,7 +3,15 @@ import math
 import pytest
 import torch
 
-from prefrl.losses import bt_loss, bt_probability, disagreement, gap_upper_bound, kwise_ranking_loss, mean_entropy
+from prefrl.losses import (
+    bt_loss,
+    bt_probability,
+    disagreement,
+    gap_upper_bound,
+    kwise_ranking_loss,
+    mean_entropy,
+    rune_reward,
+)
 
 
 def test_bt_loss_is_log2_for_equal_returns_whatever_the_label():
@@ -74,6 +82,18 @@ def test_gap_upper_bound_known_values():
     assert torch.equal(gap_upper_bound(-delta), gap_upper_bound(delta))  # the order within a pair does not matter
     with pytest.raises(AssertionError, match=r"\[E, N\]"):
         gap_upper_bound(torch.zeros(3))
+
+
+def test_rune_reward_known_values():
+    r = torch.tensor([[1.0, 0.0], [3.0, 0.0]])  # [E=2, B=2]: the members differ on the first sample only
+    # mean + beta0 (1 - rho)^t population std: 2 + 0.5 * 1, 0 + 0
+    assert torch.allclose(rune_reward(r, 0.5, 0.1, 0), torch.tensor([2.5, 0.0]))
+    assert torch.allclose(rune_reward(r, 0.5, 0.1, 2), torch.tensor([2.0 + 0.5 * 0.81, 0.0]))  # decayed twice
+    assert torch.equal(rune_reward(r, 0.0, 0.1, 0), r.mean(0))  # beta0 = 0: the plain ensemble mean
+    with pytest.raises(AssertionError, match="E >= 2"):
+        rune_reward(r[:1], 0.5, 0.1, 0)
+    with pytest.raises(AssertionError, match="decay in"):
+        rune_reward(r, 0.5, 1.0, 0)
 
 
 def test_bad_noise_is_rejected():

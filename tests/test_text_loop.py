@@ -159,6 +159,30 @@ def test_learned_reward_scale_is_fixed_on_the_named_completions(encoder, norm):
     assert torch.equal(again.reward(initial[0])[0], loop.reward(initial[0])[0])
 
 
+def test_initial_share_and_rune_bonus(encoder):
+    """``initial_share`` sets the labels asked before training; ``explore_bonus`` adds RUNE's decaying ensemble
+    spread, on the normalised reward's scale, and only to the policy's reward (the raw mean is unchanged)."""
+    torch.manual_seed(0)
+    cfg = TextLoopConfig(labels=20, total_completions=4 * 16, initial_share=0.5, round_completions=16,
+                         initial_steps=10, refit_steps=5, explore_bonus=2.0, explore_decay=0.1, seed=0)
+    loop = TextPreferenceLoop(FrozenTextEnsemble(encoder, W), SyntheticOracle(noise=0.0, seed=0), cfg)
+    assert loop.schedule.initial_labels == 10
+    gen = rollouts(3, 16, 2)
+    segs = [loop.add_rollout(*next(gen)) for _ in range(3)]
+    loop.label_due(0)
+    assert loop.labels_used == 10
+    r = loop.rm.rewards(segs[0].obs[:, 0])  # [E, B]
+    spread = r.std(0, unbiased=False)
+    assert float(spread.min()) > 0  # the members differ, so the bonus is not trivially zero
+    for t in (0, 5):
+        score, raw = loop.reward(segs[0], completions_seen=t)
+        assert torch.allclose(raw, r.mean(0))
+        bonus = 2.0 * 0.9 ** t * spread / loop.std * cfg.reward_std
+        assert torch.allclose(score, loop.normalise(raw) + bonus, atol=1e-5)
+    plain = TextLoopConfig(labels=20, total_completions=4 * 16, seed=0)
+    assert TextPreferenceLoop(FrozenTextEnsemble(encoder, W), SyntheticOracle(), plain).schedule.initial_labels == 5
+
+
 def test_loop_bad_input(encoder):
     loop = TextPreferenceLoop(FrozenTextEnsemble(encoder, W), SyntheticOracle(), TextLoopConfig())
     with pytest.raises(ValueError, match="share one prompt"):
@@ -173,6 +197,12 @@ def test_loop_bad_input(encoder):
         TextLoopConfig(query="best")
     with pytest.raises(ValueError, match="reward_norm='batch'"):
         TextLoopConfig(reward_norm="batch")
+    with pytest.raises(ValueError, match="initial_share=0"):
+        TextLoopConfig(initial_share=0)
+    with pytest.raises(ValueError, match="explore_bonus=-1"):
+        TextLoopConfig(explore_bonus=-1)
+    with pytest.raises(ValueError, match="explore_decay=1"):
+        TextLoopConfig(explore_decay=1)
     store = PreferenceStore()
     store.set_meta("obs_format", "frames")
     with pytest.raises(ValueError, match="separate store"):
