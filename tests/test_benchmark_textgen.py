@@ -1,5 +1,6 @@
 """benchmarks.textgen: smoke run with the tiny model, and its errors on bad input."""
 
+import csv
 import dataclasses
 import json
 
@@ -67,14 +68,17 @@ def test_kwise_rankings_store_all_their_pairs_and_sft_is_an_arm(tmp_path):
 
 def test_group_size_makes_every_pair_of_a_prompt_a_candidate(tmp_path):
     """--group-size 4 with pairs: rollouts of 4 completions per prompt, pairs asked within a prompt (the zero-shot
-    candidates sampled at two temperatures in turn)."""
+    candidates sampled at two temperatures in turn); RUNE's bonus is logged per learned-arm update."""
     flags = ["--synthetic-oracle", "--quick", "--model", "tiny", "--group-size", "4", "--pool-temperatures", "0.5", "2"]
     cfg, _, _ = textgen.parse_config(flags)
     assert (cfg.group_size, cfg.rank_k, cfg.batch_size, cfg.pool_temperatures) == (4, 2, 8, (0.5, 2.0))
     assert textgen.parse_config(flags[:6])[0].pool_temperatures == (1.0,)
     out = tmp_path / "g4"
-    summary = textgen.main([*flags, "--reward-model", "frozen", "--out", str(out)])
+    summary = textgen.main([*flags, "--reward-model", "frozen", "--explore-bonus", "1", "--out", str(out)])
     assert summary["labels_used"] == summary["pairs_labeled"] == 6
+    rows = list(csv.DictReader(open(out / "curves.csv")))
+    bonus = {arm: [r["explore_bonus"] for r in rows if r["run"] == arm] for arm in ("true", "learned")}
+    assert set(bonus["true"]) == {""} and all(float(b) > 0 for b in bonus["learned"])  # a spread, times beta_t > 0
     from prefrl import iter_records
 
     recs = list(iter_records(out / "labels-seed0.sqlite"))
@@ -105,6 +109,10 @@ def test_quick_rounds_its_batch_up_to_whole_rankings(k, batch):
         (["--noise", "1.5"], "--noise"),
         (["--sft-steps", "-1"], "--sft-steps must be >= 0"),
         (["--pool-temperatures", "1", "0"], "--pool-temperatures must be one or more numbers > 0, got 1.0 0.0"),
+        (["--initial-share", "0"], "--initial-share must be in (0, 1]"),
+        (["--initial-share", "1.5"], "--initial-share must be in (0, 1]"),
+        (["--explore-bonus", "-1"], "--explore-bonus must be >= 0"),
+        (["--explore-decay", "1"], "--explore-decay in [0, 1)"),
         (["--seeds", "0", "0"], "repeats a seed"),
         (["--seeds", "-1"], "a seed must be in 0.."),
         (["--lr", "nan"], "--lr must be a finite number"),
@@ -187,7 +195,8 @@ def test_kl_control_fixed_by_default_and_an_old_run_resumes_with_its_controller(
     assert textgen.make_ppo(floored, *_tiny(), seed=0).kl_ctl.floor == 0.05
     assert cfg.reward_norm == "initial"
     older = {k: v for k, v in textgen._run_config(adaptive).items()
-             if k not in ("kl_control", "min_kl_coef", "reward_norm")}
+             if k not in ("kl_control", "min_kl_coef", "reward_norm", "initial_share", "explore_bonus",
+                          "explore_decay")}
     (tmp_path / textgen.RUN_FILE).write_text(json.dumps({"config": older}))  # a run.json before these flags
     assert "--reward-norm 'recent' -> 'initial'" in textgen.resume_problem(tmp_path, adaptive)  # it ran 'recent'
     adaptive, cfg = (dataclasses.replace(c, reward_norm="recent") for c in (adaptive, cfg))

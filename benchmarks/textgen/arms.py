@@ -103,7 +103,8 @@ def make_loop(cfg: TextBenchConfig, seed: int, out: Path, tokenizer, opts: "RunO
                               group_size=cfg.group_size, query=cfg.query, pool_rollouts=cfg.pool_rollouts,
                               round_completions=cfg.round_completions, initial_steps=cfg.initial_fit_steps,
                               refit_steps=cfg.refit_steps, reward_std=cfg.reward_std,
-                              reward_norm=cfg.reward_norm, seed=seed)
+                              reward_norm=cfg.reward_norm, initial_share=cfg.initial_share,
+                              explore_bonus=cfg.explore_bonus, explore_decay=cfg.explore_decay, seed=seed)
     rm = make_text_reward_model(cfg.reward_model, width).to(cfg.device)
     labeler = SyntheticOracle(noise=cfg.noise, seed=seed)
     if opts is not None and opts.labeler == "web":  # queries wait in the store's file; people answer in the page
@@ -309,11 +310,12 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             episodes_seen[0], arm_rows_ref[0] = episodes, arm_rows
             row = {"iteration": it + 1, "episodes": episodes, "run": arm, "seed": seed,
                    "true_score": float(ro.true_scores.mean()), "labels": "", "rm_accuracy": "",
-                   "reward_correlation": ""}
+                   "reward_correlation": "", "explore_bonus": ""}
             labeled = 0
             if lr is not None:
                 segs = lr.add_rollout(ro.prompts, ro.completions, ro.true_scores)
-                score, raw = lr.reward(segs)
+                score, raw = lr.reward(segs, episodes)
+                row["explore_bonus"] = float((score - lr.normalise(raw)).mean())  # RUNE's share (0 when off)
                 fresh.append((raw, ro.true_scores))  # scored before any of these pairs is labeled
                 fresh = fresh[-10:]
                 row["reward_correlation"] = pearson(torch.cat([f[0] for f in fresh]), torch.cat([f[1] for f in fresh]))

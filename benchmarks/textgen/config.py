@@ -70,6 +70,14 @@ class TextBenchConfig:
     per rollout (PPO always samples at 1). Several spread the candidates where the start policy rarely scores;
     on the keyword task (python -m tools.text_hits, seed 0) SmolLM2 says "great" in 3.1% of completions at 0.7
     and 4.3% at 0.3 against 1.6% at 1, at most twice the groups of 4 that differ (8/64 against 4/64)."""
+    initial_share: float = 0.25
+    """Share of --labels asked before PPO starts, on zero-shot completions (Christiano et al.: 25%); with
+    --pool-factor it sets how many zero-shot completions the first round is picked from."""
+    explore_bonus: float = 0.0
+    """RUNE (Liang et al. 2022): the learned arm's PPO reward adds beta_t times the reward ensemble's spread (its
+    heads' std, scaled as the reward is), beta_t = beta0 (1 - --explore-decay)^completions; 0 = off."""
+    explore_decay: float = 0.001
+    """RUNE's rho: decay of --explore-bonus per completion generated (0.001: 28% left after 1,280)."""
     pool_rollouts: int = 32
     """After the initial batch, candidates are the unlabeled groups of the last N rollouts (and, with
     --reward-norm recent, the learned reward is normalised over their completions)."""
@@ -210,7 +218,12 @@ def parse_config(argv: list[str] | None,
     if cfg.labels < 1:
         fail(f"--labels must be >= 1, got {cfg.labels}")
     groups = cfg.iterations * cfg.batch_size // G * (G * (G - 1) // 2 if G > cfg.rank_k else 1)
-    later = cfg.labels - max(round(0.25 * cfg.labels), 1)  # the first 25% come from the zero-shot pool
+    if not (math.isfinite(cfg.initial_share) and 0 < cfg.initial_share <= 1):
+        fail(f"--initial-share must be in (0, 1] (share of --labels asked before PPO), got {cfg.initial_share}")
+    if not (math.isfinite(cfg.explore_bonus) and cfg.explore_bonus >= 0 and 0 <= cfg.explore_decay < 1):
+        fail(f"--explore-bonus must be >= 0 (0 = off) and --explore-decay in [0, 1), got {cfg.explore_bonus} and "
+             f"{cfg.explore_decay}")
+    later = cfg.labels - max(round(cfg.initial_share * cfg.labels), 1)  # the rest come from the zero-shot pool
     if later > groups:
         fail(f"--labels {cfg.labels}: the {later} labels due during training exceed the {groups} queries the "
              f"run generates (--iterations x prompts per rollout x candidates per prompt): lower --labels or raise "
@@ -322,6 +335,7 @@ def resume_problem(out: Path, cfg: TextBenchConfig) -> str | None:
     from benchmarks.checks import flags_differ
 
     saved = {"min_kl_coef": 0.0, "group_size": 0, "reward_norm": "recent", "pool_temperatures": [1.0],
+             "initial_share": 0.25, "explore_bonus": 0.0, "explore_decay": 0.001,
              # runs before these flags
              **json.loads(path.read_text())["config"]}
     if "kl_control" not in saved:  # runs before --kl-control: adaptive unless --fixed-kl was given

@@ -80,7 +80,7 @@ def summarize(cfg: TextBenchConfig, results: list[dict], wall: float) -> dict:
 
 
 CURVE_COLUMNS = ("iteration", "episodes", "run", "seed", "true_score", "kl", "beta", "labels", "rm_accuracy",
-                 "reward_correlation", "wall_seconds")
+                 "reward_correlation", "explore_bonus", "wall_seconds")
 
 
 def write_outputs(out: Path, cfg: TextBenchConfig, results: list[dict], summary: dict) -> None:
