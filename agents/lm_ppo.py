@@ -376,6 +376,10 @@ class LMPPO:
         self._gen.set_state(state["sample_rng"])
         self._perm_gen.set_state(state["perm_rng"])
 
+    def reseed_sampling(self, seed: int) -> None:
+        """Restarts the token-sampling stream at ``seed`` (e.g. to sample several settings from the same stream)."""
+        self._gen.manual_seed(seed)
+
     @torch.no_grad()
     def generate_baseline(self, ro: Rollout) -> tuple[float, int]:
         """Times ``model.generate`` on the rollout's prompts with the same sampling and length.

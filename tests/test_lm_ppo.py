@@ -68,6 +68,10 @@ def test_same_seed_same_rollout(lm):
     a = _ppo(lm, seed=3).rollout(_envs(lm[1]), [1, 1, 2, 2])
     b = _ppo(lm, seed=3).rollout(_envs(lm[1]), [1, 1, 2, 2])
     assert torch.equal(a.response_ids, b.response_ids) and a.completions == b.completions
+    ppo = _ppo(lm, seed=0)  # another seed's stream, restarted at seed 3: the same rollout again
+    ppo.rollout(_envs(lm[1]), [1, 1, 2, 2])
+    ppo.reseed_sampling(3)
+    assert torch.equal(ppo.rollout(_envs(lm[1]), [1, 1, 2, 2]).response_ids, a.response_ids)
 
 
 def test_rollout_temperature_overrides_the_config_for_one_call(lm):

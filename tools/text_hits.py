@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = []
     for temp in args.temperatures:
         t0 = time.perf_counter()
-        ppo._gen.manual_seed(args.seed)  # each temperature from the same sampling stream: rows do not depend on order
+        ppo.reseed_sampling(args.seed)  # each temperature from the same sampling stream: rows do not depend on order
         scores = []
         for k in range(args.rollouts):  # the benchmark's candidate rollouts use iterations 10_000 + k
             ro = ppo.rollout(envs, train_seeds(args.seed, 10_000 + k, args.batch_size, args.group_size),
