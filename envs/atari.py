@@ -52,32 +52,9 @@ segment boundary carries no information about lives or rewards.
 :func:`frames_for_labeling` extracts the frames a (human or synthetic)
 labeller is shown.
 
-Backends (8 envs, uniform random actions, Breakout, 2-core machine; agent
-steps/s, each = 4 emulator frames; "quiet" = idle machine, "busy" = another
-job using both cores):
-
-===================  ============  ==========  ==================================
-backend              quiet         busy        notes
-===================  ============  ==========  ==================================
-``"native"``         2,400-3,000   1,500-1,600 default. ale-py's C++
-                                               ``AtariVectorEnv`` (2 threads)
-                                               adapted to SB3 in
-                                               :mod:`envs.atari_native`
-                                               (same-step autoreset,
-                                               ``terminal_observation``;
-                                               adapter overhead < 2 %)
-``"sb3-dummy"``      1,200         900         SB3 ``atari_wrappers`` +
-                                               ``DummyVecEnv``
-``"sb3-subproc"``    1,300         900         same + ``SubprocVecEnv`` (8 procs
-                                               on 2 cores: no gain, 8x memory)
-===================  ============  ==========  ==================================
-
-Re-measure with ``python -m tools.atari_backends``. The ``sb3-*`` backends are
-kept as a pure-Python reference implementation built from SB3's
-``atari_wrappers``. Same preprocessing, but their reset randomness differs
-(the same seed gives other trajectories than ``"native"``), and they drop the
-reward of the hidden no-op/FIRE steps that follow a life loss from
-``game_reward`` (SB3's ``Monitor`` return still counts it).
+Backends: ``"native"`` (default: ale-py's C++ ``AtariVectorEnv`` adapted to SB3 in
+:mod:`envs.atari_native`), ``"sb3-dummy"`` and ``"sb3-subproc"`` (SB3's ``atari_wrappers``, a pure-Python
+reference); their speeds and differences are in docs/speed.md ("Atari backends").
 """
 
 from __future__ import annotations
