@@ -90,6 +90,28 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+def _last_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, T, d] hidden states, [B, T] mask -> [B, d] state of each row's last real token (either padding side)."""
+    last = (mask * torch.arange(1, mask.shape[1] + 1, device=mask.device)).argmax(1)
+    return hidden[torch.arange(len(hidden), device=hidden.device), last]
+
+
+def _with_lora(trunk: nn.Module, rank: int, layers: range) -> nn.Module:
+    """``trunk`` with rank-``rank`` LoRA adapters on the attention projections of ``layers`` (only they train)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as err:
+        raise ImportError("lora_rank > 0 needs peft: pip install peft") from err
+    blocks = {id(b) for i, b in enumerate(_encoder_layers(trunk)) if i in layers}
+    prefixes = [n + "." for n, m in trunk.named_modules() if id(m) in blocks]
+    projections = {"q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value"}
+    targets = [n for n, m in trunk.named_modules() if isinstance(m, nn.Linear) and n.startswith(tuple(prefixes))
+               and n.rsplit(".", 1)[-1] in projections]  # full names: only these blocks' projections
+    if not targets:
+        raise ValueError(f"no attention projections found in {type(trunk).__name__} for LoRA")
+    return get_peft_model(trunk, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets))
+
+
 class SentenceEncoder(nn.Module):
     """A frozen transformer encoder with mean pooling and L2 normalisation.
 
@@ -256,21 +278,32 @@ class FineTunedTextEnsemble(TextRewardEnsemble):
         hidden: head widths, default (64,).
         max_length: encoder tokens per (prompt, completion), default 128.
         batch_size: pairs per encoder pass when scoring, default 64.
+        pool: ``"mean"`` over the real tokens (default: a bidirectional encoder's sentence feature) or
+            ``"last"``: the last real token's state, the one that has read the whole text in a causal LM
+            (InstructGPT's reward model reads its final token).
+        lora_rank: 0 (default) trains the top blocks' weights; r > 0 instead adds rank-r LoRA adapters
+            (``peft``) to the attention projections of those blocks and trains only them.
     """
 
     def __init__(self, width: int, n_members: int = 3, encoder: str | os.PathLike[str] = DEFAULT_ENCODER,
                  train_layers: int = 2, trunk_lr: float = 2e-4, hidden: tuple[int, ...] = (64,),
-                 max_length: int = 128, batch_size: int = 64):
+                 max_length: int = 128, batch_size: int = 64, pool: str = "mean", lora_rank: int = 0):
         super().__init__(n_members, width)
+        if pool not in ("mean", "last") or lora_rank < 0:
+            raise ValueError(f"pool must be 'mean' or 'last' and lora_rank >= 0, got {pool!r} and {lora_rank}")
         self.tokenizer, self.trunk = _load_encoder(encoder)
         layers = _encoder_layers(self.trunk)
         if not 0 <= train_layers <= len(layers):
             raise ValueError(f"train_layers must be in 0..{len(layers)}, got {train_layers}")
         for p in self.trunk.parameters():
             p.requires_grad_(False)
-        for layer in layers[len(layers) - train_layers :]:
-            for p in layer.parameters():
-                p.requires_grad_(True)
+        if lora_rank and train_layers:
+            self.trunk = _with_lora(self.trunk, lora_rank, range(len(layers) - train_layers, len(layers)))
+        else:
+            for layer in layers[len(layers) - train_layers :]:
+                for p in layer.parameters():
+                    p.requires_grad_(True)
+        self.pool = pool
         self.train_layers = train_layers
         self.trunk_lr = trunk_lr
         self.max_length = max_length
@@ -286,7 +319,8 @@ class FineTunedTextEnsemble(TextRewardEnsemble):
                                    padding=True, truncation=True, max_length=self.max_length,
                                    return_tensors="pt").to(dev)
             hidden = self.trunk(**batch).last_hidden_state
-            out.append(_mean_pool(hidden, batch["attention_mask"]))
+            pool = _mean_pool if self.pool == "mean" else _last_pool
+            out.append(pool(hidden, batch["attention_mask"]))
         return torch.cat(out) if out else torch.zeros(0, self.heads.in_dim, device=dev)
 
     def parameter_groups(self, lr: float) -> list[dict]:

@@ -208,6 +208,14 @@ def test_tiny_causal_lm_drives_the_env_and_reloads_from_a_directory(tok, tmp_pat
     assert sum(p.numel() for p in rm.trunk.parameters() if p.requires_grad) > 0
     r = rm.score(["A fine film", "A fine film"], [" and great fun", " and dull"])
     assert r.shape == (3, 2) and torch.isfinite(r).all()
+    # LoRA adapters on the top block's attention instead of its weights, read at the last token
+    lora = FineTunedTextEnsemble(text_width(tok, 8), encoder=tmp_path, train_layers=1, pool="last", lora_rank=4)
+    trained = [n for n, p in lora.trunk.named_parameters() if p.requires_grad]
+    assert trained and all("lora_" in n and ".layers.1." in n for n in trained)  # only adapters, only block 1
+    assert {g["lr"] for g in lora.parameter_groups(1e-3)} == {1e-3, lora.trunk_lr}
+    assert torch.isfinite(lora.score(["A fine film"], [" and great fun"])).all()
+    with pytest.raises(ValueError, match="pool must be 'mean' or 'last'"):
+        FineTunedTextEnsemble(text_width(tok, 8), encoder=tmp_path, pool="max")
 
 
 def test_byte_level_fallback_tokenizer() -> None:

@@ -44,6 +44,14 @@ def test_texts_round_trip_exactly_through_bytes_and_the_store(tmp_path):
     assert (tmp_path / "labels.sqlite").stat().st_size < 40_000  # the zero padding compresses
 
 
+def test_last_pool_reads_each_row_s_last_real_token():
+    from prefrl.text_reward import _last_pool
+
+    hidden = torch.arange(2 * 4, dtype=torch.float32).reshape(2, 4, 1)  # [B=2, T=4, d=1]
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])  # right- and left-padded
+    assert _last_pool(hidden, mask).flatten().tolist() == [2.0, 7.0]
+
+
 def test_text_bytes_bad_input():
     with pytest.raises(ValueError, match=r"use width >= 12"):
         encode_texts(["p"], ["0123456789"], 11)

@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="finetune: the trunk: all-MiniLM-L6-v2 (default), 'policy' (the text benchmark's policy "
                         "model, SmolLM2-135M-Instruct: the policy itself as the reward model's trunk, as "
                         "InstructGPT starts its reward model from the SFT model) or a local transformers directory")
+    f.add_argument("--pool", choices=("mean", "last"), default="mean",
+                   help="finetune: mean of the token states (default) or the last token's (for a causal LM)")
+    f.add_argument("--lora-rank", type=int, default=0,
+                   help="finetune: 0 trains the top --train-layers blocks; r > 0 trains rank-r LoRA adapters on "
+                        "their attention projections instead (pip install peft)")
     f.add_argument("--test-pairs", type=int, default=300)
     f.add_argument("--threads", type=int, default=2)
     return p
@@ -90,7 +95,8 @@ def fit(args) -> list[dict]:
         if n > len(pool):
             raise SystemExit(f"prefrl: error: {n} labels but only {len(pool)} training pairs; collect more")
         torch.manual_seed(0)
-        kw = dict(train_layers=args.train_layers, trunk_lr=args.trunk_lr, encoder=encoder) if args.rm == "finetune" else {}
+        kw = (dict(train_layers=args.train_layers, trunk_lr=args.trunk_lr, encoder=encoder, pool=args.pool,
+                   lora_rank=args.lora_rank) if args.rm == "finetune" else {})
         rm = make_text_reward_model(args.rm, width, **kw)
         side = lambda k, gs: rm.segments([g[k]["prompt"] for g in gs], [g[k]["completion"] for g in gs],  # noqa: E731
                                          [g[k]["score"] for g in gs])
@@ -109,7 +115,8 @@ def fit(args) -> list[dict]:
         decided = d_true != 0
         acc = float((((r1 - r2)[decided] > 0) == (d_true[decided] > 0)).float().mean())
         corr = pearson(torch.cat([r1, r2]), torch.cat([t1.true_reward[:, 0], t2.true_reward[:, 0]]))
-        row = {"rm": args.rm, "encoder": args.encoder if args.rm == "finetune" else None, "labels": n, "steps": int(m["rm/steps"]), "test_accuracy": acc,
+        row = {"rm": args.rm, "encoder": args.encoder if args.rm == "finetune" else None, "pool": args.pool,
+               "lora_rank": args.lora_rank, "labels": n, "steps": int(m["rm/steps"]), "test_accuracy": acc,
                "test_correlation": corr, "val_accuracy_noisy": m["rm/val_accuracy"], "fit_seconds": fit_s,
                "test_ties": float(1 - decided.float().mean())}
         out.append(row)
