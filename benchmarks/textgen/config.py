@@ -223,7 +223,7 @@ def parse_config(argv: list[str] | None,
     if not (math.isfinite(cfg.explore_bonus) and cfg.explore_bonus >= 0 and 0 <= cfg.explore_decay < 1):
         fail(f"--explore-bonus must be >= 0 (0 = off) and --explore-decay in [0, 1), got {cfg.explore_bonus} and "
              f"{cfg.explore_decay}")
-    later = cfg.labels - max(round(cfg.initial_share * cfg.labels), 1)  # the rest come from the zero-shot pool
+    later = cfg.labels - max(round(cfg.initial_share * cfg.labels), 1)  # the first share comes from zero-shot samples
     if later > groups:
         fail(f"--labels {cfg.labels}: the {later} labels due during training exceed the {groups} queries the "
              f"run generates (--iterations x prompts per rollout x candidates per prompt): lower --labels or raise "
