@@ -96,14 +96,18 @@ def _last_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return hidden[torch.arange(len(hidden), device=hidden.device), last]
 
 
-def _with_lora(trunk: nn.Module, rank: int, layers: range) -> nn.Module:
-    """``trunk`` with rank-``rank`` LoRA adapters on the attention projections of ``layers`` (only they train)."""
+_POOLS = {"mean": _mean_pool, "last": _last_pool}
+"""How :class:`FineTunedTextEnsemble` turns token states into one feature per text (its ``pool``)."""
+
+
+def _with_lora(trunk: nn.Module, rank: int, blocks: Sequence[nn.Module]) -> nn.Module:
+    """``trunk`` with rank-``rank`` LoRA adapters on the attention projections of ``blocks`` (only they train)."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as err:
         raise ImportError("lora_rank > 0 needs peft: pip install peft") from err
-    blocks = {id(b) for i, b in enumerate(_encoder_layers(trunk)) if i in layers}
-    prefixes = [n + "." for n, m in trunk.named_modules() if id(m) in blocks]
+    ids = {id(b) for b in blocks}
+    prefixes = [n + "." for n, m in trunk.named_modules() if id(m) in ids]
     projections = {"q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value"}
     targets = [n for n, m in trunk.named_modules() if isinstance(m, nn.Linear) and n.startswith(tuple(prefixes))
                and n.rsplit(".", 1)[-1] in projections]  # full names: only these blocks' projections
@@ -289,7 +293,7 @@ class FineTunedTextEnsemble(TextRewardEnsemble):
                  train_layers: int = 2, trunk_lr: float = 2e-4, hidden: tuple[int, ...] = (64,),
                  max_length: int = 128, batch_size: int = 64, pool: str = "mean", lora_rank: int = 0):
         super().__init__(n_members, width)
-        if pool not in ("mean", "last") or lora_rank < 0:
+        if pool not in _POOLS or lora_rank < 0:
             raise ValueError(f"pool must be 'mean' or 'last' and lora_rank >= 0, got {pool!r} and {lora_rank}")
         self.tokenizer, self.trunk = _load_encoder(encoder)
         layers = _encoder_layers(self.trunk)
@@ -297,10 +301,11 @@ class FineTunedTextEnsemble(TextRewardEnsemble):
             raise ValueError(f"train_layers must be in 0..{len(layers)}, got {train_layers}")
         for p in self.trunk.parameters():
             p.requires_grad_(False)
+        top = layers[len(layers) - train_layers :]
         if lora_rank and train_layers:
-            self.trunk = _with_lora(self.trunk, lora_rank, range(len(layers) - train_layers, len(layers)))
+            self.trunk = _with_lora(self.trunk, lora_rank, top)
         else:
-            for layer in layers[len(layers) - train_layers :]:
+            for layer in top:
                 for p in layer.parameters():
                     p.requires_grad_(True)
         self.pool = pool
@@ -313,13 +318,12 @@ class FineTunedTextEnsemble(TextRewardEnsemble):
 
     def pair_features(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
         dev = self.heads.in_mean.device
-        out = []
+        out, pool = [], _POOLS[self.pool]
         for s in range(0, len(prompts), self.batch_size):
             batch = self.tokenizer(prompts[s : s + self.batch_size], completions[s : s + self.batch_size],
                                    padding=True, truncation=True, max_length=self.max_length,
                                    return_tensors="pt").to(dev)
             hidden = self.trunk(**batch).last_hidden_state
-            pool = _mean_pool if self.pool == "mean" else _last_pool
             out.append(pool(hidden, batch["attention_mask"]))
         return torch.cat(out) if out else torch.zeros(0, self.heads.in_dim, device=dev)
 
