@@ -65,8 +65,11 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, capsy
         textgen.main([*FLAGS, "--out", str(out)])
     assert err.value.code == 130
     assert "--resume" in capsys.readouterr().err
-    assert (out / "checkpoints" / "seed0" / "true.result.pt").exists()
-    assert (out / "checkpoints" / "seed0" / "learned.pt").exists()
+    # the kit's per-arm checkpoints: the finished true arm's result, the learned arm's latest checkpoint
+    assert (out / "checkpoints" / "true-seed0.result.json").exists()
+    assert not (out / "checkpoints" / "true-seed0").exists()  # a finished arm's checkpoint is dropped
+    assert (out / "checkpoints" / "learned-seed0" / "state.pt").exists()
+    assert (out / "checkpoints" / "pre-seed0" / "progress.json").exists()
     assert not (out / "summary.json").exists()
     before = _labels(out / "labels-seed0.sqlite")
     monkeypatch.setattr(LMPPO, "rollout", real_rollout)
@@ -98,6 +101,11 @@ def test_resume_refuses_other_flags_and_a_directory_without_a_run(tmp_path, caps
         textgen.main([*FLAGS, "--out", str(out), "--resume"])
     msg = capsys.readouterr().err
     assert err.value.code == 2 and "the flags differ" in msg and "--iterations 80 -> 4" in msg
+    (out / "checkpoints" / "seed0").mkdir(parents=True)  # an earlier prefrl's layout: refused, named
+    with pytest.raises(SystemExit) as err:
+        textgen.main([*FLAGS, "--out", str(out), "--resume"])
+    msg = capsys.readouterr().err
+    assert err.value.code == 2 and "written by an earlier prefrl" in msg and "(seed0)" in msg
     with pytest.raises(SystemExit) as err:  # a new run into it is refused too, and says how to continue
         textgen.main([*FLAGS, "--out", str(out)])
     assert err.value.code == 2 and "--resume" in capsys.readouterr().err
@@ -114,7 +122,7 @@ def test_kill_9_during_the_learned_arm_then_resume(tmp_path):
     flags = [*FLAGS[:-6], "--iterations", "12", "--labels", "12", "--eval-prompts", "8", "--checkpoint-minutes", "0.0001"]
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.textgen", *flags, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
-    ckpt = out / "checkpoints" / "seed0" / "learned.pt"
+    ckpt = out / "checkpoints" / "learned-seed0" / "progress.json"
     deadline = time.time() + 300
     try:
         while not ckpt.exists():

@@ -7,14 +7,13 @@ its reward model to ``cfg.out``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.kit.checkpoint import Checkpoint, EpisodeLog, atomic_json
+from benchmarks.kit.checkpoint import Checkpoint, EpisodeLog, keep_labels_aside
 from benchmarks.kit.config import RunConfig
 from benchmarks.kit.evaluate import evaluate_final_policy
 from benchmarks.kit.family import Family
@@ -56,14 +55,14 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
     # --workers 1 (2 threads per run here) than with --workers 2. The envs may still use `threads`.
     torch.set_num_threads(1 if cfg.device == "cpu" else threads)
     ckpt = Checkpoint(cfg.out, arm, seed)
-    if cfg.resume and ckpt.result_path.exists():  # finished before the interruption
+    done = ckpt.finished() if cfg.resume else None
+    if done is not None:  # finished before the interruption
         queue.put((arm, seed, cfg.steps, "finished before the interruption; kept"))
-        return json.loads(ckpt.result_path.read_text())
+        return done
     resume_from = ckpt.latest() if cfg.resume else None
     store_path = cfg.out / f"labels-seed{seed}.sqlite"
-    if cfg.resume and resume_from is None and arm == "learned" and store_path.exists():
-        # killed before its first checkpoint: start the arm again, keeping its early labels beside it
-        store_path.rename(store_path.with_name(f"labels-seed{seed}.before-resume-{int(time.time())}.sqlite"))
+    if cfg.resume and resume_from is None and arm == "learned":
+        keep_labels_aside(store_path)  # killed before its first checkpoint: the arm starts again, its labels kept
     family: Family = importlib.import_module(family_module).FAMILY
     venv = family.make_venv(cfg, cfg.n_envs, seed, threads)
     loop, pre, learned_env = None, {}, None
@@ -127,8 +126,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
         pre, before = progress["pre"], {"wall": progress["wall"], "cpu": progress["cpu"],
                                         "label_wait": progress.get("label_wait", 0.0)}
         resumed_from = agent.num_timesteps
-        reached = json.loads(ckpt.reached_path.read_text())["env_step"] if ckpt.reached_path.exists() else resumed_from
-        redone = max(0, reached - resumed_from)
+        redone = max(0, ckpt.reached(default=resumed_from) - resumed_from)
         queue.put((arm, seed, resumed_from, f"resumed from its checkpoint at step {resumed_from} "
                                             f"({redone} steps done before the crash are redone)"))
     log_every = max(cfg.steps // 50, 1)
@@ -205,7 +203,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
             if fitted or time.monotonic() - last_ckpt[0] >= 60 * cfg.checkpoint_minutes:
                 checkpoint(self.model)
             else:  # how far the arm got: after a crash, the steps past the checkpoint are redone
-                atomic_json(ckpt.reached_path, {"env_step": self.num_timesteps})
+                ckpt.set_reached(self.num_timesteps)
 
     def wait_for_labels(step: int) -> dict | None:
         """--min-answered-share: holds the agent until enough of the labels due are answered, saying so."""
@@ -296,7 +294,7 @@ def run_arm(family_module: str, cfg: RunConfig, seed: int, arm: str, threads: in
     if resumed_from is not None:
         result["resumed_from_step"], result["steps_redone"] = resumed_from, redone
     venv.close()
-    atomic_json(ckpt.result_path, result)
+    ckpt.finish(result)
     return result
 
 

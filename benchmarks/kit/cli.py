@@ -7,10 +7,9 @@ their checks are in :mod:`benchmarks.kit.parse` (also used by :func:`prefrl.api.
 from __future__ import annotations
 
 import importlib
-import sys
-from typing import NoReturn
 
 from benchmarks.kit.family import Family
+from benchmarks.kit.lifecycle import exit_with, interrupted
 from benchmarks.kit.parse import build_parser, parse_config
 from benchmarks.kit.run import ArmError
 from prefrl.api import run_config
@@ -34,11 +33,6 @@ def main(family_module: str, argv: list[str] | None = None) -> dict:
     try:
         return run_config(family_module, cfg).summary
     except ArmError as err:
-        _exit(1, f"prefrl: error: {err}")
+        exit_with(1, f"prefrl: error: {err}")
     except KeyboardInterrupt:
-        _exit(130, f"\nprefrl: interrupted; the labels gathered so far are kept in {cfg.out}/labels-seed*.sqlite")
-
-
-def _exit(code: int, message: str) -> NoReturn:
-    print(message, file=sys.stderr)
-    raise SystemExit(code) from None
+        exit_with(130, interrupted(cfg.out))

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
-import signal
 import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.managers import SyncManager
 
-from benchmarks.checks import remove_empty_stores
+from benchmarks.kit import lifecycle
 from benchmarks.kit.arms import run_arm
 from benchmarks.kit.evaluate import random_policy_return
-from benchmarks.kit.checkpoint import atomic_json
-from benchmarks.kit.config import RUN_FILE, RunConfig, run_flags
+from benchmarks.kit.config import RunConfig, run_flags
 from benchmarks.kit.family import Family
 from benchmarks.kit.report import ARMS, UPPER, print_table, summarize, write_outputs
 from benchmarks.kit.validate import cpu_budget
@@ -28,9 +25,7 @@ from benchmarks.kit.validate import cpu_budget
 
 def run(family_module: str, family: Family, cfg: RunConfig) -> dict:
     """Runs every (seed, arm), writes the outputs, prints a summary table; returns the summary."""
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    if not cfg.resume:
-        atomic_json(cfg.out / RUN_FILE, {"flags": run_flags(cfg), "started": time.time()})
+    lifecycle.start(cfg.out, {"flags": run_flags(cfg)}, cfg.resume)
     jobs = [(seed, arm) for seed in cfg.seeds for arm in (*ARMS, *((UPPER,) if cfg.upper_bound else ()))]
     cores = cpu_budget()
     workers = cfg.workers or max(1, min(len(jobs), cores))
@@ -41,8 +36,7 @@ def run(family_module: str, family: Family, cfg: RunConfig) -> dict:
     t_start = time.perf_counter()
     results = []
     ctx = mp.get_context("spawn")
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` ends the workers too
-    try:
+    with lifecycle.stopping(cfg.out, cfg.seeds):  # `kill` ends the workers too
         parent = (os.getpid(),)
         manager = SyncManager(ctx=ctx)
         manager.start(exit_with_parent, parent)  # the manager's process, as the workers, ends with this one
@@ -57,17 +51,11 @@ def run(family_module: str, family: Family, cfg: RunConfig) -> dict:
                 for proc in list(getattr(pool, "_processes", {}).values()):
                     proc.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
-                removed = remove_empty_stores(cfg.out, [f"labels-seed{s}.sqlite" for s in cfg.seeds])
-                if removed:  # so that the same --out can be used again
-                    print(f"prefrl: removed the empty label store(s) {', '.join(removed)} of this failed run",
-                          file=sys.stderr)
                 raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     random = random_policy_return(family, cfg, cfg.seeds[0], threads)
     summary, timing = summarize(cfg, results, random, time.perf_counter() - t_start)
     write_outputs(cfg.out, results, summary, timing)
-    shutil.rmtree(cfg.out / "checkpoints", ignore_errors=True)  # the run is complete; its outputs are written
+    lifecycle.finish(cfg.out)
     print_table(summary, timing)
     return summary
 
@@ -90,10 +78,6 @@ def exit_with_parent(parent_pid: int, every_s: float = 0.5) -> None:
 
 class ArmError(RuntimeError):
     """A run (arm) stopped on a problem with its settings or data (a ``ValueError`` inside it)."""
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _follow(futures, queue, total: int) -> None:

@@ -22,15 +22,13 @@ Python API reaches it as ``prefrl.api.train("TextGen-v0", ...)``.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.textgen.arms import SeedCheckpoint, load_policy, make_envs, make_loop, make_ppo, run_seed, train_seeds
+from benchmarks.kit import lifecycle
+from benchmarks.textgen.arms import load_policy, make_envs, make_loop, make_ppo, run_seed, train_seeds
 from benchmarks.textgen.config import (
     MAX_PROMPT_CHARS, OUTPUTS, QUICK, RUN_FILE, RunOptions, TextBenchConfig, TextCommand, _run_config, build_parser,
     parse_config, prompt_file_problem, prompt_token_problem, read_prompt_file, resume_problem,
@@ -38,15 +36,11 @@ from benchmarks.textgen.config import (
 from benchmarks.textgen.report import print_table, summarize, write_outputs
 
 __all__ = [
-    "MAX_PROMPT_CHARS", "OUTPUTS", "QUICK", "RUN_FILE", "RunInputError", "RunOptions", "SeedCheckpoint", "TextBenchConfig", "TextCommand",
+    "MAX_PROMPT_CHARS", "OUTPUTS", "QUICK", "RUN_FILE", "RunInputError", "RunOptions", "TextBenchConfig", "TextCommand",
     "build_parser", "load_policy", "main", "make_envs", "make_loop", "make_ppo", "parse_config", "print_table",
     "prompt_file_problem", "prompt_token_problem", "read_prompt_file", "resume_problem", "run", "run_seed", "summarize",
     "train_seeds", "write_outputs",
 ]
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 class RunInputError(ValueError):
@@ -59,12 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         return run(cfg, out, opts)
     except RunInputError as err:
-        print(f"prefrl: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        lifecycle.exit_with(2, f"prefrl: error: {err}")
     except KeyboardInterrupt:
-        print(f"\nprefrl: interrupted; the labels gathered so far are kept in {out}/labels-seed*.sqlite; "
-              f"add --resume (same flags) to continue from the last checkpoints", file=sys.stderr)
-        raise SystemExit(130) from None
+        lifecycle.exit_with(130, lifecycle.interrupted(out))
 
 
 def run(cfg: TextBenchConfig, out: Path, opts: RunOptions = RunOptions()) -> dict:
@@ -93,34 +84,16 @@ def run(cfg: TextBenchConfig, out: Path, opts: RunOptions = RunOptions()) -> dic
         except OSError:
             pass
         raise RunInputError(problem)
-    out.mkdir(parents=True, exist_ok=True)
-    if not opts.resume:
-        (out / RUN_FILE).write_text(json.dumps({"config": _run_config(cfg)}, indent=2) + "\n")
+    lifecycle.start(out, {"config": _run_config(cfg)}, opts.resume)
     t0 = time.perf_counter()
     total = len(cfg.seeds) * (3 + 2 * cfg.iterations)
     results = []
-    bar = tqdm(total=total, desc="textgen", unit="step", dynamic_ncols=True)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops the run as Ctrl-C does
-    try:
+    with lifecycle.stopping(out, cfg.seeds), tqdm(total=total, desc="textgen", unit="step", dynamic_ncols=True) as bar:
         for seed in cfg.seeds:
             results.append(run_seed(cfg, seed, out, base_model, tokenizer, bar, opts))
-    except KeyboardInterrupt:
-        bar.close()
-        raise
-    except BaseException:
-        bar.close()
-        from benchmarks.checks import remove_empty_stores
-
-        removed = remove_empty_stores(out, [f"labels-seed{s}.sqlite" for s in cfg.seeds])
-        if removed:  # so that the same --out can be used again
-            print(f"prefrl: removed the empty label store(s) {', '.join(removed)} of this failed run", file=sys.stderr)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    bar.close()
     summary = summarize(cfg, results, time.perf_counter() - t0)
     write_outputs(out, cfg, results, summary)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the outputs are complete: nothing left to resume
+    lifecycle.finish(out)
     print_table(summary)
     print(f"\nwrote {', '.join(OUTPUTS)} to {out}")
     return summary

@@ -1,57 +1,23 @@
-"""One seed of the text benchmark: the zero-shot, true-score and learned-reward arms, their checkpoints."""
+"""One seed of the text benchmark: the zero-shot, true-score and learned-reward arms.
+
+Each arm checkpoints through the kit's :class:`benchmarks.kit.checkpoint.Checkpoint` (``<out>/checkpoints/<arm>-seed<k>/``,
+swapped in atomically): ``state.pt`` holds what torch saves (``LMPPO.state_dict``, ``TextPreferenceLoop.state_dict``,
+curve rows, counters, RNG states), ``progress.json`` the next iteration. ``pre-seed<k>/`` keeps the zero-shot
+evaluation, the rollout speeds and the SFT step (metrics and trained tensors), so a resume does not redo them.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.kit.checkpoint import Checkpoint, keep_labels_aside
 from benchmarks.textgen.config import ARMS, TB_TAGS, RunOptions, TextBenchConfig, read_prompt_file
 from benchmarks.textgen.report import arm_peak_rss_mb, reset_peak_rss
-
-class SeedCheckpoint:
-    """Checkpoints of one seed's run, in ``<out>/checkpoints/seed<k>/``, each file replaced atomically.
-
-    ``pre.pt``: zero-shot evaluation, rollout speeds, SFT metrics and model (the trained
-    tensors only) and the torch RNG state after them. ``<arm>.pt``: an arm in progress
-    (``LMPPO.state_dict``, ``TextPreferenceLoop.state_dict``, curve rows, counters, RNG
-    states, next iteration). ``<arm>.result.pt``: a finished arm. ``<arm>.reached``: the
-    last iteration an arm completed (to count the iterations a resume redoes).
-    """
-
-    def __init__(self, out: Path, seed: int):
-        self.root = out / "checkpoints" / f"seed{seed}"
-
-    def path(self, name: str) -> Path:
-        return self.root / name
-
-    def load(self, name: str):
-        import torch
-
-        p = self.path(name)
-        return torch.load(p, weights_only=False) if p.exists() else None
-
-    def save(self, name: str, obj) -> None:
-        import torch
-
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{name}.tmp-{os.getpid()}"
-        torch.save(obj, tmp)
-        os.replace(tmp, self.path(name))  # a kill leaves the old file or the new one, never half of one
-
-    def reached(self, arm: str) -> int:
-        p = self.path(f"{arm}.reached")
-        return int(p.read_text()) if p.exists() else 0
-
-    def set_reached(self, arm: str, it: int) -> None:
-        tmp = self.root / f".{arm}.reached.tmp-{os.getpid()}"
-        tmp.write_text(str(it))
-        os.replace(tmp, self.path(f"{arm}.reached"))
-
 
 # ---------------------------------------------------------------- pieces
 
@@ -165,11 +131,26 @@ def run_sft(cfg: TextBenchConfig, base_model, tokenizer, envs, seed: int):
 # ---------------------------------------------------------------- arms
 
 
-def _pre_phase(cfg: TextBenchConfig, seed: int, base_model, tokenizer, envs, bar, ck: SeedCheckpoint, opts):
-    """Zero-shot evaluation, rollout speeds and the SFT step; kept in ``pre.pt`` and reloaded by a resume."""
+def _load_state(ck: Checkpoint) -> dict | None:
+    """``state.pt`` of an arm's latest checkpoint, or None when it has none."""
     import torch
 
-    pre = ck.load("pre.pt") if opts.resume else None
+    path = ck.latest()
+    return None if path is None else torch.load(path / "state.pt", weights_only=False)
+
+
+def _commit_state(ck: Checkpoint, state: dict, progress: dict) -> None:
+    import torch
+
+    ck.commit(lambda d: torch.save(state, d / "state.pt"), progress)
+
+
+def _pre_phase(cfg: TextBenchConfig, seed: int, base_model, tokenizer, envs, bar, out: Path, opts):
+    """Zero-shot evaluation, rollout speeds and the SFT step; checkpointed as ``pre-seed<k>`` and reloaded by a resume."""
+    import torch
+
+    ck = Checkpoint(out, "pre", seed)
+    pre = _load_state(ck) if opts.resume else None
     if pre is not None:
         if pre["sft_params"] is not None:
             base_model = copy.deepcopy(base_model)
@@ -198,7 +179,7 @@ def _pre_phase(cfg: TextBenchConfig, seed: int, base_model, tokenizer, envs, bar
     ro2 = zero.rollout(envs, train_seeds(seed, -1, cfg.batch_size))
     result["rollout_tokens_per_second"] = ro2.gen_tokens / ro2.gen_seconds
     result["generate_tokens_per_second"] = gen_tok / gen_s
-    ck.save("pre.pt", {"result": result, "sft_params": sft_params, "rng": torch.get_rng_state()})
+    _commit_state(ck, {"result": result, "sft_params": sft_params, "rng": torch.get_rng_state()}, {"phase": "pre"})
     return base_model, result
 
 
@@ -210,10 +191,9 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
     from prefrl import pearson
 
     torch.manual_seed(seed)
-    ck = SeedCheckpoint(out, seed)
     envs = make_envs(cfg, tokenizer, cfg.batch_size)
     rows: list[dict] = []
-    base_model, pre = _pre_phase(cfg, seed, base_model, tokenizer, envs, bar, ck, opts)
+    base_model, pre = _pre_phase(cfg, seed, base_model, tokenizer, envs, bar, out, opts)
     result: dict = {"seed": seed, **pre, "resumed": []}
 
     ptx_texts = None
@@ -224,20 +204,18 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
         ptx_texts = [task.prompt(i) for i in range(min(task.num_prompts(), 4096))]
 
     for arm in ARMS:
-        done = ck.load(f"{arm}.result.pt") if opts.resume else None
+        ck = Checkpoint(out, arm, seed)
+        done = ck.finished() if opts.resume else None
         if done is not None:  # finished before the interruption: kept as it was
             result[arm] = done["result"]
             rows += done["rows"]
-            torch.set_rng_state(done["rng"])
+            torch.set_rng_state(torch.tensor(done["rng"], dtype=torch.uint8))
             bar.update(cfg.iterations + 1)
             bar.write(f"  seed {seed} {arm}: finished before the interruption; kept")
             continue
-        state = ck.load(f"{arm}.pt") if opts.resume else None
-        store_path = out / f"labels-seed{seed}.sqlite"
-        if opts.resume and state is None and arm == "learned" and store_path.exists():
-            # Died before its first checkpoint: its labels are kept aside, the arm starts again.
-            aside = store_path.with_name(f"labels-seed{seed}.before-resume-{int(time.time())}.sqlite")
-            store_path.rename(aside)
+        state = _load_state(ck) if opts.resume else None
+        aside = keep_labels_aside(out / f"labels-seed{seed}.sqlite") if opts.resume and state is None and arm == "learned" else None
+        if aside is not None:  # died before its first checkpoint: the arm starts again
             bar.write(f"  seed {seed} learned: no checkpoint yet; its earlier labels are kept in {aside.name}")
         ppo = make_ppo(cfg, base_model, tokenizer, seed)
         lr = make_loop(cfg, seed, out, tokenizer, opts) if arm == "learned" else None
@@ -271,7 +249,7 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             times = dict(state["times"])
             ptx_gen.set_state(state["ptx_rng"])
             torch.set_rng_state(state["rng"])
-            redone = max(0, ck.reached(arm) - start)
+            redone = max(0, ck.reached(unit="iteration") - start)
             result["resumed"].append({"arm": arm, "from_iteration": start, "iterations_redone": redone})
             bar.update(start)
             bar.write(f"  seed {seed} {arm}: resumed from its checkpoint at iteration {start} "
@@ -281,9 +259,10 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
 
         def checkpoint(next_it: int) -> None:
             times["elapsed"] = time.perf_counter() - t_arm
-            ck.save(f"{arm}.pt", {"ppo": ppo.state_dict(), "loop": lr.state_dict() if lr is not None else None,
-                                  "rows": arm_rows, "episodes": episodes, "fresh": fresh, "next": next_it,
-                                  "times": times, "ptx_rng": ptx_gen.get_state(), "rng": torch.get_rng_state()})
+            _commit_state(ck, {"ppo": ppo.state_dict(), "loop": lr.state_dict() if lr is not None else None,
+                               "rows": arm_rows, "episodes": episodes, "fresh": fresh, "next": next_it,
+                               "times": times, "ptx_rng": ptx_gen.get_state(), "rng": torch.get_rng_state()},
+                          {"next": next_it, "episodes": episodes})
 
         if lr is not None and state is None:
             n0 = lr.schedule.initial_labels
@@ -351,7 +330,7 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
                         writer.add_scalar(tag, float(row[key]), it + 1)
                 if lr is not None:
                     writer.add_scalar("pref/fit_seconds", lr.metrics["rm/fit_seconds"], it + 1)
-            ck.set_reached(arm, it + 1)
+            ck.set_reached(it + 1, unit="iteration")
             if labeled or time.perf_counter() - last_ckpt >= opts.checkpoint_seconds:
                 checkpoint(it + 1)
                 last_ckpt = time.perf_counter()
@@ -379,8 +358,8 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             if lr.is_async:
                 result[arm]["team"] = lr.labeler.queue.team()  # per annotator: answers, speed, agreement
             lr.store.close()
-        ck.save(f"{arm}.result.pt", {"result": result[arm], "rows": arm_rows, "rng": torch.get_rng_state()})
-        ck.path(f"{arm}.pt").unlink(missing_ok=True)
+        # rows and result as JSON (NaN kept; tuples come back as lists), the RNG state as its bytes
+        ck.finish({"result": result[arm], "rows": arm_rows, "rng": torch.get_rng_state().tolist()}, keep_nan=True)
         rows += arm_rows
         bar.update(1)
         ppo = lr = None  # free the arm's model before the next one is built

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, NoReturn
 
-from benchmarks.kit.config import LabelerConfig, QueryMethod, defaults_of, with_unset
+from benchmarks.kit.config import RUN_FILE, LabelerConfig, QueryMethod, defaults_of, with_unset
 from benchmarks.kit.flags import add_flags, from_namespace, json_flags
 
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "samples.md")
@@ -297,9 +297,6 @@ def parse_config(argv: list[str] | None,
 
 # ---------------------------------------------------------------- resume
 
-RUN_FILE = "run.json"
-"""The config of a run, written when it starts; ``--resume`` refuses a config that differs from it."""
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -334,6 +331,11 @@ def resume_problem(out: Path, cfg: TextBenchConfig) -> str | None:
         return f"--resume: {out} holds no run to continue ({RUN_FILE} is missing); start it without --resume"
     from benchmarks.checks import flags_differ
 
+    old = sorted(p.name for p in (out / "checkpoints").glob("seed*") if p.is_dir())
+    if old:  # checkpoints/seed<k>/ (pre.pt, <arm>.pt): the layout before the kit's per-arm checkpoints
+        return (f"--resume: the checkpoints in {out}/checkpoints ({', '.join(old)}) were written by an earlier prefrl "
+                f"(one folder per seed, 2026-12-07 and before) and cannot be continued by this one; its labels stay in "
+                f"{out}: start a new --out (or resume with the checkout that started it)")
     saved = {"min_kl_coef": 0.0, "group_size": 0, "reward_norm": "recent", "pool_temperatures": [1.0],
              "initial_share": 0.25, "explore_bonus": 0.0, "explore_decay": 0.001,
              # runs before these flags
