@@ -115,6 +115,10 @@ class TextPreferenceLoop(LabelWaiting):
     def __init__(self, reward_model: TextRewardEnsemble, labeler: Labeler, config: TextLoopConfig | None = None,
                  store: PreferenceStore | None = None, trainer: TrainerConfig | None = None):
         self.config = cfg = config or TextLoopConfig()
+        if cfg.explore_bonus > 0 and getattr(reward_model, "n_members", 2) < 2:
+            raise ValueError(f"explore_bonus={cfg.explore_bonus} (RUNE) adds the spread of the reward ensemble's "
+                             f"members, and this reward model has {reward_model.n_members}: give one with "
+                             "n_members >= 2, or explore_bonus=0")
         self.rm = reward_model
         self.labeler = labeler
         self.store = store if store is not None else PreferenceStore(seed=cfg.seed)
@@ -326,7 +330,7 @@ class TextPreferenceLoop(LabelWaiting):
         decayed over ``completions_seen``), and [B] the raw ensemble mean."""
         r, cfg = self.rm.rewards(segs.obs[:, 0]), self.config  # [E, B]
         raw = r.mean(0)
-        if cfg.explore_bonus > 0 and len(r) > 1:
+        if cfg.explore_bonus > 0:  # the constructor made sure the ensemble has a spread (E >= 2)
             return self.normalise(rune_reward(r, cfg.explore_bonus, cfg.explore_decay, completions_seen)), raw
         return self.normalise(raw), raw
 

@@ -203,6 +203,10 @@ def test_loop_bad_input(encoder):
         TextLoopConfig(explore_bonus=-1)
     with pytest.raises(ValueError, match="explore_decay=1"):
         TextLoopConfig(explore_decay=1)
+    with pytest.raises(ValueError, match="this reward model has 1: give one with n_members >= 2"):  # no spread
+        TextPreferenceLoop(FrozenTextEnsemble(encoder, W, n_members=1), SyntheticOracle(),
+                           TextLoopConfig(explore_bonus=1.0))
+    assert TextPreferenceLoop(FrozenTextEnsemble(encoder, W, n_members=1), SyntheticOracle(), TextLoopConfig()).rm
     store = PreferenceStore()
     store.set_meta("obs_format", "frames")
     with pytest.raises(ValueError, match="separate store"):
