@@ -100,7 +100,7 @@ def test_family_of_known_envs():
     (dict(env="Hopper-v5", noise=1.5), "--noise must be a probability"),
     (dict(env="Hopper-v5", labels=0), "--labels must be >= 1"),
     (dict(env="Hopper-v5", labeler="me"), "labeler='me'"),
-    (dict(env="Hopper-v5", agent="sac"), "invalid choice: 'sac'"),
+    (dict(env="Hopper-v5", agent="sac"), "invalid choice 'sac' for argument '--agent'"),
 ])
 def test_bad_input_is_a_value_error_before_training(tmp_path, kwargs, message):
     with pytest.raises(ValueError) as err:

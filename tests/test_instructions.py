@@ -5,8 +5,6 @@ import pytest
 from benchmarks import atari, mujoco
 from benchmarks.kit import cli
 from benchmarks.kit.arms import label_progress
-from benchmarks.kit.config import RunConfig
-from benchmarks.kit.flags import from_namespace
 from envs.instructions import GENERIC, labeling_instructions
 from envs.text_tasks import make_text_task
 
@@ -33,8 +31,7 @@ def test_text_tasks_name_their_own_goal():
 @pytest.mark.parametrize("module, env, words", [(mujoco, "Hopper-v5", "hop forward"), (atari, "Seaquest", "divers")])
 def test_the_runs_page_shows_the_task_and_never_the_true_return(module, env, words):
     fam = module.FAMILY
-    args = cli.build_parser(fam).parse_args(["--labeler", "web", fam.env_flag, env])
-    cfg = from_namespace(RunConfig, args, nested={"options": fam.options})
+    cfg = cli.parse_flags(fam, ["--labeler", "web", fam.env_flag, env])
     p = label_progress(cfg, {"labels_due": 3, "labels_total": 700, "labels_used": 12}, 2048, 5)
     assert p["task"] == env and words in p["instructions"]
     assert (p["labels_due"], p["labels_budget"], p["labels_counted"], p["env_step"], p["waiting_for_labels"]) == \

@@ -9,7 +9,7 @@ import pytest
 from benchmarks import atari, mujoco, textgen
 from benchmarks.kit import cli
 from benchmarks.kit.config import RUN_FILE, LabelerConfig, RunConfig, run_flags, with_unset
-from benchmarks.kit.flags import field_docs, flat_fields, from_namespace, parse, replace_flat, to_argv
+from benchmarks.kit.flags import command, field_docs, flat_fields, parse, replace_flat, to_argv
 from benchmarks.kit.validate import resume_problem
 from envs.atari_reward import RewardViewConfig
 
@@ -17,8 +17,7 @@ FAMILIES = [mujoco, atari]
 
 
 def _family_parse(module, argv):
-    fam = module.FAMILY
-    return from_namespace(RunConfig, cli.build_parser(fam).parse_args(argv), nested={"options": fam.options})
+    return cli.parse_flags(module.FAMILY, argv)
 
 
 def _round_trip(module, cfg):
@@ -63,12 +62,12 @@ def test_non_default_configs_round_trip():
                                       target_kl=2.0, kl_control="adaptive", min_kl_coef=0.02, sft_steps=2, ptx_coef=0.1, reward_std=1.5, seeds=(4,),
                                       device="cpu"))
     assert parse(textgen.TextCommand, to_argv(text)) == text
-    assert from_namespace(textgen.TextCommand, textgen.build_parser().parse_args(to_argv(text))) == text
 
 
 def test_quick_and_gpu_defaults_give_a_new_frozen_config():
     cfg = _family_parse(atari, ["--labels", "900"])
-    defaults = {k: cli.build_parser(atari.FAMILY).get_default(k) for k in flat_fields(cfg)}
+    defaults = flat_fields(cli.family_defaults(atari.FAMILY))
+    assert defaults["steps"] == atari.DEFAULTS["steps"] and defaults["rm"] == atari.DEFAULT_RM
     quick, applied = with_unset(cfg, atari.QUICK, defaults)
     assert quick is not cfg and cfg.steps == atari.DEFAULTS["steps"]  # the original is untouched
     assert quick.steps == atari.QUICK["steps"] and quick.labels == 900  # explicit flags win
@@ -98,14 +97,72 @@ def test_text_quick_gives_a_new_config(tmp_path):
     assert out == tmp_path / "run" and opts.labeler == "synthetic-oracle" and textgen.TextBenchConfig().iterations == 80
 
 
-@pytest.mark.parametrize("parser", [cli.build_parser(mujoco.FAMILY), cli.build_parser(atari.FAMILY),
-                                    textgen.build_parser()], ids=["mujoco", "atari", "textgen"])
-def test_every_flag_has_help_that_shows_its_default(parser):
-    for action in parser._actions:
-        if action.dest == "help" or action.help.startswith("short for "):
-            continue
-        assert action.help and "(default: " in action.help, action.option_strings
-    assert "--synthetic-oracle" in parser.format_help()
+def _help(main) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    return stop
+
+
+@pytest.mark.parametrize("module", [mujoco, atari, textgen], ids=["mujoco", "atari", "textgen"])
+def test_help_lists_every_flag_with_its_default(module, capsys):
+    """tyro prints the help: every field's flag (the family's name for env), its docstring and its default."""
+    _help(module.main)
+    text = " ".join(capsys.readouterr().out.split())  # one line: the help wraps
+    if module is textgen:
+        cfg = textgen.TextCommand()
+        names = {}
+    else:
+        cfg = cli.family_defaults(module.FAMILY)
+        names = {"env": module.FAMILY.env_flag}
+    for name, value in flat_fields(cfg).items():
+        flag = names.get(name, "--" + name.replace("_", "-"))
+        assert f"{flag} " in text, flag
+    assert "--synthetic-oracle is short for --labeler synthetic-oracle" in text
+    assert f"(default: {cfg.steps if module is not textgen else cfg.bench.iterations})" in text
+    if module is atari:
+        assert "--game " in text and "--env " not in text and "(default: Seaquest)" in text
+        assert "cnn42:" in text  # a choice's own line of help
+        assert "GPU" in text  # the description names the larger GPU defaults
+
+
+def test_command_refuses_a_field_without_help_or_a_true_switch():
+    @dataclasses.dataclass(frozen=True)
+    class NoHelp:
+        steps: int = 1
+
+    with pytest.raises(ValueError, match="NoHelp.steps has no docstring"):
+        command(NoHelp)
+
+    @dataclasses.dataclass(frozen=True)
+    class OnSwitch:
+        fast: bool = True
+        """go fast"""
+
+    with pytest.raises(ValueError, match="a switch must default to False"):
+        command(OnSwitch)
+
+
+def test_bad_flags_give_one_line_through_error_or_exit_2(capsys):
+    def raise_(msg):
+        raise ValueError(msg)
+
+    with pytest.raises(ValueError, match="--iterations"):
+        parse(textgen.TextCommand, ["--iterations", "many"], error=raise_)
+    with pytest.raises(ValueError, match="Unrecognized options: --iteration"):
+        parse(textgen.TextCommand, ["--iteration", "3"], error=raise_)
+    with pytest.raises(ValueError, match="argument --seeds: expected at least one value"):
+        parse(textgen.TextCommand, ["--seeds"], error=raise_)
+    with pytest.raises(ValueError, match="argument --seeds: expected at least one value"):
+        cli.parse_flags(mujoco.FAMILY, ["--seeds"], error=raise_)
+    with pytest.raises(ValueError, match="argument --out: an empty path"):
+        parse(textgen.TextCommand, ["--out", ""], error=raise_)
+    with pytest.raises(SystemExit) as stop:
+        parse(textgen.TextCommand, ["--kl-control", "sometimes"])
+    assert stop.value.code == 2 and "--kl-control" in capsys.readouterr().err
+    # aliases stand for their flag and value
+    assert parse(textgen.TextCommand, ["--fixed-kl"]).bench.kl_control == "fixed"
+    assert parse(textgen.TextCommand, ["--adaptive-kl", "--synthetic-oracle"]).labeling.labeler == "synthetic-oracle"
 
 
 def test_every_config_field_has_a_docstring():

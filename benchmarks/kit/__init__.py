@@ -1,6 +1,6 @@
 """One benchmark kit for every ``benchmarks.<family>`` CLI, by job.
 
-* :mod:`~benchmarks.kit.flags`: argparse flags generated from config dataclasses (and back).
+* :mod:`~benchmarks.kit.flags`: the flags of config dataclasses, parsed by tyro (and back: ``to_argv``).
 * :mod:`~benchmarks.kit.config`: the frozen run configs (``RunConfig``, ``LabelerConfig``).
 * :mod:`~benchmarks.kit.family`: ``Family``, how an env family plugs in.
 * :mod:`~benchmarks.kit.validate`: the checks before any arm starts.

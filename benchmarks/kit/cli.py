@@ -10,11 +10,11 @@ import importlib
 
 from benchmarks.kit.family import Family
 from benchmarks.kit.lifecycle import exit_with, interrupted
-from benchmarks.kit.parse import build_parser, parse_config
+from benchmarks.kit.parse import family_defaults, parse_config, parse_flags
 from benchmarks.kit.run import ArmError
 from prefrl.api import run_config
 
-__all__ = ["build_parser", "main", "parse_config"]
+__all__ = ["family_defaults", "main", "parse_config", "parse_flags"]
 
 
 def main(family_module: str, argv: list[str] | None = None) -> dict:

@@ -155,16 +155,5 @@ def with_unset(cfg: Any, values: dict[str, Any], defaults: dict[str, Any]) -> tu
     return (replace_flat(cfg, **grown) if grown else cfg), grown
 
 
-def defaults_of(parser_defaults: Any, cfg: Any) -> dict[str, Any]:
-    """The parser's default of every flat field of ``cfg`` (tuples for nargs flags, as the config holds them)."""
-    out = {}
-    for k, v in flat_fields(cfg).items():
-        d = parser_defaults(k)
-        out[k] = tuple(d) if isinstance(d, list) and isinstance(v, tuple) else d
-    return out
-
-
-
-
 RUN_FILE = "run.json"
 """The flags of a run, written when it starts; ``--resume`` refuses flags that differ from them."""

@@ -1,38 +1,45 @@
-"""Command-line flags generated from config dataclasses: one declaration for a flag and its field.
+"""Command-line flags from config dataclasses, parsed by tyro: one declaration for a flag and its field.
 
-A field becomes ``--field-name``: its type gives the argparse type (``bool``: a switch;
-``X | None``: optional; ``Literal[...]``: choices; ``tuple[int, ...]``: one or more values;
-``tuple[int, int]``: exactly two; ``Path``), its default the flag's default, and the
-docstring under it (a string literal right after the field, as PEP 257 calls an attribute
-docstring) the help text, followed by the default. ``field(metadata=...)`` adds:
+:func:`parse` hands a config dataclass to `tyro <https://brentyi.github.io/tyro/>`_, which reads each
+field's type (``bool``: a switch; ``X | None``: optional; ``Literal[...]``: choices; ``tuple[int, ...]``:
+one or more values; ``tuple[int, int]``: exactly two; ``Path``), its default, and prints the help and
+the errors. A field becomes ``--field-name``; nested configs add their flags beside the others (no
+prefix). The help text is the field's attribute docstring (a string literal right after the field, as
+PEP 257 calls it). ``field(metadata=...)`` adds:
 
-* ``flag``: the option string instead of ``--field-name`` (``--game`` for ``env``);
+* ``flag``: the option string instead of ``--field-name``;
 * ``choices``: allowed values (a dict maps each to a line of help);
-* ``aliases``: ``{"--synthetic-oracle": "synthetic-oracle"}``: more flags that store a constant;
+* ``aliases``: ``{"--synthetic-oracle": "synthetic-oracle"}``: flags that stand for the field's flag and a value;
 * ``default_text``: what the help shows as the default (``runs/<family>-<time>``);
 * ``metavar``;
 * ``nested``: the field holds another config whose flags are added next to these
   (its class is the field's type, or given by the caller when the type is ``Any``).
 
-:func:`to_argv` is the inverse of parsing: the flags that give back a config.
+What tyro is given is a dataclass built here per call (:func:`command`): the same fields, each annotated
+with its flag name, help and choices, a family's defaults in place (``--game`` for Atari's ``env``,
+its budget). :func:`to_argv` is the inverse of parsing: the flags that give back a config.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
+import contextlib
 import dataclasses
 import functools
 import inspect
+import io
 import json
+import sys
 import textwrap
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Callable, Literal, NoReturn
 
-__all__ = ["field_docs", "add_flags", "from_namespace", "to_argv", "parse", "flat_fields", "replace_flat",
-           "flag_name", "json_flags"]
+import tyro
+
+__all__ = ["field_docs", "command", "parse", "default_config", "to_argv", "value_argv", "flat_fields",
+           "replace_flat", "flag_name", "json_flags"]
 
 
 @functools.cache
@@ -59,127 +66,194 @@ def flag_name(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-@dataclasses.dataclass(frozen=True)
-class _Kind:
-    """How one field's type reads from the command line."""
-
-    base: Any  # the element type: int, float, str, Path, bool
-    optional: bool = False
-    nargs: int | str | None = None  # "+" or a fixed count for tuples
-    choices: tuple | None = None
-
-
-def _kind(tp: Any) -> _Kind:
-    optional = False
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) != 1:
-            raise TypeError(f"a flag holds one type (or None), got {tp}")
-        tp, optional = args[0], True
-    if typing.get_origin(tp) is Literal:
-        choices = typing.get_args(tp)
-        return _Kind(type(choices[0]), optional, choices=choices)
-    if typing.get_origin(tp) in (tuple, list):
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis or typing.get_origin(tp) is list:
-            return _Kind(args[0], optional, nargs="+")
-        if len(set(args)) != 1:
-            raise TypeError(f"a fixed-length tuple flag holds one element type, got {tp}")
-        return _Kind(args[0], optional, nargs=len(args))
-    if tp in (int, float, str, Path, bool):
-        return _Kind(tp, optional)
-    raise TypeError(f"no flag for type {tp}")
-
-
-def _path(text: str) -> Path:
-    """A path flag's value; an empty one is refused (``Path("")`` is the current directory)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path: give a directory (or leave the flag out for its default)")
-    return Path(text)
-
-
 def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     hints = typing.get_type_hints(cls)
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, (tuple, list)):
-        return " ".join(map(str, value))
-    return "unset" if value is None else str(value)
+def _nested_class(f: dataclasses.Field, tp: Any, nested: dict[str, type]) -> type | None:
+    return nested.get(f.name, tp if dataclasses.is_dataclass(tp) else None)
 
 
-def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
-              defaults: dict[str, Any] | None = None, nested: dict[str, type] | None = None,
-              names: dict[str, str] | None = None) -> None:
-    """Adds one flag per field of the dataclass ``cls`` (and of its nested configs).
+def _default(f: dataclasses.Field, defaults: dict[str, Any]) -> Any:
+    if f.name in defaults:
+        return defaults[f.name]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING  # required: the caller (a family) gives it
+
+
+def _is_optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+_TYRO_CONFIG = (tyro.conf.OmitArgPrefixes, tyro.conf.FlagCreatePairsOff)
+"""What every command asks of tyro: nested configs' flags without a prefix, a switch without a ``--no-`` twin."""
+
+
+def command(cls: type, *, defaults: dict[str, Any] | None = None, nested: dict[str, type] | None = None,
+            names: dict[str, str] | None = None) -> type:
+    """The dataclass tyro parses for ``cls``: its fields, each annotated with its flag, help and choices.
 
     Args:
-        parser: the parser or argument group to add to.
-        cls: a dataclass whose fields carry attribute docstrings.
+        cls: a frozen config dataclass whose fields carry attribute docstrings.
         defaults: values that replace the fields' defaults (a family's budget), by field name.
         nested: classes of the ``Any``-typed nested fields, by field name.
         names: option strings that replace the fields' own, by field name (``{"env": "--game"}``).
+
+    Raises:
+        ValueError: a field without a docstring, or a switch that defaults to True.
     """
     defaults, nested, names = defaults or {}, nested or {}, names or {}
     docs = field_docs(cls)
+    specs = []
     for f, tp in _fields(cls):
         if f.metadata.get("nested"):
-            sub = nested.get(f.name, tp if dataclasses.is_dataclass(tp) else None)
+            sub = _nested_class(f, tp, nested)
             if sub is not None:
-                add_flags(parser, sub, defaults=defaults, nested=nested, names=names)
+                sub_cmd = command(sub, defaults=defaults, nested=nested, names=names)
+                specs.append((f.name, sub_cmd, dataclasses.field(default_factory=sub_cmd)))
             continue
-        default = defaults.get(f.name, f.default if f.default is not dataclasses.MISSING else
-                               f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        kind = _kind(tp)
         doc = docs.get(f.name)
         if not doc:
             raise ValueError(f"{cls.__name__}.{f.name} has no docstring: every flag needs its help text")
-        choices = f.metadata.get("choices", kind.choices)
+        default = _default(f, defaults)
+        if tp is bool and default:
+            raise ValueError(f"{cls.__name__}.{f.name}: a switch must default to False")
+        choices = f.metadata.get("choices")
         if isinstance(choices, dict):
             doc += ": " + "; ".join(f"{k}: {v}" for k, v in choices.items())
-            choices = tuple(choices)
-        shown = f.metadata.get("default_text", _show(default))
-        text = f"{doc} (default: {shown})".replace("%", "%%")
+        if choices is not None:
+            tp = Literal[tuple(choices)] | None if _is_optional(tp) else Literal[tuple(choices)]
         name = names.get(f.name) or flag_name(f)
-        if kind.base is bool and kind.nargs is None:
-            if default:
-                raise ValueError(f"{cls.__name__}.{f.name}: a switch must default to False")
-            parser.add_argument(name, dest=f.name, action="store_true", help=text)
-        else:
-            kwargs = dict(dest=f.name, type=_path if kind.base is Path else kind.base, default=default, help=text)
-            if kind.nargs is not None:
-                kwargs["nargs"] = kind.nargs
-            if choices is not None:
-                kwargs["choices"] = tuple(choices)
-            if "metavar" in f.metadata:
-                kwargs["metavar"] = f.metadata["metavar"]
-            parser.add_argument(name, **kwargs)
         for alias, const in f.metadata.get("aliases", {}).items():
-            parser.add_argument(alias, dest=f.name, action="store_const", const=const,
-                                help=f"short for {name} {const}")
+            doc += f"; {alias} is short for {name} {const}"
+        arg = dict(name=name.removeprefix("--"), help=doc.replace("%", "%%"))
+        if "default_text" in f.metadata:
+            arg["help_behavior_hint"] = f"(default: {f.metadata['default_text']})"
+        if "metavar" in f.metadata:
+            arg["metavar"] = f.metadata["metavar"]
+        field_ = dataclasses.field() if default is dataclasses.MISSING else dataclasses.field(default=default)
+        specs.append((f.name, Annotated[tp, tyro.conf.arg(**arg)], field_))
+    required = [s for s in specs if s[2].default is dataclasses.MISSING and s[2].default_factory is dataclasses.MISSING]
+    return dataclasses.make_dataclass(cls.__name__, required + [s for s in specs if s not in required], frozen=True)
 
 
-def from_namespace(cls: type, ns: argparse.Namespace, *, nested: dict[str, type] | None = None):
-    """The config ``cls`` built from parsed flags (tuple fields get tuples back)."""
-    nested = nested or {}
+def _build(cls: type, parsed: Any, nested: dict[str, type]) -> Any:
+    """The config ``cls`` from what tyro returned (an instance of :func:`command`'s class)."""
     values = {}
     for f, tp in _fields(cls):
         if f.metadata.get("nested"):
-            sub = nested.get(f.name, tp if dataclasses.is_dataclass(tp) else None)
-            values[f.name] = from_namespace(sub, ns, nested=nested) if sub is not None else None
-            continue
-        v = getattr(ns, f.name)
-        if isinstance(v, list) and typing.get_origin(_strip_optional(tp)) is tuple:
-            v = tuple(v)
-        values[f.name] = v
+            sub = _nested_class(f, tp, nested)
+            values[f.name] = None if sub is None else _build(sub, getattr(parsed, f.name), nested)
+        else:
+            values[f.name] = getattr(parsed, f.name)
     return cls(**values)
 
 
-def _strip_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return next(a for a in typing.get_args(tp) if a is not type(None))
-    return tp
+def _expand(cls: type, argv: list[str], nested: dict[str, type], names: dict[str, str],
+            fail: Callable[[str], NoReturn]) -> list[str]:
+    """``argv`` with each alias flag written out (``--synthetic-oracle`` -> ``--labeler synthetic-oracle``);
+    an empty value of a path flag is refused (``Path("")`` would be the current directory)."""
+    aliases: dict[str, list[str]] = {}
+    paths: set[str] = set()
+
+    def walk(klass: type) -> None:
+        for f, tp in _fields(klass):
+            if f.metadata.get("nested"):
+                sub = _nested_class(f, tp, nested)
+                if sub is not None:
+                    walk(sub)
+                continue
+            name = names.get(f.name) or flag_name(f)
+            aliases.update({alias: [name, str(const)] for alias, const in f.metadata.get("aliases", {}).items()})
+            if Path in (tp, *typing.get_args(tp)):
+                paths.add(name)
+
+    walk(cls)
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        flag, eq, value = word.partition("=")
+        if flag in paths and ((eq and not value.strip()) or (not eq and i + 1 < len(argv) and not argv[i + 1].strip())):
+            fail(f"argument {flag}: an empty path: give a directory (or leave the flag out for its default)")
+        out += aliases.get(word, [word])
+    return out
+
+
+def _message(text: str) -> str:
+    """tyro's error box as one line: its title and the first line of its text."""
+    lines = [ln.strip(" │╭╮╰╯─-") for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln]
+    return ": ".join(lines[:2]) if lines else "bad command-line flags"
+
+
+def parse(cls: type, argv: list[str] | None = None, *, defaults: dict[str, Any] | None = None,
+          nested: dict[str, type] | None = None, names: dict[str, str] | None = None, prog: str | None = None,
+          description: str | None = None, error: Callable[[str], NoReturn] | None = None):
+    """The config ``cls`` from command-line flags, parsed by tyro (``--help`` prints the help and exits).
+
+    Args:
+        cls: the config dataclass; ``defaults``, ``nested``, ``names``: as for :func:`command`.
+        argv: the flags (default: ``sys.argv[1:]``).
+        prog, description: what the help shows.
+        error: called with a one-line message on bad flags; default: tyro prints its message and the
+            command exits with status 2. The Python API passes one that raises ``ValueError``.
+    """
+    nested, names = nested or {}, names or {}
+    spec = command(cls, defaults=defaults, nested=nested, names=names)
+
+    def fail(msg: str) -> NoReturn:
+        if error is not None:
+            error(msg)
+        print(f"{prog or 'prefrl'}: error: {msg}", file=sys.stderr)
+        raise SystemExit(2)
+
+    argv = _expand(cls, list(sys.argv[1:] if argv is None else argv), nested, names, fail)
+    if error is None:
+        parsed = tyro.cli(spec, args=argv, prog=prog, description=description, config=_TYRO_CONFIG)
+    else:
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                parsed = tyro.cli(spec, args=argv, prog=prog, description=description, config=_TYRO_CONFIG)
+        except SystemExit as stop:
+            if not stop.code:  # --help: print it after all
+                print(out.getvalue(), end="")
+                raise
+            error(_message(out.getvalue()))
+    config = _build(cls, parsed, nested)
+    empty = _empty_lists(config, names)
+    if empty:  # tyro reads `--seeds` alone as no seeds
+        fail(f"argument {empty}: expected at least one value")
+    return config
+
+
+def _empty_lists(config: Any, names: dict[str, str]) -> str | None:
+    """The flag of a one-or-more field (``tuple[int, ...]``) given no value, or None."""
+    for f, tp in _fields(type(config)):
+        value = getattr(config, f.name)
+        if f.metadata.get("nested"):
+            found = None if value is None else _empty_lists(value, names)
+            if found:
+                return found
+        elif value == () and typing.get_origin(tp) is tuple and typing.get_args(tp)[-1] is Ellipsis:
+            return names.get(f.name) or flag_name(f)
+    return None
+
+
+def default_config(cls: type, *, defaults: dict[str, Any] | None = None, nested: dict[str, type] | None = None):
+    """What :func:`parse` gives without flags: the defaults (a family's in place), nested configs included."""
+    defaults, nested = defaults or {}, nested or {}
+    values = {}
+    for f, tp in _fields(cls):
+        if f.metadata.get("nested"):
+            sub = _nested_class(f, tp, nested)
+            values[f.name] = None if sub is None else default_config(sub, defaults=defaults, nested=nested)
+        else:
+            values[f.name] = _default(f, defaults)
+    return cls(**values)
 
 
 def to_argv(config: Any, names: dict[str, str] | None = None) -> list[str]:
@@ -207,14 +281,6 @@ def value_argv(flag: str, value: Any) -> list[str]:
     if isinstance(value, (tuple, list)):
         return [flag, *map(str, value)]
     return [flag, repr(value) if isinstance(value, float) else str(value)]
-
-
-def parse(cls: type, argv: list[str], *, defaults: dict[str, Any] | None = None,
-          nested: dict[str, type] | None = None, names: dict[str, str] | None = None):
-    """Parses ``argv`` with the flags of ``cls`` alone (tests, scripts)."""
-    p = argparse.ArgumentParser(exit_on_error=False)
-    add_flags(p, cls, defaults=defaults, nested=nested, names=names)
-    return from_namespace(cls, p.parse_args(argv), nested=nested)
 
 
 def flat_fields(config: Any) -> dict[str, Any]:

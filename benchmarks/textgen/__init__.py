@@ -30,14 +30,14 @@ from pathlib import Path
 from benchmarks.kit import lifecycle
 from benchmarks.textgen.arms import load_policy, make_envs, make_loop, make_ppo, run_seed, train_seeds
 from benchmarks.textgen.config import (
-    MAX_PROMPT_CHARS, OUTPUTS, QUICK, RUN_FILE, RunOptions, TextBenchConfig, TextCommand, _run_config, build_parser,
+    MAX_PROMPT_CHARS, OUTPUTS, QUICK, RUN_FILE, RunOptions, TextBenchConfig, TextCommand, _run_config,
     parse_config, prompt_file_problem, prompt_token_problem, read_prompt_file, resume_problem,
 )
 from benchmarks.textgen.report import print_table, summarize, write_outputs
 
 __all__ = [
     "MAX_PROMPT_CHARS", "OUTPUTS", "QUICK", "RUN_FILE", "RunInputError", "RunOptions", "TextBenchConfig", "TextCommand",
-    "build_parser", "load_policy", "main", "make_envs", "make_loop", "make_ppo", "parse_config", "print_table",
+    "load_policy", "main", "make_envs", "make_loop", "make_ppo", "parse_config", "print_table",
     "prompt_file_problem", "prompt_token_problem", "read_prompt_file", "resume_problem", "run", "run_seed", "summarize",
     "train_seeds", "write_outputs",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -10,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, NoReturn
 
-from benchmarks.kit.config import RUN_FILE, LabelerConfig, QueryMethod, defaults_of, with_unset
-from benchmarks.kit.flags import add_flags, from_namespace, json_flags
+from benchmarks.kit.config import RUN_FILE, LabelerConfig, QueryMethod, with_unset
+from benchmarks.kit.flags import flat_fields, json_flags, parse
 
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "samples.md")
 LABELERS = {"synthetic-oracle": "labels pairs by the task's true score, answering at random with probability --noise",
@@ -144,15 +143,9 @@ class TextCommand:
     checkpoints after each label round)"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m benchmarks.textgen``, generated from :class:`TextCommand`."""
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.textgen",
-        description="Token-level PPO on TextGen-v0: zero-shot vs PPO on the true score vs PPO on a reward "
-                    "learned from synthetic preferences. Writes curves.csv, curves.png, summary.json, samples.md.",
-    )
-    add_flags(p, TextCommand)
-    return p
+PROG = "python -m benchmarks.textgen"
+DESCRIPTION = ("Token-level PPO on TextGen-v0: zero-shot vs PPO on the true score vs PPO on a reward learned from "
+               "synthetic preferences. Writes curves.csv, curves.png, summary.json, samples.md.")
 
 
 ARMS = ("true", "learned")  # the PPO arms, in the order they run
@@ -174,27 +167,25 @@ def parse_config(argv: list[str] | None,
         error: called with a one-line message on bad input; default: exit with status 2 and that line.
             The Python API (``prefrl.api.train``) passes one that raises ``ValueError``.
     """
-    parser = build_parser()
-    if error is not None:
-        parser.error = error  # type: ignore[method-assign]  # argparse calls it for every bad flag
-    cmd = from_namespace(TextCommand, parser.parse_args(argv))
+    cmd = parse(TextCommand, argv, prog=PROG, description=DESCRIPTION, error=error)
+    from benchmarks.kit.lifecycle import exit_with
     from benchmarks.kit.validate import labeler_problem
 
     cfg, lab = cmd.bench, cmd.labeling
     problem = labeler_problem(lab, 1 if lab.labeler != "web" else len(cfg.seeds))
-    fail = error or (lambda msg: parser.exit(2, f"prefrl: error: {msg}\n"))
+    fail = error or (lambda msg: exit_with(2, f"prefrl: error: {msg}"))
     if lab.labeler is None:
         names = "\n".join(f"  --labeler {k}: {v}" for k, v in LABELERS.items())
         if error is not None:
             error(f"choose a labeler: one of {', '.join(LABELERS)}")
-        parser.exit(2, f"prefrl: choose a labeler (--synthetic-oracle is short for --labeler synthetic-oracle); "
-                       f"available:\n{names}\n")
+        exit_with(2, f"prefrl: choose a labeler (--synthetic-oracle is short for --labeler synthetic-oracle); "
+                     f"available:\n{names}")
     if problem:
         fail(problem)
     if cmd.quick:
         k = max(cmd.bench.group_size or cmd.bench.rank_k, 2)  # --quick's 4 completions a round as whole groups
         quick = dict(QUICK, batch_size=k * max(2, -(-QUICK["batch_size"] // k)))
-        cmd, _ = with_unset(cmd, quick, defaults_of(parser.get_default, cmd))
+        cmd, _ = with_unset(cmd, quick, flat_fields(TextCommand()))
         cfg = cmd.bench
     from envs.text_tasks import TEXT_TASKS
 
