@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 from envs.atari_spec import ATARI_GAMES
 from envs.mujoco_tasks import MUJOCO_TASKS
 
-__all__ = ["FAMILY_MODULES", "TrainResult", "family_of", "run_config", "train"]
+__all__ = ["FAMILY_MODULES", "TrainResult", "family_of", "run_config", "run_text_config", "train"]
 
 FAMILY_MODULES: dict[str, str] = {"mujoco": "benchmarks.mujoco", "atari": "benchmarks.atari"}
 """Family name -> the module that defines its ``FAMILY`` (how its envs, reward model and agent are built)."""
@@ -167,7 +167,7 @@ def run_config(family_module: str, cfg: Any) -> TrainResult:
 def _train_text(named: dict[str, Any]) -> TrainResult:
     """``train("TextGen-v0", ...)``: the text benchmark's flags by field name, parsed and run as the command does."""
     from benchmarks.kit.flags import flat_fields, value_argv
-    from benchmarks.textgen import TextCommand, parse_config, run
+    from benchmarks.textgen import TextCommand, parse_config
 
     if named.pop("steps") is not None:
         raise ValueError("a text run counts PPO updates, not env steps: give iterations=N (each of batch_size "
@@ -179,8 +179,17 @@ def _train_text(named: dict[str, Any]) -> TrainResult:
         raise ValueError(f"unknown argument(s) {', '.join(unknown)} for text; known: {', '.join(sorted(known))}")
     argv = [arg for name, value in named.items() if value is not None
             for arg in value_argv("--" + name.replace("_", "-"), value)]
-    cfg, out, opts = parse_config(argv, error=_raise)
-    run(cfg, out, opts)
+    return run_text_config(*parse_config(argv, error=_raise))
+
+
+def run_text_config(cfg: Any, out: Path, opts: Any = None) -> TrainResult:
+    """Runs a parsed, checked text config (``benchmarks.textgen.parse_config``): every seed's arms, then the report.
+
+    ``python -m benchmarks.textgen`` calls this, as the MuJoCo and Atari commands call :func:`run_config`.
+    """
+    from benchmarks.textgen import RunOptions, run
+
+    run(cfg, out, opts if opts is not None else RunOptions())
     return TrainResult(out=out, summary=json.loads((out / "summary.json").read_text()),
                        curves=read_curves(out / "curves.csv"))
 

@@ -80,8 +80,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, capsy
     assert after == straight_labels  # and the same labels as the uninterrupted run
     for key in ("score_zero_shot", "score_true", "score_learned", "kl_true", "kl_learned", "labels_used",
                 "pairs_labeled", "rm_accuracy"):
-        want = float("nan") if straight[key] is None else straight[key]  # NaN is written as null
-        assert resumed[key] == pytest.approx(want, rel=1e-5, abs=1e-6, nan_ok=True), key
+        want, got = (float("nan") if x[key] is None else x[key] for x in (straight, resumed))  # NaN is written as null
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6, nan_ok=True), key
     assert resumed["resumed"] == [{"seed": 0, "arm": "learned", "from_iteration": 2, "iterations_redone": 0}]
     assert straight["resumed"] == []
     assert "resumed (seed 0)" in capsys.readouterr().out

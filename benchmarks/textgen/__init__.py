@@ -49,9 +49,11 @@ class RunInputError(ValueError):
 
 def main(argv: list[str] | None = None) -> dict:
     """Entry point of ``python -m benchmarks.textgen``: parses, runs every seed, reports; returns the summary."""
+    from prefrl.api import run_text_config
+
     cfg, out, opts = parse_config(argv)
     try:
-        return run(cfg, out, opts)
+        return run_text_config(cfg, out, opts).summary
     except RunInputError as err:
         lifecycle.exit_with(2, f"prefrl: error: {err}")
     except KeyboardInterrupt:
