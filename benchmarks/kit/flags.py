@@ -130,7 +130,7 @@ def command(cls: type, *, defaults: dict[str, Any] | None = None, nested: dict[s
         name = names.get(f.name) or flag_name(f)
         for alias, const in f.metadata.get("aliases", {}).items():
             doc += f"; {alias} is short for {name} {const}"
-        arg = dict(name=name.removeprefix("--"), help=doc.replace("%", "%%"))
+        arg = dict(name=name.removeprefix("--"), help=doc)
         if "default_text" in f.metadata:
             arg["help_behavior_hint"] = f"(default: {f.metadata['default_text']})"
         if "metavar" in f.metadata:
