@@ -63,9 +63,11 @@ def out_problem(out: Path) -> str | None:
 
 
 def remove_empty_stores(out: Path, names: Sequence[str]) -> list[str]:
-    """Deletes the label stores among ``names`` in ``out`` that hold no label (left by a run that failed early).
+    """Deletes the label stores among ``names`` in ``out`` that hold no label and no query (left by a run that
+    failed early).
 
-    A store with labels is never touched. Returns the names removed.
+    A store with labels, or with queries posted to people (``--labeler web``: a resume serves them again), is
+    never touched. Returns the names removed.
     """
     removed = []
     for name in names:
@@ -76,6 +78,8 @@ def remove_empty_stores(out: Path, names: Sequence[str]) -> list[str]:
             db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
             try:
                 n = db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+                if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queries'").fetchone():
+                    n += db.execute("SELECT COUNT(*) FROM queries").fetchone()[0]
             finally:
                 db.close()
         except sqlite3.Error:

@@ -115,7 +115,7 @@ class TextPreferenceLoop(LabelWaiting):
     def __init__(self, reward_model: TextRewardEnsemble, labeler: Labeler, config: TextLoopConfig | None = None,
                  store: PreferenceStore | None = None, trainer: TrainerConfig | None = None):
         self.config = cfg = config or TextLoopConfig()
-        if cfg.explore_bonus > 0 and getattr(reward_model, "n_members", 2) < 2:
+        if cfg.explore_bonus > 0 and reward_model.n_members < 2:
             raise ValueError(f"explore_bonus={cfg.explore_bonus} (RUNE) adds the spread of the reward ensemble's "
                              f"members, and this reward model has {reward_model.n_members}: give one with "
                              "n_members >= 2, or explore_bonus=0")

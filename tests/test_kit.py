@@ -105,8 +105,9 @@ def _help(main) -> str:
 
 
 @pytest.mark.parametrize("module", [mujoco, atari, textgen], ids=["mujoco", "atari", "textgen"])
-def test_help_lists_every_flag_with_its_default(module, capsys):
+def test_help_lists_every_flag_with_its_default(module, capsys, monkeypatch):
     """tyro prints the help: every field's flag (the family's name for env), its docstring and its default."""
+    monkeypatch.setenv("COLUMNS", "400")  # no word broken by the wrap, whatever the terminal
     _help(module.main)
     text = " ".join(capsys.readouterr().out.split())  # one line: the help wraps
     if module is textgen:
@@ -149,8 +150,8 @@ def test_bad_flags_give_one_line_through_error_or_exit_2(capsys):
 
     with pytest.raises(ValueError, match="--iterations"):
         parse(textgen.TextCommand, ["--iterations", "many"], error=raise_)
-    with pytest.raises(ValueError, match="Unrecognized options: --iteration"):
-        parse(textgen.TextCommand, ["--iteration", "3"], error=raise_)
+    with pytest.raises(ValueError, match="Unrecognized options: --iterashuns"):
+        parse(textgen.TextCommand, ["--iterashuns", "3"], error=raise_)
     with pytest.raises(ValueError, match="argument --seeds: expected at least one value"):
         parse(textgen.TextCommand, ["--seeds"], error=raise_)
     with pytest.raises(ValueError, match="argument --seeds: expected at least one value"):
@@ -160,6 +161,15 @@ def test_bad_flags_give_one_line_through_error_or_exit_2(capsys):
     with pytest.raises(SystemExit) as stop:
         parse(textgen.TextCommand, ["--kl-control", "sometimes"])
     assert stop.value.code == 2 and "--kl-control" in capsys.readouterr().err
+    # the whole message, whatever the terminal's width (the API's ValueError is one line)
+    with pytest.raises(ValueError) as err:
+        cli.parse_flags(atari.FAMILY, ["--rm", "foo"], error=raise_)
+    assert "'--rm'" in str(err.value) and "'cnn42-sum-shift')" in str(err.value) and "\n" not in str(err.value)
+    # a unique prefix of a flag is that flag, as argparse allowed; an ambiguous one is refused
+    cfg = cli.parse_flags(atari.FAMILY, ["--seed", "1", "2", "--synth", "--label-t", "9"])
+    assert cfg.seeds == (1, 2) and cfg.labeler == "synthetic-oracle" and cfg.labeling.label_timeout == 9.0
+    with pytest.raises(ValueError, match="ambiguous option: --lab could match --label-timeout, --labeler, --labels"):
+        cli.parse_flags(atari.FAMILY, ["--lab", "5"], error=raise_)
     # aliases stand for their flag and value
     assert parse(textgen.TextCommand, ["--fixed-kl"]).bench.kl_control == "fixed"
     assert parse(textgen.TextCommand, ["--adaptive-kl", "--synthetic-oracle"]).labeling.labeler == "synthetic-oracle"

@@ -101,6 +101,20 @@ def test_lifecycle_stopping_turns_sigterm_into_an_interrupt_and_removes_empty_st
     assert (tmp_path / "labels-seed1.sqlite").exists()
 
 
+def test_a_store_with_posted_queries_is_kept(tmp_path):
+    """--labeler web: queries wait for people in the store's file; a resume serves them again, so it stays."""
+    _store(tmp_path / "labels-seed0.sqlite", 0)
+    db = sqlite3.connect(tmp_path / "labels-seed0.sqlite")
+    db.execute("CREATE TABLE queries (id INTEGER PRIMARY KEY)")
+    db.execute("INSERT INTO queries DEFAULT VALUES")
+    db.commit()
+    db.close()
+    with pytest.raises(KeyboardInterrupt):
+        with lifecycle.stopping(tmp_path, [0]):
+            raise KeyboardInterrupt
+    assert (tmp_path / "labels-seed0.sqlite").exists()
+
+
 def test_lifecycle_finish_and_exit(tmp_path, capsys):
     Checkpoint(tmp_path, "learned", 0).commit(lambda d: None, {})
     lifecycle.finish(tmp_path)

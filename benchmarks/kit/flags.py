@@ -29,6 +29,7 @@ import functools
 import inspect
 import io
 import json
+import os
 import sys
 import textwrap
 import types
@@ -77,7 +78,8 @@ def _nested_class(f: dataclasses.Field, tp: Any, nested: dict[str, type]) -> typ
 
 def _default(f: dataclasses.Field, defaults: dict[str, Any]) -> Any:
     if f.name in defaults:
-        return defaults[f.name]
+        value = defaults[f.name]
+        return tuple(value) if isinstance(value, list) else value  # a frozen config holds tuples
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -155,10 +157,12 @@ def _build(cls: type, parsed: Any, nested: dict[str, type]) -> Any:
 
 def _expand(cls: type, argv: list[str], nested: dict[str, type], names: dict[str, str],
             fail: Callable[[str], NoReturn]) -> list[str]:
-    """``argv`` with each alias flag written out (``--synthetic-oracle`` -> ``--labeler synthetic-oracle``);
-    an empty value of a path flag is refused (``Path("")`` would be the current directory)."""
+    """``argv`` as tyro reads it: a unique prefix of a flag written out (``--seed`` -> ``--seeds``, as argparse
+    allowed), each alias flag written out (``--synthetic-oracle`` -> ``--labeler synthetic-oracle``); an empty
+    value of a path flag is refused (``Path("")`` would be the current directory)."""
     aliases: dict[str, list[str]] = {}
     paths: set[str] = set()
+    flags: set[str] = {"--help"}
 
     def walk(klass: type) -> None:
         for f, tp in _fields(klass):
@@ -168,25 +172,49 @@ def _expand(cls: type, argv: list[str], nested: dict[str, type], names: dict[str
                     walk(sub)
                 continue
             name = names.get(f.name) or flag_name(f)
+            flags.add(name)
             aliases.update({alias: [name, str(const)] for alias, const in f.metadata.get("aliases", {}).items()})
             if Path in (tp, *typing.get_args(tp)):
                 paths.add(name)
 
     walk(cls)
-    out: list[str] = []
-    for i, word in enumerate(argv):
+    flags |= set(aliases)
+    words: list[str] = []
+    for word in argv:
         flag, eq, value = word.partition("=")
-        if flag in paths and ((eq and not value.strip()) or (not eq and i + 1 < len(argv) and not argv[i + 1].strip())):
-            fail(f"argument {flag}: an empty path: give a directory (or leave the flag out for its default)")
+        if flag.startswith("--") and flag not in flags:
+            matches = sorted(f for f in flags if f.startswith(flag))
+            if len(matches) > 1:
+                fail(f"ambiguous option: {flag} could match {', '.join(matches)}")
+            if matches:
+                word = matches[0] + eq + value
+        words.append(word)
+    out: list[str] = []
+    for i, word in enumerate(words):
+        flag, eq, value = word.partition("=")
+        if flag in paths and ((eq and not value.strip()) or (not eq and i + 1 < len(words) and not words[i + 1].strip())):
+            fail(f"argument {flag}: an empty path: give a path (or leave the flag out for its default)")
         out += aliases.get(word, [word])
     return out
 
 
 def _message(text: str) -> str:
-    """tyro's error box as one line: its title and the first line of its text."""
-    lines = [ln.strip(" │╭╮╰╯─-") for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln]
-    return ": ".join(lines[:2]) if lines else "bad command-line flags"
+    """tyro's error box as one line: its title and its first paragraph (up to the box's first rule)."""
+    lines = [ln.strip().strip("│╭╮╰╯").strip() for ln in text.splitlines()]
+    title, body = "", []
+    for ln in lines:
+        if not ln or set(ln) <= set("─-╭╮╰╯"):  # a border or a rule
+            if body:
+                break
+            continue
+        if not title:
+            title = ln.strip("─- ")
+        else:
+            body.append(ln)
+    text = " ".join(body)
+    if text.startswith(title):  # "Unrecognized options: --x" under the title "Unrecognized options"
+        return text
+    return f"{title}: {text}" if text else (title or "bad command-line flags")
 
 
 def parse(cls: type, argv: list[str] | None = None, *, defaults: dict[str, Any] | None = None,
@@ -215,8 +243,8 @@ def parse(cls: type, argv: list[str] | None = None, *, defaults: dict[str, Any] 
         parsed = tyro.cli(spec, args=argv, prog=prog, description=description, config=_TYRO_CONFIG)
     else:
         out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:  # wide, so that tyro wraps no line of its message
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), _columns(1000):
                 parsed = tyro.cli(spec, args=argv, prog=prog, description=description, config=_TYRO_CONFIG)
         except SystemExit as stop:
             if not stop.code:  # --help: print it after all
@@ -241,6 +269,20 @@ def _empty_lists(config: Any, names: dict[str, str]) -> str | None:
         elif value == () and typing.get_origin(tp) is tuple and typing.get_args(tp)[-1] is Ellipsis:
             return names.get(f.name) or flag_name(f)
     return None
+
+
+@contextlib.contextmanager
+def _columns(n: int):
+    """``COLUMNS`` set to ``n`` inside (the terminal width tyro lays its messages out for)."""
+    before = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(n)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = before
 
 
 def default_config(cls: type, *, defaults: dict[str, Any] | None = None, nested: dict[str, type] | None = None):
