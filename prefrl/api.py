@@ -167,7 +167,7 @@ def run_config(family_module: str, cfg: Any) -> TrainResult:
 def _train_text(named: dict[str, Any]) -> TrainResult:
     """``train("TextGen-v0", ...)``: the text benchmark's flags by field name, parsed and run as the command does."""
     from benchmarks.kit.flags import flat_fields, value_argv
-    from benchmarks.textgen import TextCommand, parse_config
+    from benchmarks.textgen.config import TextCommand, parse_config
 
     if named.pop("steps") is not None:
         raise ValueError("a text run counts PPO updates, not env steps: give iterations=N (each of batch_size "
@@ -187,7 +187,8 @@ def run_text_config(cfg: Any, out: Path, opts: Any = None) -> TrainResult:
 
     ``python -m benchmarks.textgen`` calls this, as the MuJoCo and Atari commands call :func:`run_config`.
     """
-    from benchmarks.textgen import RunOptions, run
+    from benchmarks.textgen.config import RunOptions
+    from benchmarks.textgen.runner import run
 
     run(cfg, out, opts if opts is not None else RunOptions())
     return TrainResult(out=out, summary=json.loads((out / "summary.json").read_text()),

@@ -22,18 +22,17 @@ Python API reaches it as ``prefrl.api.train("TextGen-v0", ...)``.
 
 from __future__ import annotations
 
-import os
 import sys
-import time
-from pathlib import Path
 
 from benchmarks.kit import lifecycle
 from benchmarks.textgen.arms import load_policy, make_envs, make_loop, make_ppo, run_seed, train_seeds
 from benchmarks.textgen.config import (
-    MAX_PROMPT_CHARS, OUTPUTS, QUICK, RUN_FILE, RunOptions, TextBenchConfig, TextCommand, _run_config,
+    MAX_PROMPT_CHARS, OUTPUTS, QUICK, RUN_FILE, RunOptions, TextBenchConfig, TextCommand,
     parse_config, prompt_file_problem, prompt_token_problem, read_prompt_file, resume_problem,
 )
 from benchmarks.textgen.report import print_table, summarize, write_outputs
+from benchmarks.textgen.config import _run_config  # noqa: F401 -- the run.json flags, read by tests from here
+from benchmarks.textgen.runner import RunInputError, run
 
 __all__ = [
     "MAX_PROMPT_CHARS", "OUTPUTS", "QUICK", "RUN_FILE", "RunInputError", "RunOptions", "TextBenchConfig", "TextCommand",
@@ -41,10 +40,6 @@ __all__ = [
     "prompt_file_problem", "prompt_token_problem", "read_prompt_file", "resume_problem", "run", "run_seed", "summarize",
     "train_seeds", "write_outputs",
 ]
-
-
-class RunInputError(ValueError):
-    """The model or the prompts cannot be used (found once the model is loaded): nothing has trained."""
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -58,47 +53,6 @@ def main(argv: list[str] | None = None) -> dict:
         lifecycle.exit_with(2, f"prefrl: error: {err}")
     except KeyboardInterrupt:
         lifecycle.exit_with(130, lifecycle.interrupted(out))
-
-
-def run(cfg: TextBenchConfig, out: Path, opts: RunOptions = RunOptions()) -> dict:
-    """Runs a parsed, checked config (:func:`parse_config`): every seed's arms, then the outputs and the table.
-
-    The command and :func:`prefrl.api.train` (``"TextGen-v0"``) call this.
-
-    Returns:
-        The summary (as written to ``summary.json``).
-
-    Raises:
-        RunInputError: the model cannot be loaded, or a prompt of ``--prompt-file`` does not fit.
-        KeyboardInterrupt: Ctrl-C or SIGTERM; the labels and checkpoints gathered so far are kept.
-    """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from tqdm import tqdm
-
-    try:
-        base_model, tokenizer = load_policy(cfg.model)
-    except (FileNotFoundError, OSError, ValueError) as err:
-        raise RunInputError(f"cannot load --model {cfg.model!r}: {err}") from None
-    problem = None if cfg.prompt_file is None else prompt_token_problem(cfg, tokenizer)
-    if problem:
-        try:
-            out.rmdir()  # only the empty directory the --out check made; a run's files stay
-        except OSError:
-            pass
-        raise RunInputError(problem)
-    lifecycle.start(out, {"config": _run_config(cfg)}, opts.resume)
-    t0 = time.perf_counter()
-    total = len(cfg.seeds) * (3 + 2 * cfg.iterations)
-    results = []
-    with lifecycle.stopping(out, cfg.seeds), tqdm(total=total, desc="textgen", unit="step", dynamic_ncols=True) as bar:
-        for seed in cfg.seeds:
-            results.append(run_seed(cfg, seed, out, base_model, tokenizer, bar, opts))
-    summary = summarize(cfg, results, time.perf_counter() - t0)
-    write_outputs(out, cfg, results, summary)
-    lifecycle.finish(out)
-    print_table(summary)
-    print(f"\nwrote {', '.join(OUTPUTS)} to {out}")
-    return summary
 
 
 if __name__ == "__main__":
