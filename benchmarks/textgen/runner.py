@@ -20,11 +20,11 @@ class RunInputError(ValueError):
     """The model or the prompts cannot be used (found once the model is loaded): nothing has trained."""
 
 
-
 def run(cfg: TextBenchConfig, out: Path, opts: RunOptions = RunOptions()) -> dict:
-    """Runs a parsed, checked config (:func:`parse_config`): every seed's arms, then the outputs and the table.
+    """Runs a parsed, checked config (:func:`benchmarks.textgen.config.parse_config`): every seed's arms, then the
+    outputs and the table.
 
-    The command and :func:`prefrl.api.train` (``"TextGen-v0"``) call this.
+    The command and :func:`prefrl.api.train` (``"TextGen-v0"``) call this, through ``prefrl.api.run_text_config``.
 
     Returns:
         The summary (as written to ``summary.json``).
