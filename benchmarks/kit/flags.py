@@ -35,11 +35,12 @@ import textwrap
 import types
 import typing
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Annotated, Any, Callable, Literal, NoReturn
 
 import tyro
 
-__all__ = ["field_docs", "command", "parse", "default_config", "to_argv", "value_argv", "flat_fields",
+__all__ = ["field_docs", "command", "parse", "failure", "default_config", "to_argv", "value_argv", "flat_fields",
            "replace_flat", "flag_name", "json_flags"]
 
 
@@ -74,6 +75,17 @@ def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
 
 def _nested_class(f: dataclasses.Field, tp: Any, nested: dict[str, type]) -> type | None:
     return nested.get(f.name, tp if dataclasses.is_dataclass(tp) else None)
+
+
+def _leaves(cls: type, nested: dict[str, type]) -> Iterator[tuple[dataclasses.Field, Any]]:
+    """The (field, type) of every flag of ``cls`` and of its nested configs, depth first."""
+    for f, tp in _fields(cls):
+        if not f.metadata.get("nested"):
+            yield f, tp
+            continue
+        sub = _nested_class(f, tp, nested)
+        if sub is not None:
+            yield from _leaves(sub, nested)
 
 
 def _default(f: dataclasses.Field, defaults: dict[str, Any]) -> Any:
@@ -163,21 +175,12 @@ def _expand(cls: type, argv: list[str], nested: dict[str, type], names: dict[str
     aliases: dict[str, list[str]] = {}
     paths: set[str] = set()
     flags: set[str] = {"--help"}
-
-    def walk(klass: type) -> None:
-        for f, tp in _fields(klass):
-            if f.metadata.get("nested"):
-                sub = _nested_class(f, tp, nested)
-                if sub is not None:
-                    walk(sub)
-                continue
-            name = names.get(f.name) or flag_name(f)
-            flags.add(name)
-            aliases.update({alias: [name, str(const)] for alias, const in f.metadata.get("aliases", {}).items()})
-            if Path in (tp, *typing.get_args(tp)):
-                paths.add(name)
-
-    walk(cls)
+    for f, tp in _leaves(cls, nested):
+        name = names.get(f.name) or flag_name(f)
+        flags.add(name)
+        aliases.update({alias: [name, str(const)] for alias, const in f.metadata.get("aliases", {}).items()})
+        if Path in (tp, *typing.get_args(tp)):
+            paths.add(name)
     flags |= set(aliases)
     words: list[str] = []
     for word in argv:
@@ -231,44 +234,42 @@ def parse(cls: type, argv: list[str] | None = None, *, defaults: dict[str, Any] 
     """
     nested, names = nested or {}, names or {}
     spec = command(cls, defaults=defaults, nested=nested, names=names)
-
-    def fail(msg: str) -> NoReturn:
-        if error is not None:
-            error(msg)
-        print(f"{prog or 'prefrl'}: error: {msg}", file=sys.stderr)
-        raise SystemExit(2)
-
+    fail = failure(prog or "prefrl", error)
     argv = _expand(cls, list(sys.argv[1:] if argv is None else argv), nested, names, fail)
+
+    def cli():
+        return tyro.cli(spec, args=argv, prog=prog, description=description, config=_TYRO_CONFIG)
+
     if error is None:
-        parsed = tyro.cli(spec, args=argv, prog=prog, description=description, config=_TYRO_CONFIG)
+        parsed = cli()
     else:
         out = io.StringIO()
         try:  # wide, so that tyro wraps no line of its message
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), _columns(1000):
-                parsed = tyro.cli(spec, args=argv, prog=prog, description=description, config=_TYRO_CONFIG)
+                parsed = cli()
         except SystemExit as stop:
             if not stop.code:  # --help: print it after all
                 print(out.getvalue(), end="")
                 raise
             error(_message(out.getvalue()))
     config = _build(cls, parsed, nested)
-    empty = _empty_lists(config, names)
-    if empty:  # tyro reads `--seeds` alone as no seeds
-        fail(f"argument {empty}: expected at least one value")
+    values = flat_fields(config)
+    for f, tp in _leaves(cls, nested):  # tyro reads `--seeds` alone as no seeds
+        if values[f.name] == () and typing.get_origin(tp) is tuple and typing.get_args(tp)[-1] is Ellipsis:
+            fail(f"argument {names.get(f.name) or flag_name(f)}: expected at least one value")
     return config
 
 
-def _empty_lists(config: Any, names: dict[str, str]) -> str | None:
-    """The flag of a one-or-more field (``tuple[int, ...]``) given no value, or None."""
-    for f, tp in _fields(type(config)):
-        value = getattr(config, f.name)
-        if f.metadata.get("nested"):
-            found = None if value is None else _empty_lists(value, names)
-            if found:
-                return found
-        elif value == () and typing.get_origin(tp) is tuple and typing.get_args(tp)[-1] is Ellipsis:
-            return names.get(f.name) or flag_name(f)
-    return None
+def failure(prog: str, error: Callable[[str], NoReturn] | None) -> Callable[[str], NoReturn]:
+    """What a command does with a bad value: ``error(message)`` when given (the Python API raises), else print
+    ``prog: error: message`` and exit with status 2."""
+    def fail(message: str) -> NoReturn:
+        if error is not None:
+            error(message)
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+    return fail
 
 
 @contextlib.contextmanager

@@ -8,12 +8,11 @@ The flags are those of :class:`~benchmarks.kit.config.RunConfig` (with the famil
 
 from __future__ import annotations
 
-import sys
 from typing import Callable, NoReturn
 
 from benchmarks.kit.config import RunConfig, with_unset
 from benchmarks.kit.family import Family
-from benchmarks.kit.flags import default_config, flat_fields, parse
+from benchmarks.kit.flags import default_config, failure, flat_fields, parse
 from benchmarks.kit.validate import resume_problem, validate
 
 
@@ -60,14 +59,7 @@ def parse_config(family: Family, argv: list[str] | None = None,
             it cannot read; ``prog: error: ...`` for a value the checks refuse) and the command exits with
             status 2. The Python API passes one that raises ``ValueError``.
     """
-    prog = f"python -m benchmarks.{family.name}"
-
-    def fail(message: str) -> NoReturn:
-        if error is not None:
-            error(message)
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
+    fail = failure(f"python -m benchmarks.{family.name}", error)
     cfg = parse_flags(family, argv, error)
     defaults = flat_fields(family_defaults(family))
     if cfg.quick:

@@ -214,8 +214,10 @@ def run_seed(cfg: TextBenchConfig, seed: int, out: Path, base_model, tokenizer, 
             bar.write(f"  seed {seed} {arm}: finished before the interruption; kept")
             continue
         state = _load_state(ck) if opts.resume else None
-        aside = keep_labels_aside(out / f"labels-seed{seed}.sqlite") if opts.resume and state is None and arm == "learned" else None
-        if aside is not None:  # died before its first checkpoint: the arm starts again
+        aside = None
+        if opts.resume and state is None and arm == "learned":  # died before its first checkpoint: it starts again
+            aside = keep_labels_aside(out / f"labels-seed{seed}.sqlite")
+        if aside is not None:
             bar.write(f"  seed {seed} learned: no checkpoint yet; its earlier labels are kept in {aside.name}")
         ppo = make_ppo(cfg, base_model, tokenizer, seed)
         lr = make_loop(cfg, seed, out, tokenizer, opts) if arm == "learned" else None
