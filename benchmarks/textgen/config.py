@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Literal, NoReturn
 
 from benchmarks.kit.config import RUN_FILE, LabelerConfig, QueryMethod, with_unset
-from benchmarks.kit.flags import flat_fields, json_flags, parse
+from benchmarks.kit.flags import failure, flat_fields, json_flags, parse
 
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "samples.md")
 LABELERS = {"synthetic-oracle": "labels pairs by the task's true score, answering at random with probability --noise",
@@ -173,7 +173,7 @@ def parse_config(argv: list[str] | None,
 
     cfg, lab = cmd.bench, cmd.labeling
     problem = labeler_problem(lab, 1 if lab.labeler != "web" else len(cfg.seeds))
-    fail = error or (lambda msg: exit_with(2, f"prefrl: error: {msg}"))
+    fail = failure("prefrl", error)
     if lab.labeler is None:
         names = "\n".join(f"  --labeler {k}: {v}" for k, v in LABELERS.items())
         if error is not None:
